@@ -1,0 +1,1 @@
+"""The duo-ai command line."""

@@ -1,0 +1,276 @@
+"""Proximal Policy Optimisation (Schulman et al. 2017) with the Procgen recipe.
+
+One `PPO.train_iteration()` = collect `num_steps` steps from every env, compute GAE advantages,
+then `update_epochs` passes of clipped-surrogate minibatch updates. Shapes: T = num_steps,
+N = num_envs, B = T * N.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from duo_ai.algorithms.normalize import ReturnNormalizer
+from duo_ai.algorithms.storage import ObsBuffer, index_obs
+from duo_ai.core.errors import ConfigError
+from duo_ai.core.registry import ALGORITHMS
+from duo_ai.policies.ppo import PPOPolicy
+
+
+@dataclass
+class PPOConfig:
+    """PPO hyperparameters; defaults are the Procgen paper's. Frequencies count iterations."""
+
+    name: str = "ppo"
+    total_timesteps: int = 25_000_000
+    num_steps: int = 256
+    num_minibatches: int = 8
+    update_epochs: int = 3
+    learning_rate: float = 5e-4
+    adam_eps: float = 1e-5
+    anneal_lr: bool = False
+    gamma: float = 0.999
+    gae_lambda: float = 0.95
+    clip_coef: float = 0.2
+    clip_vloss: bool = True
+    ent_coef: float = 0.01
+    vf_coef: float = 0.5
+    max_grad_norm: float = 0.5
+    norm_adv: bool = True
+    normalize_reward: bool = True
+    log_freq: int = 1
+    save_freq: int = 10
+    # Evaluate on evaluation.splits every eval_freq iterations (0 = only at the end).
+    eval_freq: int = 0
+
+
+def compute_gae(
+    rewards: torch.Tensor,
+    values: torch.Tensor,
+    ends: torch.Tensor,
+    next_value: torch.Tensor,
+    gamma: float,
+    gae_lambda: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Generalised advantage estimation over a [T, N] rollout.
+
+    `ends[t]` is 1 where the action at step t ended the episode (so step t+1 starts a new one);
+    `next_value` [N] is V of the observation after the last step. Returns (advantages, returns).
+    """
+    num_steps = rewards.shape[0]
+    advantages = torch.zeros_like(rewards)
+    last = torch.zeros_like(next_value)
+    for t in reversed(range(num_steps)):
+        following = next_value if t == num_steps - 1 else values[t + 1]
+        alive = 1.0 - ends[t]
+        delta = rewards[t] + gamma * following * alive - values[t]
+        last = delta + gamma * gae_lambda * alive * last
+        advantages[t] = last
+    return advantages, advantages + values
+
+
+def log_prob_and_entropy(logits: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    log_probs = F.log_softmax(logits, dim=-1)
+    chosen = log_probs.gather(-1, actions.unsqueeze(-1)).squeeze(-1)
+    entropy = -(log_probs.exp() * log_probs).sum(-1)
+    return chosen, entropy
+
+
+class EpisodeTracker:
+    """Collects returns and lengths (and any other per-episode stats) of finished episodes."""
+
+    def __init__(self, window: int = 100) -> None:
+        self.recent: deque[dict[str, float]] = deque(maxlen=window)
+        self.finished: list[dict[str, float]] = []
+
+    def add(self, info: dict) -> None:
+        mask = info.get("_episode")
+        if mask is None or not mask.any():
+            return
+        stats = info["episode"]
+        for i in np.flatnonzero(mask):
+            episode = {k: float(np.asarray(v)[i]) for k, v in stats.items() if not k.startswith("_")}
+            self.recent.append(episode)
+            self.finished.append(episode)
+
+    def pop_finished(self) -> list[dict[str, float]]:
+        finished, self.finished = self.finished, []
+        return finished
+
+    def mean(self, key: str = "r") -> float | None:
+        values = [e[key] for e in self.recent if key in e]
+        return float(np.mean(values)) if values else None
+
+
+@ALGORITHMS.register("ppo")
+class PPO:
+    """Trains a `PPOPolicy` on a vector env, one rollout-and-update iteration at a time."""
+
+    config_cls = PPOConfig
+
+    def __init__(self, config: PPOConfig, policy: PPOPolicy, env: gym.vector.VectorEnv, seed: int = 0) -> None:
+        if not isinstance(policy, PPOPolicy):
+            raise ConfigError(f"algorithm ppo trains a ppo policy, not {type(policy).__name__}")
+        self.config = config
+        self.policy = policy
+        self.env = env
+        self.compute = policy.compute
+        self.num_envs = env.num_envs
+        self.batch_size = config.num_steps * self.num_envs
+        if self.batch_size % config.num_minibatches:
+            raise ConfigError(
+                f"num_steps x num_envs = {self.batch_size} is not divisible by "
+                f"algorithm.num_minibatches={config.num_minibatches}"
+            )
+        self.minibatch_size = self.batch_size // config.num_minibatches
+        self.num_iterations = max(1, config.total_timesteps // self.batch_size)
+        self.optimizer = torch.optim.Adam(policy.model.parameters(), lr=config.learning_rate, eps=config.adam_eps)
+
+        device, T, N = self.compute.device, config.num_steps, self.num_envs
+        self.obs = ObsBuffer(policy.observation_space, T, N, device, self.compute.channels_last)
+        self.actions = torch.zeros((T, N), dtype=torch.long, device=device)
+        self.logprobs = torch.zeros((T, N), device=device)
+        self.rewards = torch.zeros((T, N), device=device)
+        self.ends = torch.zeros((T, N), device=device)
+        self.values = torch.zeros((T, N), device=device)
+
+        self.normalizer = ReturnNormalizer(N, config.gamma) if config.normalize_reward else None
+        self.episodes = EpisodeTracker()
+        self.global_step = 0
+        self.iteration = 0
+        self.next_obs, _ = env.reset(seed=seed)
+
+    # -- rollout ---------------------------------------------------------------------------------
+    def collect_rollout(self) -> None:
+        """Fill the [T, N] buffers by stepping the env with the current policy."""
+        self.policy.eval()
+        for step in range(self.config.num_steps):
+            obs = self.obs.write(step, self.next_obs)
+            action, out = self.policy.act(obs, temperature=1.0, return_model_output=True)
+            self.actions[step] = action
+            self.logprobs[step] = log_prob_and_entropy(out.logits, action)[0]
+            self.values[step] = out.value
+
+            self.next_obs, reward, terminated, truncated, info = self.env.step(action.cpu().numpy())
+            done = terminated | truncated
+            self.policy.reset(done)
+            self.episodes.add(info)
+            if self.normalizer is not None:
+                reward = self.normalizer(reward, done)
+            self.rewards[step].copy_(torch.from_numpy(np.asarray(reward, dtype=np.float32)), non_blocking=True)
+            self.ends[step].copy_(torch.from_numpy(done.astype(np.float32)), non_blocking=True)
+            self.global_step += self.num_envs
+
+    # -- update ----------------------------------------------------------------------------------
+    def update(self) -> dict[str, float]:
+        """GAE, then clipped PPO updates over shuffled minibatches. Returns mean training stats."""
+        cfg = self.config
+        with torch.inference_mode():
+            next_value = self.policy.act(self.next_obs, return_model_output=True)[1].value
+        advantages, returns = compute_gae(self.rewards, self.values, self.ends, next_value, cfg.gamma, cfg.gae_lambda)
+        b_obs = self.obs.flat()
+        b_actions, b_logprobs = self.actions.flatten(), self.logprobs.flatten()
+        b_advantages, b_returns, b_values = advantages.flatten(), returns.flatten(), self.values.flatten()
+
+        self.policy.train()
+        totals = torch.zeros(6, device=self.compute.device)  # pg, v, entropy, kl, clipfrac, count
+        for _ in range(cfg.update_epochs):
+            order = torch.randperm(self.batch_size, device=self.compute.device)
+            for start in range(0, self.batch_size, self.minibatch_size):
+                idx = order[start : start + self.minibatch_size]
+                out = self.policy.forward(index_obs(b_obs, idx))
+                new_logprob, entropy = log_prob_and_entropy(out.logits, b_actions[idx])
+                log_ratio = new_logprob - b_logprobs[idx]
+                ratio = log_ratio.exp()
+
+                adv = b_advantages[idx]
+                if cfg.norm_adv:
+                    adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+                pg_loss = torch.max(-adv * ratio, -adv * ratio.clamp(1 - cfg.clip_coef, 1 + cfg.clip_coef)).mean()
+
+                v_unclipped = (out.value - b_returns[idx]) ** 2
+                if cfg.clip_vloss:
+                    v_clipped = b_values[idx] + (out.value - b_values[idx]).clamp(-cfg.clip_coef, cfg.clip_coef)
+                    v_loss = 0.5 * torch.max(v_unclipped, (v_clipped - b_returns[idx]) ** 2).mean()
+                else:
+                    v_loss = 0.5 * v_unclipped.mean()
+                entropy_mean = entropy.mean()
+                loss = pg_loss - cfg.ent_coef * entropy_mean + cfg.vf_coef * v_loss
+
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(self.policy.model.parameters(), cfg.max_grad_norm)
+                self.optimizer.step()
+
+                with torch.no_grad():
+                    approx_kl = ((ratio - 1) - log_ratio).mean()
+                    clipfrac = ((ratio - 1).abs() > cfg.clip_coef).float().mean()
+                    totals += torch.stack(
+                        [pg_loss, v_loss, entropy_mean, approx_kl, clipfrac, torch.ones_like(pg_loss)]
+                    )
+
+        var_returns = b_returns.var()
+        explained = 1 - (b_returns - b_values).var() / var_returns if var_returns > 0 else torch.tensor(float("nan"))
+        pg, v, ent, kl, clipfrac, count = totals.tolist()  # the one host sync of the update
+        return {
+            "loss/policy": pg / count,
+            "loss/value": v / count,
+            "loss/entropy": ent / count,
+            "loss/approx_kl": kl / count,
+            "loss/clip_fraction": clipfrac / count,
+            "loss/explained_variance": float(explained),
+        }
+
+    def train_iteration(self) -> dict[str, float]:
+        """One rollout + update. Returns the stats to log for this iteration."""
+        lr = self.config.learning_rate
+        if self.config.anneal_lr:
+            lr *= 1.0 - self.iteration / self.num_iterations
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
+        start = time.perf_counter()
+        self.collect_rollout()
+        rollout_time = time.perf_counter() - start
+        stats = self.update()
+        elapsed = time.perf_counter() - start
+        self.iteration += 1
+        stats.update(
+            {
+                "charts/learning_rate": lr,
+                "charts/sps": self.batch_size / elapsed,
+                "charts/rollout_seconds": rollout_time,
+                "charts/update_seconds": elapsed - rollout_time,
+            }
+        )
+        recent = self.episodes.mean("r")
+        if recent is not None:
+            stats["charts/episode_return"] = recent
+            stats["charts/episode_length"] = self.episodes.mean("l")
+        return stats
+
+    # -- checkpointing ---------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """Everything besides the weights that resuming needs: optimizer, counters, normaliser, RNG."""
+        return {
+            "optim_state_dict": self.optimizer.state_dict(),
+            "global_step": self.global_step,
+            "iteration": self.iteration,
+            "reward_normalizer": self.normalizer.state_dict() if self.normalizer else None,
+            "torch_rng_state": torch.get_rng_state(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.optimizer.load_state_dict(state["optim_state_dict"])
+        self.global_step = int(state["global_step"])
+        self.iteration = int(state["iteration"])
+        if self.normalizer is not None and state.get("reward_normalizer"):
+            self.normalizer.load_state_dict(state["reward_normalizer"])
+        if state.get("torch_rng_state") is not None:
+            torch.set_rng_state(state["torch_rng_state"])

@@ -1,0 +1,1 @@
+"""Framework pieces every other module builds on: errors, registries, configs, policies."""

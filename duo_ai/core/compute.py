@@ -1,0 +1,100 @@
+"""Where and how the networks run: device, precision, memory layout, threads.
+
+One `Compute` object is built from the top-level config keys (`device`, `precision`,
+`channels_last`, `compile`, `num_threads`) and shared by the policy and the algorithm, so the
+rollout and the update always run the same way.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import dataclass
+
+import torch
+
+from duo_ai.core.errors import ConfigError
+
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+def resolve_device(name: str) -> torch.device:
+    """`auto` picks CUDA when present, else CPU; anything else must be a valid torch device."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"device {name!r} is not a torch device; use auto, cpu or cuda[:N]") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {name!r} asked for but CUDA is not available; use device=cpu")
+    return device
+
+
+def bf16_supported(device: torch.device) -> bool:
+    """Whether bf16 autocast is fast here: CUDA with bf16 units, or a CPU with AMX/AVX512-BF16."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        # Without native bf16 instructions the CPU emulates bf16 and autocast is slower than fp32.
+        return _cpu_has_bf16_flags()
+    return False
+
+
+def _cpu_has_bf16_flags() -> bool:
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = f.read()
+    except OSError:
+        return False
+    return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
+@dataclass
+class Compute:
+    """Resolved compute settings. `dtype` is the autocast dtype, or None for plain fp32."""
+
+    device: torch.device
+    dtype: torch.dtype | None = None
+    channels_last: bool = False
+    compile: bool = False
+
+    @classmethod
+    def from_settings(
+        cls,
+        device: str = "auto",
+        precision: str = "auto",
+        channels_last: bool = True,
+        compile: bool = False,
+        num_threads: int = 0,
+    ) -> Compute:
+        if precision not in PRECISIONS:
+            raise ConfigError(f"precision {precision!r} is unknown; use one of {', '.join(PRECISIONS)}")
+        dev = resolve_device(device)
+        if precision == "auto":
+            precision = "bf16" if bf16_supported(dev) else "fp32"
+        if dev.type == "cpu":
+            set_cpu_threads(num_threads)
+        return cls(
+            device=dev,
+            dtype=torch.bfloat16 if precision == "bf16" else None,
+            channels_last=channels_last,
+            compile=compile,
+        )
+
+    @property
+    def precision(self) -> str:
+        return "bf16" if self.dtype == torch.bfloat16 else "fp32"
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        """Mixed-precision context for forward passes; a no-op in fp32."""
+        if self.dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=self.dtype)
+
+
+def set_cpu_threads(num_threads: int) -> None:
+    """Use `num_threads` intra-op threads (0 = one per physical core the process may use)."""
+    if num_threads <= 0:
+        num_threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    torch.set_num_threads(num_threads)

@@ -1,0 +1,22 @@
+"""User-facing errors.
+
+Anything the user can fix (a bad config, an unknown game, a missing checkpoint) raises a
+`DuoAIError`; the CLI prints its message on one line and exits non-zero without a traceback.
+Everything else is a bug and keeps its traceback.
+"""
+
+
+class DuoAIError(Exception):
+    """A problem the user can fix; the message says what is wrong and how to fix it."""
+
+
+class ConfigError(DuoAIError):
+    """Bad YAML, an unknown key, or a value of the wrong type."""
+
+
+class CheckpointError(DuoAIError):
+    """A checkpoint that is missing, corrupt, or belongs to another model."""
+
+
+class EnvError(DuoAIError):
+    """An environment that cannot be built as configured (unknown game, bad split...)."""

@@ -1,0 +1,96 @@
+"""Evaluate a policy over exactly N complete episodes.
+
+Each of the E parallel envs is given a fixed quota of episodes (N // E, plus one for the first
+N % E envs) and only its first `quota` episodes count. Taking "the first N episodes to finish"
+instead would over-sample short episodes, which for most games are the failed ones.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from duo_ai.core.policy import Policy
+
+
+@dataclass
+class EvalResult:
+    """Per-episode returns and lengths, plus any other per-episode stats the env reports."""
+
+    split: str
+    temperature: float
+    returns: list[float]
+    lengths: list[float]
+    extra: dict[str, list[float]] = field(default_factory=dict)
+
+    @property
+    def num_episodes(self) -> int:
+        return len(self.returns)
+
+    def metrics(self) -> dict[str, Any]:
+        """Summary as plain JSON-able values: reward mean/std/95% CI, lengths, per-episode returns."""
+        returns = np.asarray(self.returns, dtype=np.float64)
+        std = float(returns.std(ddof=1)) if len(returns) > 1 else 0.0
+        out: dict[str, Any] = {
+            "split": self.split,
+            "temperature": self.temperature,
+            "num_episodes": self.num_episodes,
+            "reward_mean": float(returns.mean()),
+            "reward_std": std,
+            "reward_ci95": 1.96 * std / math.sqrt(len(returns)) if len(returns) > 1 else 0.0,
+            "episode_length_mean": float(np.mean(self.lengths)),
+        }
+        for key, values in self.extra.items():
+            arr = np.asarray(values, dtype=np.float64)
+            out[f"{key}_mean"] = float(arr.mean())
+            out[f"{key}_std"] = float(arr.std(ddof=1)) if len(arr) > 1 else 0.0
+        out["episode_returns"] = [float(r) for r in returns]
+        return out
+
+
+def episode_quotas(num_episodes: int, num_envs: int) -> np.ndarray:
+    quotas = np.full(num_envs, num_episodes // num_envs, dtype=np.int64)
+    quotas[: num_episodes % num_envs] += 1
+    return quotas
+
+
+def evaluate(
+    policy: Policy,
+    env: gym.vector.VectorEnv,
+    num_episodes: int,
+    temperature: float = 1.0,
+    seed: int = 0,
+    split: str = "test",
+) -> EvalResult:
+    """Run `policy` on `env` until every env has finished its quota of episodes."""
+    if num_episodes < 1:
+        raise ValueError(f"num_episodes must be >= 1, got {num_episodes}")
+    quotas = episode_quotas(num_episodes, env.num_envs)
+    counts = np.zeros(env.num_envs, dtype=np.int64)
+    per_env: list[list[dict[str, float]]] = [[] for _ in range(env.num_envs)]
+    obs, _ = env.reset(seed=seed)
+    policy.eval()
+    policy.reset(np.ones(env.num_envs, dtype=bool))
+    while (counts < quotas).any():
+        action = policy.act(obs, temperature=temperature)
+        obs, _, terminated, truncated, info = env.step(np.asarray(action.cpu()))
+        policy.reset(terminated | truncated)
+        mask = info.get("_episode")
+        if mask is None:
+            continue
+        for i in np.flatnonzero(mask & (counts < quotas)):
+            per_env[i].append({k: float(np.asarray(v)[i]) for k, v in info["episode"].items()})
+            counts[i] += 1
+    episodes = [e for env_episodes in per_env for e in env_episodes]
+    extra_keys = [k for k in episodes[0] if k not in ("r", "l", "t")]
+    return EvalResult(
+        split=split,
+        temperature=temperature,
+        returns=[e["r"] for e in episodes],
+        lengths=[e["l"] for e in episodes],
+        extra={k: [e[k] for e in episodes] for k in extra_keys},
+    )

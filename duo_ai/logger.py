@@ -1,0 +1,107 @@
+"""Run output: a rich progress bar, concise log lines, `train.log`, and TensorBoard scalars."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+console = Console(stderr=True)
+
+
+class RunLogger:
+    """Everything a run reports goes through here; disabled on non-main processes."""
+
+    def __init__(self, run_dir: Path | None, config: Any, show_progress: bool = True, enabled: bool = True) -> None:
+        self.enabled = enabled
+        self.show_progress = show_progress and console.is_terminal
+        self.log = logging.getLogger(f"duo_ai.run.{id(self)}")
+        self.log.setLevel(logging.INFO)
+        self.log.propagate = False
+        self.writer = None
+        self.bar: Progress | None = None
+        self.task = None
+        if not enabled:
+            return
+        self.log.addHandler(RichHandler(console=console, show_path=False, show_time=False, markup=False))
+        if run_dir is not None:
+            handler = logging.FileHandler(run_dir / "train.log")
+            handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+            self.log.addHandler(handler)
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(str(run_dir / "tb"))
+        self.info(
+            f"run {config.name}: {config.env.name}/{config.env.task}, policy {config.policy.name}, "
+            f"algorithm {config.algorithm.name}, folder {run_dir}"
+        )
+
+    def info(self, message: str) -> None:
+        if self.enabled:
+            self.log.info(message)
+
+    def start(self, total_steps: int, done_steps: int) -> None:
+        if not (self.enabled and self.show_progress):
+            return
+        self.bar = Progress(
+            TextColumn("[bold]train"),
+            BarColumn(),
+            TextColumn("{task.completed:,.0f}/{task.total:,.0f} steps"),
+            TextColumn("{task.fields[sps]} SPS"),
+            TextColumn("return {task.fields[ret]}"),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            console=console,
+            transient=True,
+        )
+        self.bar.start()
+        self.task = self.bar.add_task("train", total=total_steps, completed=done_steps, sps="-", ret="-")
+
+    def update(self, step: int, stats: dict[str, float]) -> None:
+        if self.bar is not None:
+            ret = stats.get("charts/episode_return")
+            self.bar.update(
+                self.task, completed=step, sps=f"{stats['charts/sps']:.0f}", ret="-" if ret is None else f"{ret:.2f}"
+            )
+
+    def log_train(self, stats: dict[str, float], step: int, iteration: int) -> None:
+        if not self.enabled:
+            return
+        if self.writer is not None:
+            for key, value in stats.items():
+                self.writer.add_scalar(key, value, step)
+        ret = stats.get("charts/episode_return")
+        self.info(
+            f"iter {iteration} step {step:,} | sps {stats['charts/sps']:.0f} | "
+            f"return {'-' if ret is None else f'{ret:.2f}'} | "
+            f"entropy {stats['loss/entropy']:.3f} kl {stats['loss/approx_kl']:.4f} "
+            f"clip {stats['loss/clip_fraction']:.3f} ev {stats['loss/explained_variance']:.2f}"
+        )
+
+    def log_eval(self, split: str, metrics: dict[str, Any], step: int) -> None:
+        if not self.enabled:
+            return
+        if self.writer is not None:
+            for key, value in metrics.items():
+                if isinstance(value, (int, float)) and not isinstance(value, bool):
+                    self.writer.add_scalar(f"eval_{split}/{key}", value, step)
+        self.info(
+            f"eval {split} step {step:,} | reward {metrics['reward_mean']:.2f} ± {metrics['reward_ci95']:.2f} "
+            f"over {metrics['num_episodes']} episodes | length {metrics['episode_length_mean']:.0f}"
+        )
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+            self.bar = None
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
+        for handler in list(self.log.handlers):
+            handler.close()
+            self.log.removeHandler(handler)

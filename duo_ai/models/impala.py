@@ -1,0 +1,147 @@
+"""IMPALA CNN (Espeholt et al. 2018) as used by the Procgen paper, and the PPO models over it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import gymnasium as gym
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from duo_ai.core.errors import ConfigError
+from duo_ai.core.registry import MODELS
+from duo_ai.models.base import ActorCriticHeads, ModelOutput, layer_init, num_actions_of
+
+
+class ResidualBlock(nn.Module):
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.conv0 = nn.Conv2d(channels, channels, 3, padding=1)
+        self.conv1 = nn.Conv2d(channels, channels, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.conv1(F.relu(self.conv0(F.relu(x))))
+
+
+class ConvSequence(nn.Module):
+    """3x3 conv, 3x3 max-pool with stride 2, two residual blocks: halves H and W."""
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(in_channels, out_channels, 3, padding=1)
+        self.res0 = ResidualBlock(out_channels)
+        self.res1 = ResidualBlock(out_channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.max_pool2d(self.conv(x), kernel_size=3, stride=2, padding=1)
+        return self.res1(self.res0(x))
+
+
+class ImpalaEncoder(nn.Module):
+    """uint8 frames [B, C, H, W] -> features [B, hidden_size]; scales pixels to [0, 1] itself."""
+
+    def __init__(self, obs_shape: tuple[int, ...], channels: list[int], hidden_size: int) -> None:
+        super().__init__()
+        if len(obs_shape) != 3:
+            raise ConfigError(f"the IMPALA encoder needs image observations [C, H, W], got shape {obs_shape}")
+        c, h, w = obs_shape
+        stacks = []
+        for out_channels in channels:
+            stacks.append(ConvSequence(c, out_channels))
+            c, h, w = out_channels, (h + 1) // 2, (w + 1) // 2
+        self.stacks = nn.Sequential(*stacks)
+        self.fc = layer_init(nn.Linear(c * h * w, hidden_size))
+        self.output_size = hidden_size
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        x = self.stacks(frames.float() / 255.0)
+        return F.relu(self.fc(F.relu(torch.flatten(x, 1))))
+
+
+@dataclass
+class ImpalaPPOModelConfig:
+    """IMPALA encoder + policy and value heads, for base (novice/expert) agents."""
+
+    name: str = "impala_ppo"
+    channels: list[int] = field(default_factory=lambda: [16, 32, 32])
+    hidden_size: int = 256
+
+
+@MODELS.register("impala_ppo")
+class ImpalaPPOModel(nn.Module):
+    config_cls = ImpalaPPOModelConfig
+
+    def __init__(self, config: ImpalaPPOModelConfig, observation_space: gym.Space, action_space: gym.Space):
+        super().__init__()
+        if not isinstance(observation_space, gym.spaces.Box):
+            raise ConfigError(
+                f"model impala_ppo needs image observations, got {type(observation_space).__name__}; "
+                "for a coordination environment use impala_coord_ppo"
+            )
+        self.config = config
+        self.encoder = ImpalaEncoder(observation_space.shape, list(config.channels), config.hidden_size)
+        self.heads = ActorCriticHeads(config.hidden_size, num_actions_of(action_space))
+
+    def forward(self, obs: torch.Tensor) -> ModelOutput:
+        return self.heads(self.encoder(obs))
+
+
+FEATURE_TYPES = ("obs", "hidden", "dist", "hidden_obs", "hidden_dist", "obs_dist", "obs_hidden_dist")
+
+
+@dataclass
+class ImpalaCoordPPOModelConfig:
+    """Coordinator model: PPO heads over the features named by `feature_type`.
+
+    `obs` = IMPALA features of the base frame, `hidden` = the novice's hidden features,
+    `dist` = softmax of the novice's logits; `_`-joined names concatenate them.
+    """
+
+    name: str = "impala_coord_ppo"
+    feature_type: str = "obs_hidden_dist"
+    channels: list[int] = field(default_factory=lambda: [16, 32, 32])
+    hidden_size: int = 256
+
+    def __post_init__(self) -> None:
+        if self.feature_type not in FEATURE_TYPES:
+            raise ConfigError(f"unknown feature_type {self.feature_type!r}; choose one of: {', '.join(FEATURE_TYPES)}")
+
+
+@MODELS.register("impala_coord_ppo")
+class ImpalaCoordPPOModel(nn.Module):
+    """Observations are dicts with `base_obs` [B,C,H,W] uint8, `novice_hidden` [B,H], `novice_logits` [B,A]."""
+
+    config_cls = ImpalaCoordPPOModelConfig
+
+    def __init__(self, config: ImpalaCoordPPOModelConfig, observation_space: gym.Space, action_space: gym.Space):
+        super().__init__()
+        if not isinstance(observation_space, gym.spaces.Dict) or "base_obs" not in observation_space.spaces:
+            raise ConfigError(
+                "model impala_coord_ppo needs a coordination environment (dict observations with "
+                "base_obs, novice_hidden, novice_logits); for a base agent use policy.model=impala_ppo"
+            )
+        self.config = config
+        self.parts = config.feature_type.split("_")
+        spaces = observation_space.spaces
+        width = 0
+        if "obs" in self.parts:
+            self.encoder = ImpalaEncoder(spaces["base_obs"].shape, list(config.channels), config.hidden_size)
+            width += config.hidden_size
+        if "hidden" in self.parts:
+            width += spaces["novice_hidden"].shape[-1]
+        if "dist" in self.parts:
+            width += spaces["novice_logits"].shape[-1]
+        self.heads = ActorCriticHeads(width, num_actions_of(action_space))
+
+    def forward(self, obs: dict[str, torch.Tensor]) -> ModelOutput:
+        features = []
+        for part in self.parts:
+            if part == "obs":
+                features.append(self.encoder(obs["base_obs"]))
+            elif part == "hidden":
+                features.append(obs["novice_hidden"].float())
+            else:
+                features.append(torch.softmax(obs["novice_logits"].float(), dim=-1))
+        hidden = torch.cat(features, dim=-1) if len(features) > 1 else features[0]
+        return self.heads(hidden)

@@ -1,0 +1,156 @@
+"""PPO policy: wraps an actor-critic model, chooses actions, and manages its parameters."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+import duo_ai.models  # noqa: F401  (registers the models)
+from duo_ai.core.checkpoint import load_checkpoint
+from duo_ai.core.compute import Compute
+from duo_ai.core.errors import CheckpointError
+from duo_ai.core.policy import Policy
+from duo_ai.core.registry import POLICIES
+from duo_ai.models.base import ModelOutput, build_model, model_config_from
+
+
+@dataclass
+class PPOPolicyConfig:
+    """Configuration dataclass for PPOPolicy.
+
+    name: the policy class ("ppo"). model: a model name or a dict with `name` and the model's
+    settings. load_path: a checkpoint to load the weights from.
+    """
+
+    name: str = "ppo"
+    model: Any = "impala_coord_ppo"
+    load_path: str | None = None
+
+    def __post_init__(self) -> None:
+        """Turn a model name or dict into the model's config object.
+
+        Raises IndexError for a dict without `name` and ValueError for anything that is not a
+        string, a dict or a model config.
+        """
+        if not isinstance(self.model, (str, dict)) and hasattr(self.model, "items"):
+            self.model = dict(self.model.items())  # an OmegaConf DictConfig
+        self.model = model_config_from(self.model)
+
+
+def spaces_of(env: gym.Env | gym.vector.VectorEnv) -> tuple[gym.Space, gym.Space]:
+    """Per-environment observation and action spaces of a single env or a vector env."""
+    obs_space = getattr(env, "single_observation_space", None) or env.observation_space
+    action_space = getattr(env, "single_action_space", None) or env.action_space
+    return obs_space, action_space
+
+
+def to_tensor(obs: Any, device: torch.device) -> Any:
+    """numpy arrays (or dicts of them) -> tensors on `device`; dtypes and strides are kept."""
+    if isinstance(obs, dict):
+        return {k: to_tensor(v, device) for k, v in obs.items()}
+    if isinstance(obs, torch.Tensor):
+        return obs.to(device, non_blocking=True)
+    tensor = torch.from_numpy(np.asarray(obs))
+    if device.type == "cuda":
+        tensor = tensor.pin_memory()
+    return tensor.to(device, non_blocking=True)
+
+
+def sample_actions(logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Argmax at temperature 0, else a draw from softmax(logits / temperature)."""
+    if temperature < 0:
+        raise ValueError(f"temperature must be >= 0, got {temperature}")
+    if temperature == 0:
+        return logits.argmax(dim=-1)
+    # Gumbel-max: one fused kernel, same distribution as torch.distributions.Categorical.
+    uniform = torch.rand_like(logits, dtype=torch.float32).clamp_(min=1e-20)
+    return (logits.float() / temperature - torch.log(-torch.log(uniform))).argmax(dim=-1)
+
+
+@POLICIES.register("ppo")
+class PPOPolicy(Policy):
+    """Policy class for PPO, wrapping a model and providing action selection and parameter management.
+
+    >>> policy = PPOPolicy(PPOPolicyConfig(model="impala_ppo"), env)
+    >>> action = policy.act(obs)
+    """
+
+    config_cls = PPOPolicyConfig
+
+    def __init__(self, config: PPOPolicyConfig, env: gym.Env | gym.vector.VectorEnv) -> None:
+        self.config = config
+        self.observation_space, self.action_space = spaces_of(env)
+        self.model = build_model(config.model, self.observation_space, self.action_space)
+        self.compute = Compute(device=torch.device("cpu"))
+        self._forward = self.model
+        if config.load_path:
+            self.load(config.load_path)
+
+    # -- compute placement --------------------------------------------------------------------
+    def setup(self, compute: Compute) -> PPOPolicy:
+        """Move the model to `compute.device`, in channels-last layout and compiled if asked."""
+        self.compute = compute
+        self.model.to(compute.device)
+        if compute.channels_last:
+            self.model.to(memory_format=torch.channels_last)
+        self._forward = torch.compile(self.model) if compute.compile else self.model
+        return self
+
+    @property
+    def device(self) -> torch.device:
+        return self.compute.device
+
+    def forward(self, obs: Any) -> ModelOutput:
+        """Model forward on tensors already on the device, under the configured precision.
+
+        Logits and values come back in fp32 so loss arithmetic stays in full precision.
+        """
+        with self.compute.autocast():
+            out = self._forward(obs)
+        return ModelOutput(out.logits.float(), out.value.float(), out.hidden)
+
+    # -- the Policy API -------------------------------------------------------------------------
+    def reset(self, done: np.ndarray) -> None:
+        """Reset the policy state at episode boundaries (the PPO models are stateless)."""
+
+    def act(self, obs: Any, temperature: float = 1.0, return_model_output: bool = False) -> Any:
+        """Select actions for a batch of observations; temperature 0 selects the argmax."""
+        with torch.inference_mode():
+            out = self.forward(to_tensor(obs, self.device))
+            action = sample_actions(out.logits, temperature)
+        return (action, out) if return_model_output else action
+
+    def get_params(self) -> dict[str, Any]:
+        return {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+
+    def set_params(self, params: dict[str, Any]) -> None:
+        try:
+            self.model.load_state_dict(params)
+        except RuntimeError as e:
+            first = str(e).strip().splitlines()[0]
+            raise CheckpointError(
+                f"parameters do not fit model {self.config.model.name!r} ({first}); "
+                "was the checkpoint saved from a different model or feature_type?"
+            ) from None
+
+    def train(self) -> None:
+        self.model.train()
+
+    def eval(self) -> None:
+        self.model.eval()
+
+    def load(self, path: str) -> None:
+        """Load weights from a duo-ai checkpoint, refusing one saved for another model."""
+        payload = load_checkpoint(path)
+        saved = (payload.get("policy_config") or {}).get("model") or {}
+        saved_name = saved.get("name") if isinstance(saved, dict) else saved
+        if saved_name and saved_name != self.config.model.name:
+            raise CheckpointError(
+                f"checkpoint {path} holds a {saved_name!r} model but this policy uses "
+                f"{self.config.model.name!r}; set policy.model to match the checkpoint"
+            )
+        self.set_params(payload["model_state_dict"])
