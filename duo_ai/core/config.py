@@ -17,6 +17,7 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
 
+from duo_ai.coordination.config import CoordinationConfig
 from duo_ai.core.errors import ConfigError
 from duo_ai.core.registry import ALGORITHMS, POLICIES
 
@@ -87,6 +88,13 @@ class Config:
     policy: Any = field(default_factory=lambda: {"name": "ppo", "model": "impala_ppo"})
     algorithm: Any = field(default_factory=lambda: dict(QUICKSTART_ALGORITHM))
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+    # Coordination runs: novice/expert checkpoints from `duo-ai train` (train_* act in training and
+    # simulated validation; test_*, defaulting to train_*, in the other splits) and the costs.
+    train_novice: str | None = None
+    train_expert: str | None = None
+    test_novice: str | None = None
+    test_expert: str | None = None
+    coordination: CoordinationConfig = field(default_factory=CoordinationConfig)
 
 
 def _describe(e: OmegaConfBaseException) -> str:
@@ -192,16 +200,34 @@ def load_config(
 NAMED_SECTIONS = ("policy", "algorithm")
 
 
-def _merge_named(current: dict[str, Any], layer: Any, section: str) -> dict[str, Any]:
-    """Merge a layer into a `name`-selected section; a new `name` starts from that class's defaults."""
-    update = OmegaConf.to_container(layer, resolve=True) if isinstance(layer, DictConfig) else layer
-    if isinstance(update, str):
-        update = {"name": update}
-    if not isinstance(update, dict):
-        raise ConfigError(f"config section {section!r} must be a mapping with a 'name', got {update!r}")
+def _merge_named(current: Any, layer: Any, section: str) -> dict[str, Any]:
+    """Merge a layer into a `name`-selected section (policy, algorithm, policy.model).
+
+    A layer naming a different class starts over from that class's defaults; a bare string is a
+    name. Nested `model` sections follow the same rule, so `policy.model.hidden_size=128` keeps
+    the model named before.
+    """
+    current = _as_named(current, section)
+    update = _as_named(OmegaConf.to_container(layer, resolve=True) if isinstance(layer, DictConfig) else layer, section)
     if "name" in update and update["name"] != current.get("name"):
-        return dict(update)
-    return OmegaConf.to_container(OmegaConf.merge(current, update))
+        return update
+    merged = dict(current)
+    for key, value in update.items():
+        if key == "model":
+            merged[key] = _merge_named(current.get(key, {}), value, f"{section}.model")
+        elif isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = OmegaConf.to_container(OmegaConf.merge(merged[key], value))
+        else:
+            merged[key] = value
+    return merged
+
+
+def _as_named(value: Any, section: str) -> dict[str, Any]:
+    if isinstance(value, str):
+        return {"name": value}
+    if not isinstance(value, dict):
+        raise ConfigError(f"config section {section!r} must be a name or a mapping with a 'name', got {value!r}")
+    return dict(value)
 
 
 def config_to_dict(config: Config) -> dict[str, Any]:
@@ -216,4 +242,5 @@ def config_to_yaml(config: Config) -> str:
 def _register_all() -> None:
     """Import the modules whose classes fill the registries."""
     import duo_ai.algorithms  # noqa: F401
+    import duo_ai.coordination.baselines  # noqa: F401
     import duo_ai.policies  # noqa: F401

@@ -1,0 +1,41 @@
+"""Shared fixtures: tiny real training runs on real Procgen, made once per session."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from duo_ai.core.config import load_config
+from duo_ai.training import Trainer
+
+# A real but tiny PPO run: 4 envs x 32 steps, 2 iterations, 2 evaluation episodes.
+TINY = [
+    "env.num_envs=4",
+    "algorithm.num_steps=32",
+    "algorithm.num_minibatches=2",
+    "algorithm.update_epochs=1",
+    "algorithm.total_timesteps=256",
+    "algorithm.log_freq=1",
+    "algorithm.save_freq=1",
+    "evaluation.num_episodes=2",
+    "evaluation.num_envs=2",
+    "num_threads=1",
+]
+
+
+def train_tiny(experiments_dir: Path, name: str, *extra: str) -> Path:
+    """Train a tiny coinrun agent through the real Trainer; returns its run folder."""
+    config = load_config(overrides=[*TINY, f"experiments_dir={experiments_dir}", f"name={name}", *extra])
+    trainer = Trainer(config, show_progress=False)
+    try:
+        trainer.run()
+    finally:
+        trainer.close()
+    return experiments_dir / name
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Run folder of a tiny coinrun PPO agent (last.ckpt, best_test.ckpt, config.yaml...)."""
+    return train_tiny(tmp_path_factory.mktemp("experiments"), "tiny")

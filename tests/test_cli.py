@@ -1,0 +1,176 @@
+"""End to end through the real `duo-ai` command on real Procgen, and its user-error handling."""
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from duo_ai.envs import ProcgenVecEnv
+from duo_ai.policies.ppo import PPOPolicy, PPOPolicyConfig
+from tests.conftest import TINY
+
+
+def duo_ai(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "COLUMNS": "80"}
+    return subprocess.run(
+        [sys.executable, "-m", "cli.main", *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=env,
+        timeout=300,
+    )
+
+
+def sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def assert_user_error(result: subprocess.CompletedProcess, *fragments: str) -> None:
+    assert result.returncode == 2, result
+    assert "Traceback" not in result.stderr and "Traceback" not in result.stdout
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], (fragment, lines[0])
+
+
+@pytest.fixture(scope="module")
+def cli_run(tmp_path_factory):
+    """`duo-ai train` through the real command line, with a tiny config."""
+    root = tmp_path_factory.mktemp("cli")
+    result = duo_ai("train", *TINY, "name=run", "--no-progress", cwd=root)
+    assert result.returncode == 0, result.stderr
+    return root / "experiments" / "run"
+
+
+def test_train_writes_the_run_folder(cli_run):
+    for name in ("config.yaml", "train.log", "last.ckpt", "best_test.ckpt", "summary.json"):
+        assert (cli_run / name).is_file(), name
+    assert list((cli_run / "tb").glob("events.out.tfevents.*"))
+    assert "algorithm:" in (cli_run / "config.yaml").read_text()
+    assert "iter 2 step 256" in (cli_run / "train.log").read_text()
+    assert json.loads((cli_run / "summary.json").read_text())["global_step"] == 256
+
+
+def test_checkpoint_is_plain_and_round_trips_bit_for_bit(cli_run):
+    payload = torch.load(cli_run / "last.ckpt", weights_only=True)
+    for key in ("model_state_dict", "policy_config", "optim_state_dict", "global_step", "config", "reward_normalizer"):
+        assert key in payload, key
+    assert payload["global_step"] == 256 and payload["config"]["env"]["task"] == "coinrun"
+    assert payload["policy_config"]["model"]["name"] == "impala_ppo"
+    policy = PPOPolicy(PPOPolicyConfig(**payload["policy_config"]), ProcgenVecEnv("coinrun", 1))
+    policy.set_params(payload["model_state_dict"])
+    params = policy.get_params()
+    assert params.keys() == payload["model_state_dict"].keys()
+    assert all(torch.equal(params[k], v) for k, v in payload["model_state_dict"].items())
+    # ... and load_path loads the same weights.
+    loaded = PPOPolicy(
+        PPOPolicyConfig(model="impala_ppo", load_path=str(cli_run / "last.ckpt")), ProcgenVecEnv("coinrun", 1)
+    )
+    assert all(torch.equal(loaded.get_params()[k], v) for k, v in params.items())
+
+
+def test_refuses_to_clobber_an_existing_run(cli_run):
+    before = sha(cli_run / "last.ckpt")
+    result = duo_ai("train", *TINY, "name=run", cwd=cli_run.parent.parent)
+    assert_user_error(result, "already exists", "overwrite=true", "--resume")
+    assert sha(cli_run / "last.ckpt") == before
+
+
+def test_eval_greedy_is_deterministic_and_writes_json(cli_run, tmp_path):
+    outs = []
+    for i in range(2):
+        out = tmp_path / f"eval{i}.json"
+        result = duo_ai(
+            "eval", "--checkpoint", cli_run / "last.ckpt", "--temperature", "0", "--episodes", "3", "--json", out
+        )
+        assert result.returncode == 0, result.stderr
+        assert "reward_mean" in result.stdout
+        outs.append(json.loads(out.read_text()))
+    assert outs[0] == outs[1]
+    metrics = outs[0]
+    assert metrics["num_episodes"] == 3 and len(metrics["episode_returns"]) == 3
+    assert metrics["temperature"] == 0 and metrics["split"] == "test" and metrics["env"] == "coinrun"
+    for key in ("reward_mean", "reward_std", "reward_ci95", "episode_length_mean"):
+        assert isinstance(metrics[key], float), key
+
+
+def test_eval_env_can_be_overridden(tiny_run, tmp_path):
+    out = tmp_path / "sp.json"
+    result = duo_ai(
+        "eval",
+        "--checkpoint",
+        tiny_run / "last.ckpt",
+        "-n",
+        "2",
+        "--split",
+        "train",
+        "--json",
+        out,
+        "env.task=starpilot",
+    )
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads(out.read_text())
+    assert metrics["env"] == "starpilot" and metrics["split"] == "train" and metrics["num_episodes"] == 2
+
+
+def test_resume_continues_from_last_checkpoint(tiny_run, tmp_path):
+    import shutil
+
+    run = tmp_path / "resumed"
+    shutil.copytree(tiny_run, run)
+    before = torch.load(run / "last.ckpt", weights_only=True)
+    result = duo_ai("train", "--resume", run, "algorithm.total_timesteps=512", "evaluation.num_episodes=0")
+    assert result.returncode == 0, result.stderr
+    after = torch.load(run / "last.ckpt", weights_only=True)
+    assert (before["global_step"], after["global_step"]) == (256, 512)
+    assert after["iteration"] == 4
+    # Adam's step counters carried over: 2 earlier iterations x 2 minibatches, then 2 more.
+    first = next(iter(after["optim_state_dict"]["state"].values()))
+    assert int(first["step"]) == 8
+
+
+def test_unknown_game(tmp_path):
+    assert_user_error(duo_ai("train", "env.task=coinrn", cwd=tmp_path), "unknown Procgen game 'coinrn'", "coinrun")
+    assert not (tmp_path / "experiments").exists()
+
+
+def test_unknown_override_key(tmp_path):
+    assert_user_error(duo_ai("train", "algorithm.lerning_rate=1e-3", cwd=tmp_path), "algorithm.lerning_rate")
+
+
+def test_bad_yaml(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("env: [unclosed\n")
+    assert_user_error(duo_ai("train", "--config", bad, cwd=tmp_path), "not valid YAML")
+
+
+def test_missing_checkpoint(tmp_path):
+    assert_user_error(duo_ai("eval", "--checkpoint", tmp_path / "nope.ckpt"), "not found")
+
+
+def test_corrupt_checkpoint(tiny_run, tmp_path):
+    bad = tmp_path / "bad.ckpt"
+    bad.write_bytes((tiny_run / "last.ckpt").read_bytes()[:5000])
+    assert_user_error(duo_ai("eval", "--checkpoint", bad), "corrupt")
+    foreign = tmp_path / "foreign.ckpt"
+    torch.save({"weights": torch.zeros(3)}, foreign)
+    assert_user_error(duo_ai("eval", "--checkpoint", foreign), "not a duo-ai checkpoint")
+
+
+def test_checkpoint_from_another_model(tiny_run):
+    result = duo_ai("eval", "--checkpoint", tiny_run / "last.ckpt", "-n", "1", "policy.model.hidden_size=64")
+    assert_user_error(result, "do not fit model", "different model")
+
+
+def test_help_explains_commands():
+    result = duo_ai("--help")
+    assert result.returncode == 0 and "train" in result.stdout and "eval" in result.stdout
+    result = duo_ai("eval", "--help")
+    assert "--temperature" in result.stdout and "greedy" in result.stdout

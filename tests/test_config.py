@@ -1,0 +1,79 @@
+"""Config loading: defaults == quickstart, YAML + overrides, and one-line errors for bad input."""
+
+import dataclasses
+
+import pytest
+
+from duo_ai.core.config import config_to_dict, config_to_yaml, load_config
+from duo_ai.core.errors import ConfigError
+
+
+def test_defaults_are_the_quickstart_file():
+    assert config_to_dict(load_config()) == config_to_dict(load_config("configs/quickstart.yaml"))
+
+
+def test_every_shipped_config_loads():
+    from pathlib import Path
+
+    for path in sorted(Path("configs").glob("*.yaml")):
+        config = load_config(path)
+        assert config.name and config.algorithm.name and config.policy.name, path
+
+
+def test_standard_recipe_matches_the_reference():
+    c = load_config("configs/procgen_standard.yaml")
+    a = c.algorithm
+    assert (c.env.num_envs, a.num_steps, a.num_minibatches, a.update_epochs) == (64, 256, 8, 3)
+    assert (a.learning_rate, a.adam_eps, a.gamma, a.gae_lambda, a.clip_coef) == (5e-4, 1e-5, 0.999, 0.95, 0.2)
+    assert (a.vf_coef, a.ent_coef, a.max_grad_norm, a.clip_vloss, a.norm_adv) == (0.5, 0.01, 0.5, True, True)
+    assert a.normalize_reward and a.total_timesteps == 25_000_000 and c.env.distribution_mode == "easy"
+
+
+def test_overrides_apply_on_top_of_yaml_with_types():
+    c = load_config(
+        "configs/quickstart.yaml",
+        ["env.task=starpilot", "algorithm.learning_rate=3e-4", "env.num_levels=0", "policy.model.hidden_size=128"],
+    )
+    assert c.env.task == "starpilot" and c.env.num_levels == 0
+    assert c.algorithm.learning_rate == 3e-4 and isinstance(c.algorithm.learning_rate, float)
+    assert c.policy.model.name == "impala_ppo" and c.policy.model.hidden_size == 128
+
+
+def test_yaml_round_trip(tmp_path):
+    c = load_config(
+        overrides=["env.task=maze", "policy.model.feature_type=hidden", "policy.model.name=impala_coord_ppo"]
+    )
+    path = tmp_path / "config.yaml"
+    path.write_text(config_to_yaml(c))
+    assert dataclasses.asdict(load_config(path)) == dataclasses.asdict(c)
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["env.tsk=coinrun"], "unknown config key 'env.tsk'"),
+        (["algorithm.learning_rat=1"], "unknown config key 'algorithm.learning_rat'"),
+        (["policy.modle=impala_ppo"], "unknown config key 'policy.modle'"),
+        (["algorithm.num_steps=many"], "bad value for config key 'algorithm.num_steps'"),
+        (["env.num_envs"], "must look like key=value"),
+        (["algorithm.name=sac"], "unknown algorithm 'sac'"),
+        (["policy.model=resnet"], "unknown model 'resnet'"),
+        (["policy.model.feature_type=pixels", "policy.model.name=impala_coord_ppo"], "unknown feature_type 'pixels'"),
+    ],
+)
+def test_bad_overrides_are_config_errors(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(overrides=overrides)
+
+
+def test_bad_yaml_files(tmp_path):
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("env:\n  task: coinrun\n   num_envs: 3\n")
+    with pytest.raises(ConfigError, match="not valid YAML at line 3"):
+        load_config(broken)
+    listy = tmp_path / "list.yaml"
+    listy.write_text("- a\n- b\n")
+    with pytest.raises(ConfigError, match="must hold a mapping"):
+        load_config(listy)
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "missing.yaml")
