@@ -1,0 +1,103 @@
+"""The novice and the expert: base PPO agents loaded from checkpoints written by `duo-ai train`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+
+from duo_ai.coordination.config import AGENT_KEYS, is_coordination_run
+from duo_ai.core.checkpoint import load_checkpoint
+from duo_ai.core.compute import Compute
+from duo_ai.core.errors import CheckpointError, ConfigError
+from duo_ai.policies.ppo import PPOPolicy, PPOPolicyConfig
+
+
+@dataclass
+class AgentCheckpoint:
+    """A checked agent checkpoint: which config key named it, and the game it was trained on."""
+
+    key: str
+    path: str
+    payload: dict[str, Any]
+    game: str
+
+
+def read_agent_checkpoint(key: str, path: str) -> AgentCheckpoint:
+    """Load the checkpoint named by config key `key`, refusing anything but a base PPO agent."""
+    try:
+        payload = load_checkpoint(path)
+    except CheckpointError as e:
+        raise CheckpointError(f"{key}: {e}") from None
+    policy_config = payload.get("policy_config") or {}
+    stored = payload.get("config") or {}
+    model = policy_config.get("model")
+    model_name = model.get("name") if isinstance(model, dict) else model
+    # A coordinator (learned or baseline) cannot act in the game: it picks agents, not game actions.
+    if (
+        policy_config.get("name") != "ppo"
+        or model_name == "impala_coord_ppo"
+        or any(stored.get(k) is not None for k in AGENT_KEYS)
+    ):
+        kind = policy_config.get("name") if policy_config.get("name") != "ppo" else f"ppo/{model_name}"
+        raise CheckpointError(
+            f"{key} {path} is a coordinator checkpoint ({kind}), not a novice/expert agent; "
+            "pass a base agent trained with configs/procgen_agent.yaml"
+        )
+    env = stored.get("env") or {}
+    return AgentCheckpoint(key, path, payload, f"{env.get('name')}/{env.get('task')}")
+
+
+def read_agents(config: Any) -> dict[str, AgentCheckpoint]:
+    """Every configured agent checkpoint, checked to be base agents of the coordination env's game.
+
+    All four are checked up front, so a bad test-time agent fails before training, not after it.
+    """
+    if not is_coordination_run(config):
+        raise ConfigError("no novice/expert configured; set train_novice and train_expert to agent checkpoints")
+    for key in ("train_novice", "train_expert"):
+        if getattr(config, key) is None:
+            raise ConfigError(
+                f"{key} is not set; a coordination run needs train_novice and train_expert "
+                "(checkpoints written by duo-ai train)"
+            )
+    agents = {key: read_agent_checkpoint(key, getattr(config, key)) for key in AGENT_KEYS if getattr(config, key)}
+    env_game = f"{config.env.name}/{config.env.task}"
+    novice = agents["train_novice"]
+    for agent in agents.values():
+        if agent.game != novice.game:
+            raise CheckpointError(
+                f"{novice.key} was trained on {novice.game} but {agent.key} on {agent.game}; "
+                "the novice and the expert must be trained on the same game"
+            )
+    if novice.game != env_game:
+        raise CheckpointError(
+            f"the agents were trained on {novice.game} but the coordination env is {env_game}; "
+            f"set env.task={novice.game.split('/')[-1]} or pass agents trained on {config.env.task}"
+        )
+    return agents
+
+
+def resolve_agent_paths(config: Any) -> None:
+    """Make the agent paths absolute, so the run's config works from any working directory."""
+    for key in AGENT_KEYS:
+        path = getattr(config, key)
+        if path is not None:
+            setattr(config, key, str(Path(path).expanduser().resolve()))
+
+
+def build_agent(agent: AgentCheckpoint, env: gym.vector.VectorEnv, compute: Compute) -> PPOPolicy:
+    """The agent's `PPOPolicy` with its trained weights, on `compute`, in eval mode."""
+    config = PPOPolicyConfig(**{**agent.payload["policy_config"], "load_path": None})
+    try:
+        policy = PPOPolicy(config, env).setup(compute)
+    except ConfigError as e:
+        raise CheckpointError(f"{agent.key} {agent.path} cannot act in this env ({e})") from None
+    try:
+        policy.set_params(agent.payload["model_state_dict"])
+    except CheckpointError as e:
+        raise CheckpointError(f"{agent.key} {agent.path}: {e}") from None
+    policy.eval()
+    return policy

@@ -1,0 +1,289 @@
+"""Baseline coordinators, and `calibrate`, the algorithm that sets them up.
+
+- `always`: the same agent acts at every step (`agent: novice` or `expert`).
+- `random`: ask the expert with probability `prob`.
+- `logit`: ask the expert when a confidence score of the novice's logits falls below `threshold`.
+
+None has a network. The one parameter of `random` (prob) and `logit` (threshold) is chosen by
+`calibrate`: every candidate is evaluated on a validation split with the same levels and seed, and
+the one with the best mean reward (costs included) is kept. The checkpoint stores the chosen value
+as a tensor in `model_state_dict` and the whole sweep under `calibration`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from duo_ai.coordination.env import EXPERT, NOVICE
+from duo_ai.core.compute import Compute
+from duo_ai.core.errors import CheckpointError, ConfigError
+from duo_ai.core.policy import Policy
+from duo_ai.core.registry import ALGORITHMS, POLICIES
+from duo_ai.evaluation import EvalResult, evaluate
+from duo_ai.policies.ppo import spaces_of
+
+# Level-sampling seed offset of the validation episodes, apart from training and evaluation seeds.
+CALIBRATION_SEED_OFFSET = 30_000
+
+
+def _margin(logits: torch.Tensor) -> torch.Tensor:
+    top2 = logits.softmax(-1).topk(2, dim=-1).values
+    return top2[..., 0] - top2[..., 1]
+
+
+def _neg_entropy(logits: torch.Tensor) -> torch.Tensor:
+    log_probs = logits.log_softmax(-1)
+    return (log_probs.exp() * log_probs).sum(-1)
+
+
+# Confidence scores of the novice's logits [B, A] -> [B]; higher = more confident.
+SCORES: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "max_logit": lambda logits: logits.max(-1).values,
+    "max_prob": lambda logits: logits.softmax(-1).max(-1).values,
+    "margin": _margin,
+    "neg_entropy": _neg_entropy,
+    # Negative free energy, logsumexp of the logits (Liu et al. 2020, energy-based OOD detection).
+    "energy": lambda logits: torch.logsumexp(logits, -1),
+}
+
+
+def expert_fraction(result: EvalResult) -> float:
+    """Share of all evaluated steps in which the expert acted."""
+    return float(np.sum(result.extra["expert_steps"]) / np.sum(result.lengths))
+
+
+class CoordinationPolicy(Policy):
+    """A coordinator without a network. `param` names its calibrated parameter (None: nothing to calibrate)."""
+
+    param: str | None = None
+
+    def __init__(self, config: Any, env: gym.vector.VectorEnv) -> None:
+        self.config = config
+        self.observation_space, self.action_space = spaces_of(env)
+        if (
+            not isinstance(self.observation_space, gym.spaces.Dict)
+            or "novice_logits" not in self.observation_space.spaces
+        ):
+            raise ConfigError(
+                f"policy {config.name!r} is a coordinator; set train_novice and train_expert to agent checkpoints"
+            )
+
+    def setup(self, compute: Compute) -> CoordinationPolicy:
+        """Nothing to place: the decisions are cheap CPU arithmetic."""
+        return self
+
+    def reset(self, done: np.ndarray) -> None:
+        """Stateless: nothing to reset."""
+
+    def train(self) -> None:
+        """No training mode: nothing is learned by gradient."""
+
+    def eval(self) -> None:
+        """No evaluation mode: nothing is learned by gradient."""
+
+    def get_params(self) -> dict[str, Any]:
+        if self.param is None:
+            return {}
+        return {self.param: torch.tensor(float(getattr(self.config, self.param)), dtype=torch.float64)}
+
+    def set_params(self, params: dict[str, Any]) -> None:
+        expected = [] if self.param is None else [self.param]
+        if sorted(params) != expected:
+            raise CheckpointError(
+                f"parameters {sorted(params)} do not fit policy {self.config.name!r} (expects {expected}); "
+                "was the checkpoint saved from another policy?"
+            )
+        if self.param is not None:
+            setattr(self.config, self.param, float(params[self.param]))
+
+    def candidates(self, env: gym.vector.VectorEnv, rollout_steps: int, seed: int) -> tuple[list[float], int]:
+        """Values of `param` to calibrate over, and the env steps spent finding them."""
+        return [], 0
+
+
+@dataclass
+class AlwaysPolicyConfig:
+    """`agent` acts at every step: `novice` or `expert`."""
+
+    name: str = "always"
+    agent: str = "novice"
+
+    def __post_init__(self) -> None:
+        if self.agent not in ("novice", "expert"):
+            raise ValueError(f"agent must be novice or expert, got {self.agent!r}")
+
+
+@POLICIES.register("always")
+class AlwaysPolicy(CoordinationPolicy):
+    config_cls = AlwaysPolicyConfig
+
+    def act(self, obs: Any, temperature: float = 1.0, return_model_output: bool = False) -> torch.Tensor:
+        agent = EXPERT if self.config.agent == "expert" else NOVICE
+        return torch.full((len(obs["novice_logits"]),), agent, dtype=torch.long)
+
+
+@dataclass
+class RandomPolicyConfig:
+    """Ask the expert with probability `prob`; calibration tries each of `candidates`."""
+
+    name: str = "random"
+    prob: float = 0.5
+    candidates: list[float] = field(default_factory=lambda: [round(0.1 * i, 1) for i in range(11)])
+
+    def __post_init__(self) -> None:
+        if not all(0.0 <= p <= 1.0 for p in [self.prob, *self.candidates]):
+            raise ValueError("prob and candidates must lie in [0, 1]")
+
+
+@POLICIES.register("random")
+class RandomPolicy(CoordinationPolicy):
+    config_cls = RandomPolicyConfig
+    param = "prob"
+
+    def act(self, obs: Any, temperature: float = 1.0, return_model_output: bool = False) -> torch.Tensor:
+        return (torch.rand(len(obs["novice_logits"])) < self.config.prob).long()
+
+    def candidates(self, env: gym.vector.VectorEnv, rollout_steps: int, seed: int) -> tuple[list[float], int]:
+        return [float(p) for p in self.config.candidates], 0
+
+
+@dataclass
+class LogitPolicyConfig:
+    """Ask the expert when `score` of the novice's logits is below `threshold`.
+
+    Calibration tries the `percentiles` of the scores the novice produces playing alone on the
+    training split: percentile q asks on about q% of the novice's own steps.
+    """
+
+    name: str = "logit"
+    score: str = "max_prob"
+    threshold: float = 0.0
+    percentiles: list[float] = field(default_factory=lambda: [10.0 * i for i in range(11)])
+
+    def __post_init__(self) -> None:
+        if self.score not in SCORES:
+            raise ValueError(f"unknown score {self.score!r}; choose one of: {', '.join(SCORES)}")
+        if not all(0.0 <= q <= 100.0 for q in self.percentiles):
+            raise ValueError("percentiles must lie in [0, 100]")
+
+
+@POLICIES.register("logit")
+class LogitPolicy(CoordinationPolicy):
+    config_cls = LogitPolicyConfig
+    param = "threshold"
+
+    def scores(self, obs: Any) -> torch.Tensor:
+        return SCORES[self.config.score](torch.as_tensor(obs["novice_logits"]).float())
+
+    def act(self, obs: Any, temperature: float = 1.0, return_model_output: bool = False) -> torch.Tensor:
+        return (self.scores(obs) < self.config.threshold).long()
+
+    def candidates(self, env: gym.vector.VectorEnv, rollout_steps: int, seed: int) -> tuple[list[float], int]:
+        """Percentiles of the novice's scores over `rollout_steps` steps of every env, the novice acting."""
+        obs, _ = env.reset(seed=seed)
+        novice = np.full(env.num_envs, NOVICE)
+        scores = []
+        for _ in range(rollout_steps):
+            scores.append(self.scores(obs).numpy())
+            obs, *_ = env.step(novice)
+        values = np.percentile(np.concatenate(scores), self.config.percentiles)
+        return [float(v) for v in values], rollout_steps * env.num_envs
+
+
+@dataclass
+class CalibrateConfig:
+    """Calibration of a baseline coordinator on the validation split `split`.
+
+    Each candidate is evaluated over `num_episodes` episodes on `num_envs` envs. `rollout_steps`
+    (per env) of novice play on the training split give the logit thresholds.
+    """
+
+    name: str = "calibrate"
+    split: str = "val_sim"
+    num_episodes: int = 64
+    num_envs: int = 32
+    rollout_steps: int = 128
+
+    def __post_init__(self) -> None:
+        if self.num_episodes < 1 or self.num_envs < 1 or self.rollout_steps < 1:
+            raise ValueError("num_episodes, num_envs and rollout_steps must be >= 1")
+
+
+@ALGORITHMS.register("calibrate")
+class Calibrate:
+    """Sets up a baseline coordinator in one `fit`: no gradient steps, one evaluation per candidate."""
+
+    config_cls = CalibrateConfig
+
+    def __init__(self, config: CalibrateConfig, policy: Policy, env: gym.vector.VectorEnv, seed: int = 0) -> None:
+        if not isinstance(policy, CoordinationPolicy):
+            raise ConfigError(
+                f"algorithm calibrate sets up baseline coordinators ({', '.join(BASELINES)}), "
+                f"not {type(policy).__name__}; train a ppo policy with algorithm.name=ppo"
+            )
+        self.config = config
+        self.policy = policy
+        self.env = env
+        self.seed = seed
+        self.global_step = 0
+        self.iteration = 0
+        # The sweep as run: candidates, their validation rewards and expert fractions, the choice.
+        self.calibration: dict[str, Any] | None = None
+
+    def fit(self, make_env: Callable[[str, int], gym.vector.VectorEnv], log: Callable[[str], None]) -> None:
+        """Choose the policy's parameter; `make_env(split, num_envs)` builds the validation env."""
+        if self.calibration is not None:  # resumed after the sweep finished
+            return
+        param, cfg = self.policy.param, self.config
+        if param is None:
+            log(f"calibrate: policy {self.policy.config.name!r} has nothing to calibrate")
+            self.calibration = {"param": None}
+            return
+        values, steps = self.policy.candidates(self.env, cfg.rollout_steps, self.seed)
+        self.global_step += steps
+        rewards, fractions = [], []
+        env = make_env(cfg.split, min(cfg.num_envs, cfg.num_episodes))
+        try:
+            for value in values:
+                self.policy.set_params({param: torch.tensor(value, dtype=torch.float64)})
+                result = evaluate(
+                    self.policy, env, cfg.num_episodes, seed=self.seed + CALIBRATION_SEED_OFFSET, split=cfg.split
+                )
+                rewards.append(float(np.mean(result.returns)))
+                fractions.append(expert_fraction(result))
+                self.global_step += int(np.sum(result.lengths))
+                self.iteration += 1
+                log(
+                    f"calibrate {param}={value:.4g}: reward {rewards[-1]:.3f}, "
+                    f"expert fraction {fractions[-1]:.3f} on {cfg.split}"
+                )
+        finally:
+            env.close()
+        best = int(np.argmax(rewards))  # the first of equals: candidates are listed in a meaningful order
+        self.policy.set_params({param: torch.tensor(values[best], dtype=torch.float64)})
+        self.calibration = {
+            "param": param,
+            "split": cfg.split,
+            "candidates": values,
+            "reward_mean": rewards,
+            "expert_fraction": fractions,
+            "chosen": values[best],
+        }
+        log(f"calibrate: chose {param}={values[best]:.4g} (reward {rewards[best]:.3f} on {cfg.split})")
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"global_step": self.global_step, "iteration": self.iteration, "calibration": self.calibration}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.global_step = int(state["global_step"])
+        self.iteration = int(state["iteration"])
+        self.calibration = state.get("calibration")
+
+
+BASELINES = ("always", "random", "logit")

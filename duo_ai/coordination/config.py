@@ -1,0 +1,36 @@
+"""The `coordination.` config section (reference section 5)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+AGENT_KEYS = ("train_novice", "train_expert", "test_novice", "test_expert")
+
+
+@dataclass
+class CoordinationConfig:
+    """Costs charged to the coordinator and what it observes.
+
+    Each expert call costs `expert_query_cost_weight x base_penalty`; each change of the acting
+    agent within an episode costs `switch_agent_cost_weight x base_penalty`. `base_penalty` is the
+    expert's reward per step (mean episode reward / mean episode length on the training split);
+    null = measure it from the expert over `base_penalty_episodes` episodes.
+    """
+
+    expert_query_cost_weight: float = 0.4
+    switch_agent_cost_weight: float = 0.0
+    base_penalty: float | None = None
+    base_penalty_episodes: int = 64
+    # Sampling temperature of the novice and expert when they act (0 = greedy).
+    agent_temperature: float = 1.0
+    # Also observe the expert's hidden features and logits (runs the expert on every env, every step).
+    expert_visible: bool = False
+    # Splits whose agents are train_novice/train_expert; every other split uses test_novice/test_expert
+    # (falling back to the train ones), so simulated validation never sees the test-time agents.
+    train_agent_splits: list[str] = field(default_factory=lambda: ["train", "val_sim"])
+
+
+def is_coordination_run(config: Any) -> bool:
+    """Whether the run coordinates a novice and an expert (any agent checkpoint configured)."""
+    return any(getattr(config, key) is not None for key in AGENT_KEYS)

@@ -1,0 +1,197 @@
+"""The coordination environment: at every step a coordinator picks who acts, the novice or the expert.
+
+`CoordinationEnv` wraps a base vector env (Procgen) and two base PPO agents. After every base
+step it runs the novice once, batched over all envs, to get the novice's action, hidden features
+and logits; the coordinator observes these with the frame. When the coordinator answers 1 for an
+env, the expert acts there instead, and only those envs are given to the expert.
+
+Reward: `base_reward - query_cost * asked - switch_cost * switched`, where `query_cost =
+expert_query_cost_weight x base_penalty`, `switch_cost = switch_agent_cost_weight x base_penalty`,
+and `switched` is 1 when the acting agent differs from the previous step's within the episode.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from duo_ai.coordination.agents import build_agent, read_agents, resolve_agent_paths
+from duo_ai.coordination.config import CoordinationConfig
+from duo_ai.coordination.penalty import resolve_base_penalty
+from duo_ai.core.compute import Compute
+from duo_ai.policies.ppo import PPOPolicy
+
+NOVICE, EXPERT = 0, 1
+
+
+def _features_space(size: int) -> gym.spaces.Box:
+    return gym.spaces.Box(-np.inf, np.inf, (size,), dtype=np.float32)
+
+
+class CoordinationEnv(gym.vector.VectorEnv):
+    """A vector env whose action per env is 0 (novice acts) or 1 (expert acts).
+
+    Observations are dicts: `base_obs` (the frames), `novice_hidden`, `novice_logits`, and with
+    `expert_visible` also `expert_hidden`, `expert_logits`. `info` adds per step `base_reward` (the
+    game's reward, without costs) and `agent` (who acted); when episodes end, `info["episode"]`
+    holds per env `r` (return with costs), `l` (length), `base_reward` (return without costs),
+    `expert_steps` and `switches`, masked by `info["_episode"]`.
+    """
+
+    metadata = {"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP}
+
+    def __init__(
+        self,
+        base_env: gym.vector.VectorEnv,
+        novice: PPOPolicy,
+        expert: PPOPolicy,
+        config: CoordinationConfig,
+        base_penalty: float,
+    ) -> None:
+        self.base_env = base_env
+        self.novice = novice
+        self.expert = expert
+        self.num_envs = base_env.num_envs
+        self.base_penalty = base_penalty
+        self.query_cost = config.expert_query_cost_weight * base_penalty
+        self.switch_cost = config.switch_agent_cost_weight * base_penalty
+        self.temperature = config.agent_temperature
+        self.expert_visible = config.expert_visible
+
+        frame_space = base_env.single_observation_space
+        spaces = {"base_obs": frame_space, **self._feature_spaces("novice", novice, frame_space)}
+        if self.expert_visible:
+            spaces.update(self._feature_spaces("expert", expert, frame_space))
+        self.single_observation_space = gym.spaces.Dict(spaces)
+        self.single_action_space = gym.spaces.Discrete(2)
+        self.observation_space = gym.vector.utils.batch_space(self.single_observation_space, self.num_envs)
+        self.action_space = gym.vector.utils.batch_space(self.single_action_space, self.num_envs)
+
+        n = self.num_envs
+        self._returns = np.zeros(n, dtype=np.float64)
+        self._base_returns = np.zeros(n, dtype=np.float64)
+        self._lengths = np.zeros(n, dtype=np.int64)
+        self._expert_steps = np.zeros(n, dtype=np.int64)
+        self._switches = np.zeros(n, dtype=np.int64)
+        self._prev_agent = np.full(n, -1, dtype=np.int64)  # -1: no one has acted yet this episode
+        self._frames: np.ndarray | None = None
+        self._actions: dict[str, np.ndarray] = {}
+
+    @staticmethod
+    def _feature_spaces(role: str, agent: PPOPolicy, frame_space: gym.Space) -> dict[str, gym.Space]:
+        """Shapes of an agent's hidden features and logits, read off one forward pass on a blank frame."""
+        blank = np.zeros((1, *frame_space.shape), dtype=frame_space.dtype)
+        _, out = agent.act(blank, temperature=0, return_model_output=True)
+        return {
+            f"{role}_hidden": _features_space(out.hidden.shape[-1]),
+            f"{role}_logits": _features_space(out.logits.shape[-1]),
+        }
+
+    # -- gymnasium API -----------------------------------------------------------------------------
+    def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[dict[str, np.ndarray], dict]:
+        frames, info = self.base_env.reset(seed=seed, options=options)
+        everyone = np.ones(self.num_envs, dtype=bool)
+        self.novice.reset(everyone)
+        self.expert.reset(everyone)
+        for counter in (self._returns, self._base_returns, self._lengths, self._expert_steps, self._switches):
+            counter[:] = 0
+        self._prev_agent[:] = -1
+        return self._observe(frames), info
+
+    def step(self, actions: Any) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, np.ndarray, dict]:
+        if self._frames is None:
+            raise RuntimeError("call reset() before step()")
+        agent = np.asarray(actions, dtype=np.int64).reshape(self.num_envs)
+        if ((agent != NOVICE) & (agent != EXPERT)).any():
+            raise ValueError(f"coordination actions must be 0 (novice) or 1 (expert), got {agent}")
+        ask = agent == EXPERT
+        game_actions = np.where(ask, self._expert_actions(ask), self._actions["novice"])
+
+        frames, base_reward, terminated, truncated, info = self.base_env.step(game_actions)
+        base_reward = np.asarray(base_reward, dtype=np.float32)
+        switched = (self._prev_agent >= 0) & (self._prev_agent != agent)
+        reward = (base_reward - self.query_cost * ask - self.switch_cost * switched).astype(np.float32)
+
+        self._returns += reward
+        self._base_returns += base_reward
+        self._lengths += 1
+        self._expert_steps += ask
+        self._switches += switched
+        done = np.asarray(terminated) | np.asarray(truncated)
+        self._prev_agent = np.where(done, -1, agent)
+        info = {k: v for k, v in info.items() if k not in ("episode", "_episode")}
+        info["base_reward"] = base_reward
+        info["agent"] = agent
+        if done.any():
+            info["episode"] = {
+                "r": np.where(done, self._returns, 0.0),
+                "l": np.where(done, self._lengths, 0),
+                "base_reward": np.where(done, self._base_returns, 0.0),
+                "expert_steps": np.where(done, self._expert_steps, 0),
+                "switches": np.where(done, self._switches, 0),
+            }
+            info["_episode"] = done.copy()
+            for counter in (self._returns, self._base_returns, self._lengths, self._expert_steps, self._switches):
+                counter[done] = 0
+        self.novice.reset(done)
+        self.expert.reset(done)
+        return self._observe(frames), reward, terminated, truncated, info
+
+    def close(self, **kwargs: Any) -> None:
+        self.base_env.close(**kwargs)
+
+    # -- agents ------------------------------------------------------------------------------------
+    def _observe(self, frames: np.ndarray) -> dict[str, np.ndarray]:
+        """The coordinator's observation; runs the novice (and a visible expert) once over all envs."""
+        self._frames = frames
+        obs = {"base_obs": frames, **self._run("novice", self.novice, frames)}
+        if self.expert_visible:
+            obs.update(self._run("expert", self.expert, frames))
+        return obs
+
+    def _run(self, role: str, agent: PPOPolicy, frames: np.ndarray) -> dict[str, np.ndarray]:
+        action, out = agent.act(frames, temperature=self.temperature, return_model_output=True)
+        self._actions[role] = action.cpu().numpy()
+        return {
+            f"{role}_hidden": out.hidden.float().cpu().numpy(),
+            f"{role}_logits": out.logits.float().cpu().numpy(),
+        }
+
+    def _expert_actions(self, ask: np.ndarray) -> np.ndarray:
+        """Game actions of the expert for the envs in `ask` (other entries are unused zeros)."""
+        if self.expert_visible:
+            return self._actions["expert"]
+        actions = np.zeros(self.num_envs, dtype=np.int64)
+        if ask.any():
+            actions[ask] = self.expert.act(self._frames[ask], temperature=self.temperature).cpu().numpy()
+        return actions
+
+
+def agents_for_split(config: Any, split: str) -> tuple[str, str]:
+    """The config keys of the novice and expert acting in `split` (test ones fall back to train ones)."""
+    if split in config.coordination.train_agent_splits:
+        return "train_novice", "train_expert"
+    novice = "test_novice" if config.test_novice else "train_novice"
+    expert = "test_expert" if config.test_expert else "train_expert"
+    return novice, expert
+
+
+def make_coordination_env(config: Any, split: str, base_env: gym.vector.VectorEnv, compute: Compute) -> CoordinationEnv:
+    """Wrap `base_env` (of `split`) for the run's coordinator; closes `base_env` if that fails.
+
+    Resolves in `config` what the run's files should record: absolute agent paths and, when
+    null, the measured `coordination.base_penalty`.
+    """
+    try:
+        resolve_agent_paths(config)
+        agents = read_agents(config)
+        base_penalty = resolve_base_penalty(config, agents["train_expert"], compute)
+        novice_key, expert_key = agents_for_split(config, split)
+        novice = build_agent(agents[novice_key], base_env, compute)
+        expert = build_agent(agents[expert_key], base_env, compute)
+        return CoordinationEnv(base_env, novice, expert, config.coordination, base_penalty)
+    except BaseException:
+        base_env.close()
+        raise

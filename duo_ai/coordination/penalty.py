@@ -1,0 +1,109 @@
+"""`base_penalty`: the expert's reward per step, the unit in which expert calls are charged.
+
+Measured by running the expert alone on the training split (mean episode reward / mean episode
+length). The measurement is cached in `base_penalty.json` next to the expert checkpoint, keyed by
+the checkpoint's path, modification time and size and by the measurement settings, so every
+coordinator trained over the same expert (PPO and each baseline) shares one measurement.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from duo_ai.coordination.agents import AgentCheckpoint, build_agent
+from duo_ai.core.compute import Compute
+from duo_ai.envs import make_env
+from duo_ai.evaluation import evaluate
+from duo_ai.logger import console
+
+CACHE_FILE = "base_penalty.json"
+# Level-sampling seed offset of the measurement, apart from training and evaluation seeds.
+MEASURE_SEED_OFFSET = 20_000
+
+
+def cache_key(config: Any, expert: AgentCheckpoint) -> dict[str, Any]:
+    """What the measurement depends on: the expert file's identity and the measurement settings."""
+    stat = Path(expert.path).stat()
+    env = config.env
+    return {
+        "expert": str(Path(expert.path).resolve()),
+        "mtime_ns": stat.st_mtime_ns,
+        "size": stat.st_size,
+        "env": [env.name, env.task, env.distribution_mode, env.start_level, env.num_levels],
+        "episodes": config.coordination.base_penalty_episodes,
+        "temperature": config.coordination.agent_temperature,
+        "seed": config.seed,
+    }
+
+
+def _read_cache(path: Path) -> list[dict[str, Any]]:
+    try:
+        entries = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return []
+    return entries if isinstance(entries, list) else []
+
+
+def _write_cache(path: Path, entries: list[dict[str, Any]]) -> bool:
+    """Atomically replace the cache; False if the expert's folder is not writable."""
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+        with os.fdopen(fd, "w") as f:
+            json.dump(entries, f, indent=2)
+        os.replace(tmp, path)
+        return True
+    except OSError:
+        return False
+
+
+def measure_base_penalty(config: Any, expert: AgentCheckpoint, compute: Compute) -> dict[str, float]:
+    """Run the expert on the training split; returns its reward per step, mean reward and length."""
+    episodes = config.coordination.base_penalty_episodes
+    env = make_env(config.env, "train", num_envs=min(config.evaluation.num_envs, episodes))
+    try:
+        policy = build_agent(expert, env, compute)
+        result = evaluate(
+            policy,
+            env,
+            episodes,
+            config.coordination.agent_temperature,
+            seed=config.seed + MEASURE_SEED_OFFSET,
+            split="train",
+        )
+    finally:
+        env.close()
+    reward, length = float(np.mean(result.returns)), float(np.mean(result.lengths))
+    return {"base_penalty": reward / length, "reward_mean": reward, "length_mean": length}
+
+
+def resolve_base_penalty(config: Any, expert: AgentCheckpoint, compute: Compute) -> float:
+    """`coordination.base_penalty` if set; else the cached or freshly measured value, written into the config.
+
+    Writing it into the config makes the run's config.yaml and checkpoints carry the value, so
+    evaluation charges exactly what training charged.
+    """
+    if config.coordination.base_penalty is not None:
+        return config.coordination.base_penalty
+    cache = Path(expert.path).parent / CACHE_FILE
+    key = cache_key(config, expert)
+    entries = _read_cache(cache)
+    hit = next((e for e in entries if e.get("key") == key), None)
+    if hit is not None:
+        where = f"cached in {cache}"
+    else:
+        hit = {"key": key, **measure_base_penalty(config, expert, compute)}
+        entries.append(hit)
+        where = f"measured, cached in {cache}" if _write_cache(cache, entries) else "measured, not cached"
+    console.print(
+        f"coordination: base_penalty = {hit['base_penalty']:.5g} (expert reward {hit['reward_mean']:.3g} / "
+        f"length {hit['length_mean']:.4g} over {key['episodes']} episodes on train; {where})",
+        highlight=False,
+    )
+    config.coordination.base_penalty = float(hit["base_penalty"])
+    return config.coordination.base_penalty
