@@ -1,0 +1,64 @@
+"""Checkpoint files: atomic writes, safe loading, and nothing lost when training is stopped."""
+
+import argparse
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from duo_ai.core import checkpoint
+from duo_ai.core.checkpoint import load_checkpoint, save_checkpoint
+from duo_ai.core.errors import CheckpointError
+from tests.conftest import TINY
+
+
+def test_save_load_round_trip(tmp_path):
+    payload = {"model_state_dict": {"w": torch.randn(3, 4)}, "global_step": 7, "config": {"a": [1, 2.5, None]}}
+    save_checkpoint(tmp_path / "x.ckpt", payload)
+    loaded = torch.load(tmp_path / "x.ckpt", weights_only=True)
+    assert torch.equal(loaded["model_state_dict"]["w"], payload["model_state_dict"]["w"])
+    assert loaded["global_step"] == 7 and loaded["config"] == {"a": [1, 2.5, None]}
+    assert load_checkpoint(tmp_path / "x.ckpt")["format"] == checkpoint.FORMAT
+
+
+def test_failed_write_keeps_the_previous_file(tmp_path, monkeypatch):
+    path = tmp_path / "last.ckpt"
+    save_checkpoint(path, {"global_step": 1})
+    before = path.read_bytes()
+
+    def crash(obj, f):
+        f.write(b"half a checkpoint")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(checkpoint.torch, "save", crash)
+    with pytest.raises(OSError, match="disk full"):
+        save_checkpoint(path, {"global_step": 2})
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]  # no temp file left behind
+
+
+def test_pickled_classes_are_refused(tmp_path):
+    path = tmp_path / "pickled.ckpt"
+    torch.save({"format": checkpoint.FORMAT, "obj": argparse.Namespace(a=1)}, path)
+    with pytest.raises(CheckpointError, match="corrupt or not a duo-ai checkpoint"):
+        load_checkpoint(path)
+
+
+def test_sigterm_saves_last_checkpoint_and_resume_works(tmp_path):
+    overrides = [o for o in TINY if not o.startswith(("algorithm.total_timesteps", "algorithm.save_freq"))]
+    cmd = [sys.executable, "-m", "cli.main", "train", *overrides, "algorithm.total_timesteps=100000000"]
+    cmd += ["algorithm.save_freq=0", "name=stopped", "--no-progress"]
+    proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    log = tmp_path / "experiments" / "stopped" / "train.log"
+    deadline = time.time() + 120
+    while time.time() < deadline and not (log.exists() and "iter 2 " in log.read_text()):
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    saved = torch.load(tmp_path / "experiments" / "stopped" / "last.ckpt", weights_only=True)
+    assert saved["global_step"] >= 256  # save_freq=0: only the stop itself saved it
