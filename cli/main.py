@@ -87,14 +87,27 @@ def evaluate(
     json_out: Path | None = typer.Option(None, "--json", help="Also write the metrics to this JSON file."),
     seed: int | None = typer.Option(None, "--seed", help="Seed for level sampling and actions. Default: the run's."),
     config: Path | None = typer.Option(None, "--config", "-c", help="YAML applied over the checkpoint's config."),
+    cost_sweep: bool = typer.Option(
+        False,
+        "--cost-sweep",
+        help="Coordinators: also report the reward at expert-query cost weights 0, 0.2, ..., 1 and the area under it.",
+    ),
     overrides: list[str] | None = typer.Argument(None, help=OVERRIDES_HELP, show_default=False),
 ) -> None:
     """Evaluate a checkpoint over N complete episodes and report the returns."""
+    from duo_ai.coordination.sweep import COST_WEIGHTS
     from duo_ai.training import evaluate_checkpoint
 
     try:
         metrics = evaluate_checkpoint(
-            str(checkpoint), split, episodes, temperature, str(config) if config else None, overrides or [], seed
+            str(checkpoint),
+            split,
+            episodes,
+            temperature,
+            str(config) if config else None,
+            overrides or [],
+            seed,
+            cost_weights=list(COST_WEIGHTS) if cost_sweep else None,
         )
     except DuoAIError as e:
         fail(str(e))
@@ -102,10 +115,17 @@ def evaluate(
     table.add_column("metric")
     table.add_column("value", justify="right")
     for key, value in metrics.items():
-        if key in ("episode_returns", "checkpoint", "split", "env"):
+        if key in ("episode_returns", "checkpoint", "split", "env", "cost_sweep"):
             continue
         table.add_row(key, f"{value:.4g}" if isinstance(value, float) else str(value))
     out.print(table)
+    if "cost_sweep" in metrics:
+        sweep = Table(title=f"reward vs expert-query cost weight (AUC {metrics['auc']:.4g})")
+        for column in ("cost weight", "reward mean", "reward std"):
+            sweep.add_column(column, justify="right")
+        for row in metrics["cost_sweep"]:
+            sweep.add_row(f"{row['cost_weight']:g}", f"{row['reward_mean']:.4g}", f"{row['reward_std']:.4g}")
+        out.print(sweep)
     if json_out is not None:
         json_out.parent.mkdir(parents=True, exist_ok=True)
         json_out.write_text(json.dumps(metrics, indent=2))

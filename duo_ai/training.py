@@ -18,6 +18,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from duo_ai.coordination.config import is_coordination_run
+from duo_ai.coordination.env import make_coordination_env
+from duo_ai.coordination.sweep import cost_sweep
 from duo_ai.core.checkpoint import load_checkpoint, save_checkpoint
 from duo_ai.core.compute import Compute
 from duo_ai.core.config import Config, config_to_dict, config_to_yaml
@@ -50,8 +53,30 @@ def build_policy(config: Config, env: Any, compute: Compute) -> Any:
 
 
 def make_run_env(config: Config, split: str = "train", num_envs: int | None = None, seed: int = 0) -> Any:
-    """The environment a run trains or evaluates on, for `split`."""
-    return make_env(config.env, split, num_envs=num_envs, seed=seed)
+    """The environment a run trains or evaluates on, for `split`.
+
+    In a coordination run (novice/expert checkpoints configured) the base env is wrapped in a
+    `CoordinationEnv` over that split's novice and expert. This resolves, in `config`, the agent
+    paths and a null `coordination.base_penalty` (measured from the expert), so the run's
+    config.yaml and checkpoints record what was used.
+    """
+    env = make_env(config.env, split, num_envs=num_envs, seed=seed)
+    if is_coordination_run(config):
+        env = make_coordination_env(config, split, env, compute_from(config))
+    return env
+
+
+def result_metrics(result: EvalResult) -> dict[str, Any]:
+    """`result.metrics()`, plus `<x>_fraction` for each per-episode count `<x>_steps` the env reports.
+
+    The fraction is of all evaluated steps (e.g. a coordination env's `expert_fraction`), not a
+    mean of per-episode fractions, which would over-weight short episodes.
+    """
+    metrics = result.metrics()
+    for key, counts in result.extra.items():
+        if key.endswith("_steps"):
+            metrics[f"{key.removesuffix('_steps')}_fraction"] = float(np.sum(counts) / np.sum(result.lengths))
+    return metrics
 
 
 def checkpoint_payload(config: Config, policy: Any, algorithm: Any, **extra: Any) -> dict[str, Any]:
@@ -123,7 +148,7 @@ class Trainer:
                 results[split] = evaluate(self.policy, env, ev.num_episodes, ev.temperature, seed=seed, split=split)
             finally:
                 env.close()
-            metrics = results[split].metrics()
+            metrics = result_metrics(results[split])
             self.logger.log_eval(split, metrics, self.algorithm.global_step)
             if metrics["reward_mean"] > self.best.get(split, -float("inf")):
                 self.best[split] = metrics["reward_mean"]
@@ -134,6 +159,8 @@ class Trainer:
 
     # -- the loop --------------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
+        if hasattr(self.algorithm, "fit"):
+            return self.fit()
         cfg, algo = self.config, self.algorithm
         total = cfg.algorithm.total_timesteps
         ev_on = cfg.evaluation.num_episodes > 0 and bool(cfg.evaluation.splits)
@@ -163,13 +190,36 @@ class Trainer:
         self.save("last.ckpt")
         if ev_on and not (cfg.algorithm.eval_freq > 0 and algo.iteration % cfg.algorithm.eval_freq == 0):
             results = self.evaluate_splits()
+        return self.finish(results, start, start_step)
+
+    def fit(self) -> dict[str, Any]:
+        """Run a one-shot algorithm (a baseline's calibration sweep: no gradient steps), save, evaluate."""
+        start, start_step = time.perf_counter(), self.algorithm.global_step
+        try:
+            self.algorithm.fit(
+                lambda split, num_envs: make_run_env(self.config, split, num_envs, seed=self.config.seed),
+                self.logger.info,
+            )
+        except BaseException:
+            self.logger.close()
+            raise
+        self.save("last.ckpt")
+        ev = self.config.evaluation
+        results = self.evaluate_splits() if ev.num_episodes > 0 and ev.splits else {}
+        return self.finish(results, start, start_step)
+
+    def finish(self, results: dict[str, EvalResult], start: float, start_step: int) -> dict[str, Any]:
+        """Write summary.json, log the totals and close the logger."""
+        algo = self.algorithm
         elapsed = time.perf_counter() - start
         summary = {
             "run_dir": str(self.run_dir),
             "global_step": algo.global_step,
             "seconds": elapsed,
             "sps": (algo.global_step - start_step) / elapsed if elapsed > 0 else 0.0,
-            "eval": {s: {k: v for k, v in r.metrics().items() if k != "episode_returns"} for s, r in results.items()},
+            "eval": {
+                s: {k: v for k, v in result_metrics(r).items() if k != "episode_returns"} for s, r in results.items()
+            },
         }
         if self.ctx.is_main:
             (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
@@ -201,8 +251,13 @@ def evaluate_checkpoint(
     config_path: str | None = None,
     overrides: list[str] = (),
     seed: int | None = None,
+    cost_weights: list[float] | None = None,
 ) -> dict[str, Any]:
-    """Load a checkpoint and evaluate it; unset arguments come from the checkpoint's config."""
+    """Load a checkpoint and evaluate it; unset arguments come from the checkpoint's config.
+
+    With `cost_weights` (a coordinator only) the metrics add `cost_sweep`, the reward at each
+    expert-query cost weight on the same episodes, and `auc`, the area under that curve.
+    """
     payload = load_checkpoint(checkpoint)
     config = config_from_checkpoint(payload, config_path, list(overrides))
     ev = config.evaluation
@@ -213,6 +268,8 @@ def evaluate_checkpoint(
         raise ConfigError(f"--episodes must be at least 1, got {num_episodes}")
     if temperature < 0:
         raise ConfigError(f"--temperature must be >= 0, got {temperature}")
+    if cost_weights and not is_coordination_run(config):
+        raise ConfigError(f"--cost-sweep evaluates coordinators; {checkpoint} is a base agent (no train_novice/expert)")
     seed = config.seed if seed is None else seed
     seed_everything(seed)
     compute = compute_from(config)
@@ -224,7 +281,10 @@ def evaluate_checkpoint(
         result = evaluate(policy, env, num_episodes, temperature, seed=seed + EVAL_SEED_OFFSET, split=split)
     finally:
         env.close()
-    metrics = result.metrics()
+    metrics = result_metrics(result)
+    if cost_weights:
+        c = config.coordination
+        metrics.update(cost_sweep(result, c.base_penalty, c.switch_agent_cost_weight, cost_weights))
     metrics.update(
         {
             "checkpoint": str(checkpoint),
