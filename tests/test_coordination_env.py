@@ -1,0 +1,264 @@
+"""CoordinationEnv over tiny real novice/expert checkpoints: observations, costs, who runs, resets, errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+
+import duo_ai.coordination.penalty as penalty
+from duo_ai.coordination.baselines import AlwaysPolicy, AlwaysPolicyConfig
+from duo_ai.core.errors import CheckpointError, ConfigError
+from duo_ai.evaluation import evaluate
+from duo_ai.training import make_run_env, result_metrics
+from tests.coord_fixtures import CONFIGS, agent_checkpoints, coordination_config, train
+
+# coordination_config charges base_penalty 0.5: query cost 0.4 x 0.5, switch cost 0.3 x 0.5.
+QUERY_COST, SWITCH_COST = 0.2, 0.15
+SCRIPT = [[0, 1, 0, 1], [1, 1, 0, 0], [0, 1, 1, 0]]
+# Hand-computed costs of SCRIPT: first step no switch charge (no previous agent), then
+# env0 asks and switches (0.2 + 0.15), env3 switches back to the novice (0.15), ...
+SCRIPT_COSTS = [[0.0, 0.2, 0.0, 0.2], [0.35, 0.2, 0.0, 0.15], [0.15, 0.2, 0.35, 0.0]]
+
+
+@pytest.fixture(scope="module")
+def agents(tmp_path_factory):
+    return agent_checkpoints(tmp_path_factory)
+
+
+def record_calls(obj, name: str, log: list, keep_output: bool = False) -> None:
+    """Replace `obj.<name>` by a wrapper that appends its first argument (and output) to `log`."""
+    original = getattr(obj, name)
+
+    def wrapper(arg, *args, **kwargs):
+        out = original(arg, *args, **kwargs)
+        if keep_output:
+            action = out[0] if isinstance(out, tuple) else out
+            log.append((np.array(arg), np.asarray(action.cpu()).copy()))
+        else:
+            log.append(np.array(arg))
+        return out
+
+    setattr(obj, name, wrapper)
+
+
+@pytest.fixture(scope="module")
+def rollout(agents, tmp_path_factory):
+    """One instrumented rollout on 4 envs: SCRIPT, then random choices until 3 episodes have ended."""
+    config = coordination_config(
+        agents, tmp_path_factory.mktemp("rollout"), "coordination.switch_agent_cost_weight=0.3"
+    )
+    env = make_run_env(config, "train", num_envs=4)
+    calls = {"expert": [], "novice": [], "game": [], "novice_reset": [], "expert_reset": []}
+    record_calls(env.expert, "act", calls["expert"], keep_output=True)
+    record_calls(env.novice, "act", calls["novice"], keep_output=True)
+    record_calls(env.base_env, "step", calls["game"])
+    record_calls(env.novice, "reset", calls["novice_reset"])
+    record_calls(env.expert, "reset", calls["expert_reset"])
+    rng = np.random.default_rng(0)
+    obs, _ = env.reset(seed=0)
+    steps, ended = [], 0
+    while ended < 3:
+        actions = np.array(SCRIPT[len(steps)]) if len(steps) < len(SCRIPT) else rng.integers(0, 2, 4)
+        before = len(calls["expert"])
+        frames, novice_action = np.array(obs["base_obs"]), calls["novice"][-1][1]
+        obs, reward, terminated, truncated, info = env.step(actions)
+        done = terminated | truncated
+        steps.append(
+            {
+                "actions": actions,
+                "frames": frames,
+                "novice_action": novice_action,
+                "expert_calls": calls["expert"][before:],
+                "game_action": calls["game"][-1],
+                "reward": reward,
+                "info": info,
+                "done": done,
+            }
+        )
+        ended += int(done.sum())
+    env.close()
+    return steps, calls
+
+
+def test_observation_keys_shapes_and_novice_features(agents, tmp_path):
+    env = make_run_env(coordination_config(agents, tmp_path), "train", num_envs=3)
+    try:
+        obs, _ = env.reset(seed=1)
+        assert set(obs) == {"base_obs", "novice_hidden", "novice_logits"}
+        assert obs["base_obs"].shape == (3, 3, 64, 64) and obs["base_obs"].dtype == np.uint8
+        assert obs["novice_hidden"].shape == (3, 256) and obs["novice_hidden"].dtype == np.float32
+        assert obs["novice_logits"].shape == (3, 15) and obs["novice_logits"].dtype == np.float32
+        assert env.single_action_space.n == 2 and env.observation_space.contains(obs)
+        # The features are the novice's own forward pass on these frames.
+        _, out = env.novice.act(obs["base_obs"], return_model_output=True)
+        np.testing.assert_allclose(obs["novice_logits"], out.logits.numpy(), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(obs["novice_hidden"], out.hidden.float().numpy(), rtol=1e-5, atol=1e-6)
+    finally:
+        env.close()
+    env = make_run_env(coordination_config(agents, tmp_path, "coordination.expert_visible=true"), "test", 2)
+    try:
+        obs, _ = env.reset(seed=1)
+        assert set(obs) == {"base_obs", "novice_hidden", "novice_logits", "expert_hidden", "expert_logits"}
+        assert obs["expert_logits"].shape == (2, 15) and env.observation_space.contains(obs)
+    finally:
+        env.close()
+
+
+def test_cost_arithmetic_matches_hand_computation(rollout):
+    steps, _ = rollout
+    for step, costs in zip(steps[: len(SCRIPT)], SCRIPT_COSTS, strict=True):
+        assert not step["done"].any()  # the hand computation assumes one ongoing episode per env
+        np.testing.assert_array_equal(step["info"]["agent"], step["actions"])
+        np.testing.assert_allclose(step["info"]["base_reward"] - step["reward"], costs, atol=1e-6)
+
+
+def test_episode_stats_add_up_the_step_rewards(rollout):
+    steps, _ = rollout
+    n = len(steps[0]["actions"])
+    ret, base, length, asked, switches = (np.zeros(n) for _ in range(5))
+    prev = np.full(n, -1)
+    checked = 0
+    for step in steps:
+        a, info = step["actions"], step["info"]
+        ret += step["reward"]
+        base += info["base_reward"]
+        length += 1
+        asked += a
+        switches += (prev >= 0) & (prev != a)
+        prev = np.where(step["done"], -1, a)
+        np.testing.assert_array_equal(info.get("_episode", np.zeros(n, bool)), step["done"])
+        for i in np.flatnonzero(step["done"]):
+            episode = {k: v[i] for k, v in info["episode"].items()}
+            assert episode["r"] == pytest.approx(ret[i], abs=1e-4)
+            assert episode["r"] == pytest.approx(base[i] - QUERY_COST * asked[i] - SWITCH_COST * switches[i], abs=1e-4)
+            assert (episode["base_reward"], episode["l"]) == (base[i], length[i])
+            assert (episode["expert_steps"], episode["switches"]) == (asked[i], switches[i])
+            ret[i] = base[i] = length[i] = asked[i] = switches[i] = 0
+            checked += 1
+    assert checked >= 3
+
+
+def test_expert_runs_only_for_the_envs_that_ask(rollout):
+    steps, _ = rollout
+    for step in steps:
+        ask = step["actions"] == 1
+        if not ask.any():
+            assert step["expert_calls"] == []
+            np.testing.assert_array_equal(step["game_action"], step["novice_action"])
+            continue
+        [(frames, expert_action)] = step["expert_calls"]
+        np.testing.assert_array_equal(frames, step["frames"][ask])  # exactly the askers' frames
+        np.testing.assert_array_equal(step["game_action"][ask], expert_action)
+        np.testing.assert_array_equal(step["game_action"][~ask], step["novice_action"][~ask])
+    assert any(not s["actions"].any() for s in steps) and any(s["actions"].all() for s in steps)
+
+
+def test_both_agents_reset_with_the_done_mask(rollout):
+    steps, calls = rollout
+    expected = [np.ones(4, dtype=bool)] + [s["done"] for s in steps]
+    for role in ("novice_reset", "expert_reset"):
+        assert len(calls[role]) == len(expected)
+        for got, want in zip(calls[role], expected, strict=True):
+            np.testing.assert_array_equal(got, want)
+    assert sum(s["done"].sum() for s in steps) >= 3
+
+
+@pytest.mark.parametrize("agent, fraction", [("novice", 0.0), ("expert", 1.0)])
+def test_always_baselines_give_expert_fraction_exactly_0_or_1(agents, tmp_path, agent, fraction):
+    config = coordination_config(agents, tmp_path, "coordination.switch_agent_cost_weight=0.3")
+    env = make_run_env(config, "test", num_envs=2)
+    expert_calls = []
+    record_calls(env.expert, "act", expert_calls)
+    try:
+        policy = AlwaysPolicy(AlwaysPolicyConfig(agent=agent), env)
+        metrics = result_metrics(evaluate(policy, env, num_episodes=2, seed=5))
+    finally:
+        env.close()
+    assert metrics["expert_fraction"] == fraction
+    assert (len(expert_calls) > 0) == (agent == "expert")
+    # No switches, so the only cost is the query cost on every expert step.
+    cost = QUERY_COST * fraction * metrics["episode_length_mean"]
+    assert metrics["reward_mean"] == pytest.approx(metrics["base_reward_mean"] - cost, abs=1e-4)
+
+
+def test_base_penalty_is_measured_cached_and_keyed_by_the_expert_file(agents, tmp_path, monkeypatch):
+    expert = tmp_path / "expert" / "last.ckpt"
+    expert.parent.mkdir()
+    shutil.copy2(agents["expert"], expert)
+    overrides = (
+        "coordination.base_penalty=null",
+        "coordination.base_penalty_episodes=2",
+        "evaluation.num_envs=2",
+        f"train_expert={expert}",
+    )
+    config = coordination_config(agents, tmp_path, *overrides)
+    make_run_env(config, "train", num_envs=2).close()
+    [entry] = json.loads((expert.parent / penalty.CACHE_FILE).read_text())
+    assert config.coordination.base_penalty == entry["base_penalty"]
+    assert entry["base_penalty"] == pytest.approx(entry["reward_mean"] / entry["length_mean"])
+    assert entry["key"]["expert"] == str(expert.resolve()) and entry["key"]["episodes"] == 2
+
+    def no_measuring(*args):
+        raise AssertionError("measured again despite a cached value")
+
+    monkeypatch.setattr(penalty, "measure_base_penalty", no_measuring)
+    config = coordination_config(agents, tmp_path, *overrides)
+    env = make_run_env(config, "test", num_envs=2)
+    assert env.base_penalty == entry["base_penalty"] and env.query_cost == pytest.approx(0.4 * entry["base_penalty"])
+    env.close()
+
+    # A rewritten expert checkpoint (new mtime) invalidates the cached value.
+    stat = expert.stat()
+    os.utime(expert, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    measured = {"base_penalty": 0.25, "reward_mean": 5.0, "length_mean": 20.0}
+    monkeypatch.setattr(penalty, "measure_base_penalty", lambda *args: measured)
+    config = coordination_config(agents, tmp_path, *overrides)
+    make_run_env(config, "train", num_envs=2).close()
+    assert config.coordination.base_penalty == 0.25
+    assert len(json.loads((expert.parent / penalty.CACHE_FILE).read_text())) == 2
+
+
+@pytest.fixture(scope="module")
+def coordinator_checkpoint(agents, tmp_path_factory):
+    """A real coordinator checkpoint (always-novice baseline set up by the Trainer)."""
+    root = tmp_path_factory.mktemp("coordinator")
+    return train(
+        root,
+        "always",
+        [f"train_novice={agents['novice']}", f"train_expert={agents['expert']}", "coordination.base_penalty=0.5"],
+        config_path=CONFIGS / "procgen_always.yaml",
+    )
+
+
+@pytest.mark.parametrize(
+    "override, error, fragments",
+    [
+        ("train_novice={missing}", CheckpointError, ["train_novice", "not found"]),
+        ("train_novice={not_a_checkpoint}", CheckpointError, ["train_novice", "not a duo-ai checkpoint"]),
+        ("train_novice={coordinator}", CheckpointError, ["train_novice", "coordinator checkpoint"]),
+        ("test_expert={coordinator}", CheckpointError, ["test_expert", "coordinator checkpoint"]),
+        ("train_expert={other_game}", CheckpointError, ["procgen/starpilot", "procgen/bigfish", "same game"]),
+        ("env.task=bigfish", CheckpointError, ["procgen/starpilot", "coordination env is procgen/bigfish"]),
+        ("train_expert=null", ConfigError, ["train_expert is not set"]),
+    ],
+)
+def test_bad_agents_give_one_line_errors(agents, coordinator_checkpoint, tmp_path, override, error, fragments):
+    not_a_checkpoint = tmp_path / "notes.ckpt"
+    not_a_checkpoint.write_text("not a checkpoint")
+    paths = {
+        "missing": tmp_path / "missing.ckpt",
+        "not_a_checkpoint": not_a_checkpoint,
+        "coordinator": coordinator_checkpoint,
+        "other_game": agents["other_game"],
+    }
+    config = coordination_config(agents, tmp_path, override.format(**paths))
+    with pytest.raises(error) as info:
+        make_run_env(config, "train", num_envs=2)
+    message = str(info.value)
+    assert "\n" not in message
+    for fragment in fragments:
+        assert fragment in message

@@ -1,0 +1,143 @@
+"""Training coordinators: PPO over every feature_type, baseline calibration, scores, and the AUC."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from duo_ai.coordination.baselines import CALIBRATION_SEED_OFFSET, SCORES, LogitPolicy
+from duo_ai.coordination.sweep import COST_WEIGHTS, cost_sweep, trapezoid_auc
+from duo_ai.core.checkpoint import load_checkpoint
+from duo_ai.core.config import load_config
+from duo_ai.evaluation import EvalResult, evaluate
+from duo_ai.models.impala import FEATURE_TYPES
+from duo_ai.training import evaluate_checkpoint, make_run_env
+from tests.coord_fixtures import CHANNELS, CONFIGS, TINY_PPO, agent_checkpoints, train
+
+
+@pytest.fixture(scope="module")
+def agents(tmp_path_factory):
+    return agent_checkpoints(tmp_path_factory)
+
+
+def agent_overrides(agents) -> list[str]:
+    return [f"train_novice={agents['novice']}", f"train_expert={agents['expert']}", "coordination.base_penalty=0.5"]
+
+
+@pytest.mark.parametrize("feature_type", FEATURE_TYPES)
+def test_every_feature_type_trains_an_iteration_and_its_checkpoint_evaluates(agents, tmp_path, feature_type):
+    overrides = [
+        *agent_overrides(agents),
+        *TINY_PPO,
+        f"policy.model.feature_type={feature_type}",
+        f"policy.model.channels={CHANNELS}",
+        "env.num_envs=2",
+        "algorithm.num_steps=16",
+        "algorithm.total_timesteps=32",
+    ]
+    ckpt = train(tmp_path, feature_type, overrides, config_path=CONFIGS / "procgen_ppo.yaml")
+    payload = load_checkpoint(ckpt)
+    assert payload["iteration"] == 1 and payload["global_step"] == 32
+    assert payload["optim_state_dict"]["state"], "no optimizer step was taken"
+    assert payload["policy_config"]["model"]["feature_type"] == feature_type
+    # The IMPALA encoder exists exactly when the coordinator looks at the frames.
+    has_encoder = any(k.startswith("encoder.") for k in payload["model_state_dict"])
+    assert has_encoder == ("obs" in feature_type.split("_"))
+
+    metrics = evaluate_checkpoint(str(ckpt), split="test", num_episodes=1)
+    assert metrics["num_episodes"] == 1
+    assert metrics["expert_fraction"] == pytest.approx(metrics["expert_steps_mean"] / metrics["episode_length_mean"])
+    # No switch cost: reward = base reward - 0.4 x 0.5 per expert step.
+    expected = metrics["base_reward_mean"] - 0.2 * metrics["expert_steps_mean"]
+    assert metrics["reward_mean"] == pytest.approx(expected, abs=1e-4)
+
+
+CALIBRATION = ["algorithm.num_episodes=2", "algorithm.num_envs=2", "algorithm.rollout_steps=8", "env.num_envs=2"]
+
+
+def calibrated(agents, tmp_path, name: str, *overrides: str) -> dict:
+    overrides = [*agent_overrides(agents), *CALIBRATION, *overrides]
+    ckpt = train(tmp_path, name, overrides, config_path=CONFIGS / f"procgen_{name}.yaml")
+    return load_checkpoint(ckpt)
+
+
+def assert_picked_the_best(payload: dict, param: str, log: str) -> None:
+    record = payload["calibration"]
+    assert record["param"] == param and record["split"] == "val_sim"
+    assert len(record["candidates"]) == len(record["reward_mean"]) == 3
+    best = record["candidates"][int(np.argmax(record["reward_mean"]))]
+    assert record["chosen"] == best
+    assert payload["model_state_dict"][param].item() == best and payload["policy_config"][param] == best
+    for value, reward in zip(record["candidates"], record["reward_mean"], strict=True):
+        assert f"calibrate {param}={value:.4g}: reward {reward:.3f}" in log
+
+
+def test_random_calibration_picks_the_best_probability(agents, tmp_path):
+    payload = calibrated(agents, tmp_path, "random", "policy.candidates=[0.0,0.5,1.0]")
+    assert_picked_the_best(payload, "prob", (tmp_path / "random" / "train.log").read_text())
+    # The validation numbers are real rollouts: p=0 never asks, p=1 always does.
+    assert payload["calibration"]["expert_fraction"][0] == 0.0
+    assert payload["calibration"]["expert_fraction"][-1] == 1.0
+
+
+def test_logit_calibration_picks_the_best_threshold(agents, tmp_path):
+    # Greedy agents make each validation rollout reproducible, so the record can be re-checked.
+    payload = calibrated(agents, tmp_path, "logit", "policy.percentiles=[0,50,100]", "coordination.agent_temperature=0")
+    assert_picked_the_best(payload, "threshold", (tmp_path / "logit" / "train.log").read_text())
+    record = payload["calibration"]
+    assert record["candidates"] == sorted(record["candidates"])  # percentiles 0, 50, 100 of the scores
+
+    config = load_config(base=payload["config"])
+    env = make_run_env(config, "val_sim", num_envs=2)
+    try:
+        policy = LogitPolicy(config.policy, env)
+        for value, reward in zip(record["candidates"], record["reward_mean"], strict=True):
+            policy.set_params({"threshold": torch.tensor(value, dtype=torch.float64)})
+            result = evaluate(policy, env, 2, seed=config.seed + CALIBRATION_SEED_OFFSET, split="val_sim")
+            assert np.mean(result.returns) == pytest.approx(reward)
+    finally:
+        env.close()
+
+
+def test_logit_scores_on_hand_computed_logits():
+    logits = torch.tensor([[2.0, 1.0, 0.0]])
+    z = math.e**2 + math.e + 1
+    p = [math.e**2 / z, math.e / z, 1 / z]
+    expected = {
+        "max_logit": 2.0,
+        "max_prob": p[0],
+        "margin": p[0] - p[1],
+        "neg_entropy": sum(q * math.log(q) for q in p),
+        "energy": math.log(z),
+    }
+    for name, value in expected.items():
+        assert SCORES[name](logits).item() == pytest.approx(value, rel=1e-6), name
+    # A flat distribution is the least confident under every probability-based score.
+    flat = torch.zeros(1, 3)
+    for name in ("max_prob", "margin", "neg_entropy"):
+        assert SCORES[name](flat).item() < SCORES[name](logits).item()
+
+
+def test_trapezoid_auc_on_hand_computed_curves():
+    assert trapezoid_auc(COST_WEIGHTS, [10, 8, 6, 4, 2, 0]) == pytest.approx(5.0)  # 0.2 x (5 + 8 + 6 + 4 + 2 + 0)
+    assert trapezoid_auc(COST_WEIGHTS, [3] * 6) == pytest.approx(3.0)
+    assert trapezoid_auc([0, 1, 3], [0, 2, 2]) == pytest.approx(5.0)  # 1 + 4
+    with pytest.raises(ValueError):
+        trapezoid_auc([0, 0.5, 0.4], [1, 2, 3])
+
+
+def test_cost_sweep_recharges_the_same_episodes():
+    # Two episodes: base rewards 10 and 4, 10 and 0 expert steps, 2 and 0 switches.
+    result = EvalResult(
+        "test", 1.0, [0.0, 0.0], [20, 30], {"base_reward": [10, 4], "expert_steps": [10, 0], "switches": [2, 0]}
+    )
+    sweep = cost_sweep(result, base_penalty=0.5, switch_agent_cost_weight=0.1)
+    # Episode 1 at weight w: 10 - (10 w + 0.1 x 2) x 0.5 = 9.9 - 5w; episode 2: 4. Mean 6.95 - 2.5w.
+    for row in sweep["cost_sweep"]:
+        assert row["reward_mean"] == pytest.approx(6.95 - 2.5 * row["cost_weight"])
+        assert row["reward_std"] == pytest.approx(np.std([9.9 - 5 * row["cost_weight"], 4], ddof=1))
+    assert [row["cost_weight"] for row in sweep["cost_sweep"]] == list(COST_WEIGHTS)
+    assert sweep["auc"] == pytest.approx(6.95 - 1.25)
