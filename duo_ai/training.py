@@ -44,7 +44,9 @@ def compute_from(config: Config, ctx: ProcessContext | None = None) -> Compute:
     device = config.device
     if ctx is not None and ctx.world_size > 1 and device in ("auto", "cuda") and torch.cuda.is_available():
         device = f"cuda:{ctx.local_rank}"
-    return Compute.from_settings(device, config.precision, config.channels_last, config.compile, config.num_threads)
+    return Compute.from_settings(
+        device, config.precision, config.channels_last, config.compile, config.num_threads, config.cache_host_memory
+    )
 
 
 def build_policy(config: Config, env: Any, compute: Compute) -> Any:

@@ -83,6 +83,28 @@ def log_prob_and_entropy(logits: torch.Tensor, actions: torch.Tensor) -> tuple[t
     return chosen, entropy
 
 
+@dataclass
+class RolloutBatch:
+    """A flattened rollout on the training device (B rows), or a minibatch of it."""
+
+    obs: Any
+    actions: torch.Tensor
+    logprobs: torch.Tensor
+    advantages: torch.Tensor
+    returns: torch.Tensor
+    values: torch.Tensor
+
+    def __getitem__(self, idx: torch.Tensor) -> RolloutBatch:
+        return RolloutBatch(
+            index_obs(self.obs, idx),
+            self.actions[idx],
+            self.logprobs[idx],
+            self.advantages[idx],
+            self.returns[idx],
+            self.values[idx],
+        )
+
+
 class EpisodeTracker:
     """Collects returns and lengths (and any other per-episode stats) of finished episodes."""
 
@@ -169,63 +191,82 @@ class PPO:
             self.global_step += self.num_envs
 
     # -- update ----------------------------------------------------------------------------------
+    def rollout_batch(self) -> RolloutBatch:
+        """GAE advantages over the collected rollout, flattened to B rows."""
+        cfg = self.config
+        next_value = self.policy.act(self.next_obs, return_model_output=True)[1].value
+        advantages, returns = compute_gae(self.rewards, self.values, self.ends, next_value, cfg.gamma, cfg.gae_lambda)
+        return RolloutBatch(
+            self.obs.flat(),
+            self.actions.flatten(),
+            self.logprobs.flatten(),
+            advantages.flatten(),
+            returns.flatten(),
+            self.values.flatten(),
+        )
+
+    def minibatch_loss(self, mb: RolloutBatch) -> tuple[torch.Tensor, torch.Tensor]:
+        """Clipped PPO loss of one minibatch, and its stats [policy, value, entropy, approx_kl, clipfrac].
+
+        The forward runs in the configured precision; everything from the logits on is fp32.
+        """
+        cfg = self.config
+        out = self.policy.forward(mb.obs)
+        new_logprob, entropy = log_prob_and_entropy(out.logits, mb.actions)
+        log_ratio = new_logprob - mb.logprobs
+        ratio = log_ratio.exp()
+
+        adv = mb.advantages
+        if cfg.norm_adv:
+            adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+        pg_loss = torch.max(-adv * ratio, -adv * ratio.clamp(1 - cfg.clip_coef, 1 + cfg.clip_coef)).mean()
+
+        v_unclipped = (out.value - mb.returns) ** 2
+        if cfg.clip_vloss:
+            v_clipped = mb.values + (out.value - mb.values).clamp(-cfg.clip_coef, cfg.clip_coef)
+            v_loss = 0.5 * torch.max(v_unclipped, (v_clipped - mb.returns) ** 2).mean()
+        else:
+            v_loss = 0.5 * v_unclipped.mean()
+        entropy_mean = entropy.mean()
+        loss = pg_loss - cfg.ent_coef * entropy_mean + cfg.vf_coef * v_loss
+
+        with torch.no_grad():
+            approx_kl = ((ratio - 1) - log_ratio).mean()
+            clipfrac = ((ratio - 1).abs() > cfg.clip_coef).float().mean()
+            stats = torch.stack([pg_loss, v_loss, entropy_mean, approx_kl, clipfrac])
+        return loss, stats
+
+    def update_minibatch(self, mb: RolloutBatch) -> torch.Tensor:
+        """One gradient step on a minibatch; returns its stats as a device tensor (no host sync)."""
+        loss, stats = self.minibatch_loss(mb)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.policy.model.parameters(), self.config.max_grad_norm)
+        self.optimizer.step()
+        return stats
+
     def update(self) -> dict[str, float]:
         """GAE, then clipped PPO updates over shuffled minibatches. Returns mean training stats."""
         cfg = self.config
-        with torch.inference_mode():
-            next_value = self.policy.act(self.next_obs, return_model_output=True)[1].value
-        advantages, returns = compute_gae(self.rewards, self.values, self.ends, next_value, cfg.gamma, cfg.gae_lambda)
-        b_obs = self.obs.flat()
-        b_actions, b_logprobs = self.actions.flatten(), self.logprobs.flatten()
-        b_advantages, b_returns, b_values = advantages.flatten(), returns.flatten(), self.values.flatten()
-
+        batch = self.rollout_batch()
         self.policy.train()
-        totals = torch.zeros(6, device=self.compute.device)  # pg, v, entropy, kl, clipfrac, count
+        totals = torch.zeros(5, device=self.compute.device)
         for _ in range(cfg.update_epochs):
             order = torch.randperm(self.batch_size, device=self.compute.device)
             for start in range(0, self.batch_size, self.minibatch_size):
-                idx = order[start : start + self.minibatch_size]
-                out = self.policy.forward(index_obs(b_obs, idx))
-                new_logprob, entropy = log_prob_and_entropy(out.logits, b_actions[idx])
-                log_ratio = new_logprob - b_logprobs[idx]
-                ratio = log_ratio.exp()
+                totals += self.update_minibatch(batch[order[start : start + self.minibatch_size]])
 
-                adv = b_advantages[idx]
-                if cfg.norm_adv:
-                    adv = (adv - adv.mean()) / (adv.std() + 1e-8)
-                pg_loss = torch.max(-adv * ratio, -adv * ratio.clamp(1 - cfg.clip_coef, 1 + cfg.clip_coef)).mean()
-
-                v_unclipped = (out.value - b_returns[idx]) ** 2
-                if cfg.clip_vloss:
-                    v_clipped = b_values[idx] + (out.value - b_values[idx]).clamp(-cfg.clip_coef, cfg.clip_coef)
-                    v_loss = 0.5 * torch.max(v_unclipped, (v_clipped - b_returns[idx]) ** 2).mean()
-                else:
-                    v_loss = 0.5 * v_unclipped.mean()
-                entropy_mean = entropy.mean()
-                loss = pg_loss - cfg.ent_coef * entropy_mean + cfg.vf_coef * v_loss
-
-                self.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(self.policy.model.parameters(), cfg.max_grad_norm)
-                self.optimizer.step()
-
-                with torch.no_grad():
-                    approx_kl = ((ratio - 1) - log_ratio).mean()
-                    clipfrac = ((ratio - 1).abs() > cfg.clip_coef).float().mean()
-                    totals += torch.stack(
-                        [pg_loss, v_loss, entropy_mean, approx_kl, clipfrac, torch.ones_like(pg_loss)]
-                    )
-
-        var_returns = b_returns.var()
-        explained = 1 - (b_returns - b_values).var() / var_returns if var_returns > 0 else torch.tensor(float("nan"))
-        pg, v, ent, kl, clipfrac, count = totals.tolist()  # the one host sync of the update
+        num_updates = cfg.update_epochs * cfg.num_minibatches
+        var_returns = batch.returns.var()
+        explained = torch.where(var_returns > 0, 1 - (batch.returns - batch.values).var() / var_returns, torch.nan)
+        pg, v, ent, kl, clipfrac, explained = torch.cat([totals / num_updates, explained[None]]).tolist()
         return {
-            "loss/policy": pg / count,
-            "loss/value": v / count,
-            "loss/entropy": ent / count,
-            "loss/approx_kl": kl / count,
-            "loss/clip_fraction": clipfrac / count,
-            "loss/explained_variance": float(explained),
+            "loss/policy": pg,
+            "loss/value": v,
+            "loss/entropy": ent,
+            "loss/approx_kl": kl,
+            "loss/clip_fraction": clipfrac,
+            "loss/explained_variance": explained,
         }
 
     def train_iteration(self) -> dict[str, float]:

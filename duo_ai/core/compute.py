@@ -1,13 +1,15 @@
 """Where and how the networks run: device, precision, memory layout, threads.
 
 One `Compute` object is built from the top-level config keys (`device`, `precision`,
-`channels_last`, `compile`, `num_threads`) and shared by the policy and the algorithm, so the
-rollout and the update always run the same way.
+`channels_last`, `compile`, `num_threads`, `cache_host_memory`) and shared by the policy and the
+algorithm, so the rollout and the update always run the same way.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
 import os
 from dataclasses import dataclass
 
@@ -67,6 +69,7 @@ class Compute:
         channels_last: bool = True,
         compile: bool = False,
         num_threads: int = 0,
+        cache_host_memory: bool = True,
     ) -> Compute:
         if precision not in PRECISIONS:
             raise ConfigError(f"precision {precision!r} is unknown; use one of {', '.join(PRECISIONS)}")
@@ -75,6 +78,8 @@ class Compute:
             precision = "bf16" if bf16_supported(dev) else "fp32"
         if dev.type == "cpu":
             set_cpu_threads(num_threads)
+            if cache_host_memory:
+                keep_freed_host_memory()
         return cls(
             device=dev,
             dtype=torch.bfloat16 if precision == "bf16" else None,
@@ -98,3 +103,26 @@ def set_cpu_threads(num_threads: int) -> None:
     if num_threads <= 0:
         num_threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     torch.set_num_threads(num_threads)
+
+
+# glibc mallopt parameters (malloc.h).
+_M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4
+
+
+def keep_freed_host_memory() -> bool:
+    """Make glibc malloc keep freed memory for reuse instead of handing it back to the OS.
+
+    glibc serves every block above 32 MB with fresh mmap'd pages and unmaps it on free. A CPU
+    minibatch update allocates several GB of such blocks (activations, gradients), so each one
+    page-faults in and is zeroed by the kernel again: 40% of a bf16 IMPALA update of 2,048 frames
+    (3.2 s -> 1.8 s without it, measured). Serving them from the heap and never trimming it lets
+    freed blocks be reused; peak resident memory grows by a few hundred MB. Process-wide, like
+    the thread count. Returns False where there is no glibc (macOS, musl), which is then a no-op.
+    """
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    # -1 disables trimming (mallopt(3)); 0 mmap'd blocks sends every allocation to the heap.
+    return bool(mallopt(_M_TRIM_THRESHOLD, -1)) and bool(mallopt(_M_MMAP_MAX, 0))

@@ -82,6 +82,8 @@ class Config:
     compile: bool = False
     # CPU intra-op threads for torch; 0 = all cores this process may use.
     num_threads: int = 0
+    # CPU: keep freed host memory for reuse (glibc) instead of page-faulting it in every minibatch.
+    cache_host_memory: bool = True
     overwrite: bool = False
     experiments_dir: str = "experiments"
     env: EnvConfig = field(default_factory=EnvConfig)
