@@ -12,6 +12,7 @@ from duo_ai.coordination.baselines import CALIBRATION_SEED_OFFSET, SCORES, Logit
 from duo_ai.coordination.sweep import COST_WEIGHTS, cost_sweep, trapezoid_auc
 from duo_ai.core.checkpoint import load_checkpoint
 from duo_ai.core.config import load_config
+from duo_ai.core.errors import ConfigError
 from duo_ai.evaluation import EvalResult, evaluate
 from duo_ai.models.impala import FEATURE_TYPES
 from duo_ai.training import evaluate_checkpoint, make_run_env
@@ -100,6 +101,21 @@ def test_logit_calibration_picks_the_best_threshold(agents, tmp_path):
             assert np.mean(result.returns) == pytest.approx(reward)
     finally:
         env.close()
+
+
+@pytest.mark.parametrize(
+    "override",
+    [
+        "coordination.expert_query_cost_weight=-0.1",
+        "coordination.agent_temperature=-1",
+        "coordination.base_penalty_episodes=0",
+        "policy.score=confidence",
+    ],
+)
+def test_bad_coordination_settings_are_config_errors(override):
+    name = override.split("=")[0]
+    with pytest.raises(ConfigError, match=name.split(".")[-1]):
+        load_config(CONFIGS / "procgen_logit.yaml", [override])
 
 
 def test_logit_scores_on_hand_computed_logits():

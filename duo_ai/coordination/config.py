@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from duo_ai.core.errors import ConfigError
+
 AGENT_KEYS = ("train_novice", "train_expert", "test_novice", "test_expert")
 
 
@@ -29,6 +31,13 @@ class CoordinationConfig:
     # Splits whose agents are train_novice/train_expert; every other split uses test_novice/test_expert
     # (falling back to the train ones), so simulated validation never sees the test-time agents.
     train_agent_splits: list[str] = field(default_factory=lambda: ["train", "val_sim"])
+
+    def __post_init__(self) -> None:
+        for key in ("expert_query_cost_weight", "switch_agent_cost_weight", "agent_temperature"):
+            if getattr(self, key) < 0:
+                raise ConfigError(f"coordination.{key} must be >= 0, got {getattr(self, key)}")
+        if self.base_penalty_episodes < 1:
+            raise ConfigError(f"coordination.base_penalty_episodes must be >= 1, got {self.base_penalty_episodes}")
 
 
 def is_coordination_run(config: Any) -> bool:
