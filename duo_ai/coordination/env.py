@@ -70,11 +70,14 @@ class CoordinationEnv(gym.vector.VectorEnv):
         self.action_space = gym.vector.utils.batch_space(self.single_action_space, self.num_envs)
 
         n = self.num_envs
-        self._returns = np.zeros(n, dtype=np.float64)
-        self._base_returns = np.zeros(n, dtype=np.float64)
-        self._lengths = np.zeros(n, dtype=np.int64)
-        self._expert_steps = np.zeros(n, dtype=np.int64)
-        self._switches = np.zeros(n, dtype=np.int64)
+        # Running totals of the current episodes, under their info["episode"] names.
+        self._episode = {
+            "r": np.zeros(n, dtype=np.float64),
+            "l": np.zeros(n, dtype=np.int64),
+            "base_reward": np.zeros(n, dtype=np.float64),
+            "expert_steps": np.zeros(n, dtype=np.int64),
+            "switches": np.zeros(n, dtype=np.int64),
+        }
         self._prev_agent = np.full(n, -1, dtype=np.int64)  # -1: no one has acted yet this episode
         self._frames: np.ndarray | None = None
         self._actions: dict[str, np.ndarray] = {}
@@ -95,8 +98,8 @@ class CoordinationEnv(gym.vector.VectorEnv):
         everyone = np.ones(self.num_envs, dtype=bool)
         self.novice.reset(everyone)
         self.expert.reset(everyone)
-        for counter in (self._returns, self._base_returns, self._lengths, self._expert_steps, self._switches):
-            counter[:] = 0
+        for total in self._episode.values():
+            total[:] = 0
         self._prev_agent[:] = -1
         return self._observe(frames), info
 
@@ -114,27 +117,19 @@ class CoordinationEnv(gym.vector.VectorEnv):
         switched = (self._prev_agent >= 0) & (self._prev_agent != agent)
         reward = (base_reward - self.query_cost * ask - self.switch_cost * switched).astype(np.float32)
 
-        self._returns += reward
-        self._base_returns += base_reward
-        self._lengths += 1
-        self._expert_steps += ask
-        self._switches += switched
+        step = {"r": reward, "l": 1, "base_reward": base_reward, "expert_steps": ask, "switches": switched}
+        for key, value in step.items():
+            self._episode[key] += value
         done = np.asarray(terminated) | np.asarray(truncated)
         self._prev_agent = np.where(done, -1, agent)
         info = {k: v for k, v in info.items() if k not in ("episode", "_episode")}
         info["base_reward"] = base_reward
         info["agent"] = agent
         if done.any():
-            info["episode"] = {
-                "r": np.where(done, self._returns, 0.0),
-                "l": np.where(done, self._lengths, 0),
-                "base_reward": np.where(done, self._base_returns, 0.0),
-                "expert_steps": np.where(done, self._expert_steps, 0),
-                "switches": np.where(done, self._switches, 0),
-            }
+            info["episode"] = {key: np.where(done, total, 0) for key, total in self._episode.items()}
             info["_episode"] = done.copy()
-            for counter in (self._returns, self._base_returns, self._lengths, self._expert_steps, self._switches):
-                counter[done] = 0
+            for total in self._episode.values():
+                total[done] = 0
         self.novice.reset(done)
         self.expert.reset(done)
         return self._observe(frames), reward, terminated, truncated, info
