@@ -1,0 +1,276 @@
+"""`duo-ai bench`: how fast training runs on this machine, and how close it gets to its compute bound.
+
+One run measures, on one workload (game, num_envs x num_steps, minibatches, epochs):
+
+- `env_sps`: the environment alone, stepped with random actions;
+- `bound_sps`: the network alone, on synthetic data of the same shapes and in the same precision,
+  through the same code as training (`PPOPolicy.act` once per rollout step, then
+  `PPO.update_minibatch` for every minibatch of every epoch). The loop cannot beat it;
+- `train_sps`: the real `PPO.train_iteration` (rollout + update) after warm-up iterations;
+- `baseline_sps`: the same loop with `precision=fp32` and `compile=false`.
+
+`loop_efficiency = train_sps / bound_sps` is the share of the loop's time spent in the network,
+so what is left (env stepping, storage, GAE, Python) is `1 - loop_efficiency`.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import platform
+import resource
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from duo_ai.algorithms.ppo import PPO, RolloutBatch
+from duo_ai.core.config import Config, load_config
+from duo_ai.core.errors import ConfigError
+from duo_ai.core.registry import ALGORITHMS
+from duo_ai.training import build_policy, compute_from, make_run_env, seed_everything
+
+
+@dataclass
+class Workload:
+    """What to train on; the defaults are the Procgen paper's recipe shape (batch 16,384)."""
+
+    game: str = "coinrun"
+    num_envs: int = 64
+    num_steps: int = 256
+    num_minibatches: int = 8
+    update_epochs: int = 3
+    iterations: int = 3
+    warmup: int = 1
+
+    def overrides(self) -> list[str]:
+        return [
+            f"env.task={self.game}",
+            f"env.num_envs={self.num_envs}",
+            f"algorithm.num_steps={self.num_steps}",
+            f"algorithm.num_minibatches={self.num_minibatches}",
+            f"algorithm.update_epochs={self.update_epochs}",
+            # Anneal nothing and evaluate nothing: the bench times train_iteration() alone.
+            "algorithm.anneal_lr=false",
+            "evaluation.num_episodes=0",
+        ]
+
+
+def bench_config(workload: Workload, path: str | None = None, overrides: list[str] = ()) -> Config:
+    """The run config to measure: defaults < YAML < overrides < the workload."""
+    if workload.iterations < 1 or workload.warmup < 0:
+        raise ConfigError("--iterations must be >= 1 and --warmup >= 0")
+    if (workload.num_envs * workload.num_steps) % workload.num_minibatches:
+        raise ConfigError(
+            f"--num-envs x --num-steps = {workload.num_envs * workload.num_steps} is not divisible by "
+            f"--num-minibatches {workload.num_minibatches}"
+        )
+    config = load_config(path, [*overrides, *workload.overrides()])
+    if config.algorithm.name != "ppo":
+        raise ConfigError(f"duo-ai bench times the ppo algorithm, not {config.algorithm.name!r}")
+    return config
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far (Linux reports ru_maxrss in KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for queued device work, so wall-clock timings cover it (a no-op on CPU)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def measure_env(config: Config, num_steps: int, seed: int = 0) -> float:
+    """Environment steps per second with uniformly random actions, after a short warm-up."""
+    env = make_run_env(config, "train", seed=seed)
+    try:
+        env.reset(seed=seed)
+        rng = np.random.default_rng(seed)
+        num_actions = int(env.single_action_space.n)
+
+        def step() -> None:
+            env.step(rng.integers(0, num_actions, env.num_envs))
+
+        for _ in range(min(20, num_steps)):
+            step()
+        start = time.perf_counter()
+        for _ in range(num_steps):
+            step()
+        return num_steps * env.num_envs / (time.perf_counter() - start)
+    finally:
+        env.close()
+
+
+def build_ppo(config: Config) -> PPO:
+    """The env, policy and PPO of a training run, built as `Trainer` builds them (no run folder)."""
+    seed_everything(config.seed)
+    compute = compute_from(config)
+    env = make_run_env(config, "train", seed=config.seed)
+    policy = build_policy(config, env, compute)
+    return ALGORITHMS.get(config.algorithm.name)(config.algorithm, policy, env, seed=config.seed)
+
+
+def synthetic_batch(algo: PPO, rng: np.random.Generator) -> RolloutBatch:
+    """A full rollout of random frames, actions and targets, in the algorithm's own storage."""
+    T, N, device = algo.config.num_steps, algo.num_envs, algo.compute.device
+    batched_space = gym.vector.utils.batch_space(algo.policy.observation_space, N)
+    batched_space.seed(int(rng.integers(2**31)))
+    for step in range(T):
+        algo.obs.write(step, batched_space.sample())
+    B, num_actions = algo.batch_size, int(algo.policy.action_space.n)
+    return RolloutBatch(
+        obs=algo.obs.flat(),
+        actions=torch.randint(0, num_actions, (B,), device=device),
+        logprobs=torch.full((B,), -float(np.log(num_actions)), device=device),
+        advantages=torch.randn(B, device=device),
+        returns=torch.randn(B, device=device),
+        values=torch.randn(B, device=device),
+    )
+
+
+def measure_bound(algo: PPO, seed: int = 0) -> dict[str, float]:
+    """Seconds of network work per iteration: T inference calls plus every minibatch update.
+
+    Runs on synthetic data through the training code itself, then restores the weights and the
+    optimizer state, so the loop measured afterwards starts from the same model.
+    """
+    rng = np.random.default_rng(seed)
+    cfg, device = algo.config, algo.compute.device
+    params, optim_state = algo.policy.get_params(), algo.optimizer.state_dict()
+    batch = synthetic_batch(algo, rng)
+    frames = algo.obs.write(0, gym.vector.utils.batch_space(algo.policy.observation_space, algo.num_envs).sample())
+
+    algo.policy.eval()
+    for _ in range(3):
+        algo.policy.act(frames, return_model_output=True)
+    synchronize(device)
+    start = time.perf_counter()
+    for _ in range(cfg.num_steps):
+        algo.policy.act(frames, return_model_output=True)
+    synchronize(device)
+    act_seconds = (time.perf_counter() - start) / cfg.num_steps
+
+    algo.policy.train()
+    algo.update_minibatch(batch[torch.arange(algo.minibatch_size, device=device)])  # warm-up
+    synchronize(device)
+    start = time.perf_counter()
+    for _ in range(cfg.update_epochs):
+        order = torch.randperm(algo.batch_size, device=device)
+        for first in range(0, algo.batch_size, algo.minibatch_size):
+            algo.update_minibatch(batch[order[first : first + algo.minibatch_size]])
+    synchronize(device)
+    update_seconds = time.perf_counter() - start
+
+    algo.policy.set_params(params)
+    algo.optimizer.load_state_dict(optim_state)
+    bound_seconds = cfg.num_steps * act_seconds + update_seconds
+    return {
+        "inference_ms_per_step": 1000 * act_seconds,
+        "update_seconds_per_iteration": update_seconds,
+        "bound_seconds_per_iteration": bound_seconds,
+        "bound_sps": algo.batch_size / bound_seconds,
+    }
+
+
+def measure_loop(algo: PPO, iterations: int, warmup: int) -> dict[str, float]:
+    """Steps per second of `train_iteration()` over `iterations` after `warmup` untimed ones."""
+    for _ in range(warmup):
+        algo.train_iteration()
+    synchronize(algo.compute.device)
+    rollout = update = 0.0
+    start = time.perf_counter()
+    for _ in range(iterations):
+        stats = algo.train_iteration()
+        rollout += stats["charts/rollout_seconds"]
+        update += stats["charts/update_seconds"]
+    synchronize(algo.compute.device)
+    elapsed = time.perf_counter() - start
+    return {
+        "sps": iterations * algo.batch_size / elapsed,
+        "seconds_per_iteration": elapsed / iterations,
+        "rollout_seconds_per_iteration": rollout / iterations,
+        "update_seconds_per_iteration": update / iterations,
+    }
+
+
+def settings_of(config: Config, algo: PPO) -> dict[str, Any]:
+    """The compute settings a measurement ran with, as resolved (e.g. precision auto -> bf16)."""
+    return {
+        "device": str(algo.compute.device),
+        "precision": algo.compute.precision,
+        "channels_last": algo.compute.channels_last,
+        "compile": algo.compute.compile,
+        "num_threads": torch.get_num_threads(),
+        "cache_host_memory": config.cache_host_memory,
+    }
+
+
+def run_bench(
+    workload: Workload,
+    config_path: str | None = None,
+    overrides: list[str] = (),
+    baseline: bool = True,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Measure env, bound, training loop and fp32 baseline loop on one workload; returns the report."""
+    config = bench_config(workload, config_path, list(overrides))
+    # Other processes on the machine skew every number here: record how busy it was.
+    load_before = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    batch_size = workload.num_envs * workload.num_steps
+    log(f"environment: {workload.num_envs} x {config.env.task}, random actions")
+    env_sps = measure_env(config, max(workload.num_steps, 200), seed=config.seed)
+
+    algo = build_ppo(config)
+    settings = settings_of(config, algo)
+    log(f"compute bound ({settings['precision']}): {workload.num_steps} inference calls + one update, synthetic")
+    bound = measure_bound(algo, seed=config.seed)
+    log(f"training loop ({settings['precision']}): {workload.warmup} warm-up + {workload.iterations} iterations")
+    loop = measure_loop(algo, workload.iterations, workload.warmup)
+    storage_mb = algo.obs.nbytes() / 1e6
+    peak = peak_rss_mb()
+    algo.env.close()
+    del algo
+    gc.collect()
+
+    report: dict[str, Any] = {
+        "env_sps": env_sps,
+        "train_sps": loop["sps"],
+        "baseline_sps": None,
+        "speedup_vs_baseline": None,
+        "bound_sps": bound["bound_sps"],
+        "loop_efficiency": loop["sps"] / bound["bound_sps"],
+        "peak_rss_mb": peak,
+        "rollout_storage_mb": storage_mb,
+        "bound": bound,
+        "loop": loop,
+    }
+    if baseline:
+        base_config = bench_config(workload, config_path, [*overrides, "precision=fp32", "compile=false"])
+        base = build_ppo(base_config)
+        report["baseline_settings"] = settings_of(base_config, base)
+        log(f"baseline loop (fp32, eager): {workload.warmup} warm-up + {workload.iterations} iterations")
+        base_loop = measure_loop(base, workload.iterations, workload.warmup)
+        base.env.close()
+        report["baseline_sps"] = base_loop["sps"]
+        report["speedup_vs_baseline"] = loop["sps"] / base_loop["sps"]
+        report["baseline_loop"] = base_loop
+    report["settings"] = {
+        **settings,
+        **asdict(workload),
+        "batch_size": batch_size,
+        "minibatch_size": batch_size // workload.num_minibatches,
+        "distribution_mode": config.env.distribution_mode,
+        "num_levels": config.env.num_levels,
+        "torch": torch.__version__,
+        "cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "machine": platform.processor() or platform.machine(),
+        "load_average_before": load_before,
+        "load_average_after": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
+    }
+    return report
