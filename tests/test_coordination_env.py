@@ -155,6 +155,10 @@ def test_expert_runs_only_for_the_envs_that_ask(rollout):
         np.testing.assert_array_equal(step["game_action"][ask], expert_action)
         np.testing.assert_array_equal(step["game_action"][~ask], step["novice_action"][~ask])
     assert any(not s["actions"].any() for s in steps) and any(s["actions"].all() for s in steps)
+    # The novice runs once per observation, batched over all envs.
+    _, calls = rollout
+    assert len(calls["novice"]) == len(steps) + 1
+    assert all(frames.shape[0] == 4 for frames, _ in calls["novice"])
 
 
 def test_both_agents_reset_with_the_done_mask(rollout):

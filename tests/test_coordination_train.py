@@ -15,8 +15,8 @@ from duo_ai.core.config import load_config
 from duo_ai.core.errors import ConfigError
 from duo_ai.evaluation import EvalResult, evaluate
 from duo_ai.models.impala import FEATURE_TYPES
-from duo_ai.training import evaluate_checkpoint, make_run_env
-from tests.coord_fixtures import CHANNELS, CONFIGS, TINY_PPO, agent_checkpoints, train
+from duo_ai.training import Trainer, evaluate_checkpoint, make_run_env
+from tests.coord_fixtures import CHANNELS, CONFIGS, GAME, TINY, TINY_PPO, agent_checkpoints, train
 
 
 @pytest.fixture(scope="module")
@@ -54,6 +54,21 @@ def test_every_feature_type_trains_an_iteration_and_its_checkpoint_evaluates(age
     # No switch cost: reward = base reward - 0.4 x 0.5 per expert step.
     expected = metrics["base_reward_mean"] - 0.2 * metrics["expert_steps_mean"]
     assert metrics["reward_mean"] == pytest.approx(expected, abs=1e-4)
+
+
+def test_ppo_stores_coordination_observations_in_their_own_dtypes(agents, tmp_path):
+    config = load_config(
+        CONFIGS / "procgen_ppo.yaml",
+        [*agent_overrides(agents), *TINY, *TINY_PPO, f"experiments_dir={tmp_path}", f"env.task={GAME}"],
+    )
+    trainer = Trainer(config, show_progress=False)
+    try:
+        buffers = trainer.algorithm.obs.data
+        assert buffers["base_obs"].dtype == torch.uint8 and buffers["base_obs"].shape[-3:] == (3, 64, 64)
+        assert buffers["novice_hidden"].dtype == buffers["novice_logits"].dtype == torch.float32
+    finally:
+        trainer.logger.close()
+        trainer.close()
 
 
 CALIBRATION = ["algorithm.num_episodes=2", "algorithm.num_envs=2", "algorithm.rollout_steps=8", "env.num_envs=2"]
