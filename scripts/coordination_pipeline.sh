@@ -6,7 +6,7 @@
 #   4. `duo-ai eval --cost-sweep` of every method on the test levels.
 #
 #   scripts/coordination_pipeline.sh            # full scale: the GPU recipe (25M-step expert)
-#   scripts/coordination_pipeline.sh --small    # a 2-core CPU, about half an hour (sizes below)
+#   scripts/coordination_pipeline.sh --small    # a 2-core CPU, about 20 minutes (sizes below)
 # Options: --game <procgen game> (default coinrun), --out <folder> (default experiments/coordination),
 #          --threads N (torch CPU threads; default 1 with --small, else 0 = all cores).
 # Runs that already finished (summary.json present) are reused, so a rerun only redoes what is missing.
@@ -37,13 +37,12 @@ if [ "$small" = 1 ]; then
        algorithm.save_freq=8 evaluation.num_episodes=0)
   novice=("${ppo[@]}" algorithm.total_timesteps=40960)                   # 200 easy levels
   expert=("${ppo[@]}" algorithm.total_timesteps=204800 env.num_levels=0)  # all levels, 5x the steps
-  coordinator=("${ppo[@]}" algorithm.total_timesteps=98304 policy.model.feature_type=hidden_dist)
+  # hidden_dist: the coordinator reads the novice's features and has no CNN of its own (about 2,000 SPS here).
+  coordinator=("${ppo[@]}" algorithm.total_timesteps=294912 policy.model.feature_type=hidden_dist)
   coordination=(coordination.base_penalty_episodes=64 evaluation.num_envs=16)
-  calibration=(algorithm.num_episodes=32 algorithm.num_envs=8 algorithm.rollout_steps=64)
-  random_grid=("policy.candidates=[0.0,0.2,0.4,0.6,0.8,1.0]")
-  logit_grid=("policy.percentiles=[0,20,40,60,80,100]")
+  calibration=(algorithm.num_episodes=64 algorithm.num_envs=16 algorithm.rollout_steps=64)
   scores=(max_prob)
-  eval_args=(-n 64 evaluation.num_envs=16)
+  eval_args=(-n 200 evaluation.num_envs=20)
 else
   threads=${threads:-0}
   novice=(algorithm.total_timesteps=5000000)
@@ -51,8 +50,6 @@ else
   coordinator=()
   coordination=()
   calibration=()
-  random_grid=()
-  logit_grid=()
   scores=(max_logit max_prob margin neg_entropy energy)
   eval_args=(-n 1000)
 fi
@@ -85,9 +82,9 @@ stage "baselines: always-novice, always-expert, random, logit"
 methods=(always_novice always_expert random)
 train always_novice configs/procgen_always.yaml "${baseline[@]}" policy.agent=novice
 train always_expert configs/procgen_always.yaml "${baseline[@]}" policy.agent=expert
-train random configs/procgen_random.yaml "${baseline[@]}" "${calibration[@]}" "${random_grid[@]}"
+train random configs/procgen_random.yaml "${baseline[@]}" "${calibration[@]}"
 for score in "${scores[@]}"; do
-  train "logit_$score" configs/procgen_logit.yaml "${baseline[@]}" "${calibration[@]}" "${logit_grid[@]}" "policy.score=$score"
+  train "logit_$score" configs/procgen_logit.yaml "${baseline[@]}" "${calibration[@]}" "policy.score=$score"
   methods+=("logit_$score")
 done
 methods+=(ppo)
