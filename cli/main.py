@@ -68,7 +68,7 @@ def train(
     except DuoAIError as e:
         fail(str(e))
     except KeyboardInterrupt:
-        err.print("interrupted; last.ckpt saved")
+        err.print("interrupted")
         raise typer.Exit(130) from None
 
 

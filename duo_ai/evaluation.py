@@ -19,7 +19,7 @@ from duo_ai.core.policy import Policy
 
 @dataclass
 class EvalResult:
-    """Per-episode returns and lengths, plus any other per-episode stats the env reports."""
+    """Per-episode returns and lengths, plus any other per-episode stats the env reports (`extra`)."""
 
     split: str
     temperature: float
@@ -48,6 +48,11 @@ class EvalResult:
             arr = np.asarray(values, dtype=np.float64)
             out[f"{key}_mean"] = float(arr.mean())
             out[f"{key}_std"] = float(arr.std(ddof=1)) if len(arr) > 1 else 0.0
+            if key.endswith("_steps"):
+                # A per-episode step count `<x>_steps` (e.g. the coordination env's `expert_steps`)
+                # also gives `<x>_fraction` of all evaluated steps: a mean of per-episode fractions
+                # would over-weight short episodes.
+                out[f"{key.removesuffix('_steps')}_fraction"] = float(arr.sum() / np.sum(self.lengths))
         out["episode_returns"] = [float(r) for r in returns]
         return out
 

@@ -12,6 +12,15 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 
 console = Console(stderr=True)
 
+# The stats shown on each training log line, when the algorithm reports them (all go to TensorBoard).
+TRAIN_LINE = (
+    ("charts/sps", "sps", ".0f"),
+    ("loss/entropy", "entropy", ".3f"),
+    ("loss/approx_kl", "kl", ".4f"),
+    ("loss/clip_fraction", "clip", ".3f"),
+    ("loss/explained_variance", "ev", ".2f"),
+)
+
 
 class RunLogger:
     """Everything a run reports goes through here; disabled on non-main processes."""
@@ -76,12 +85,9 @@ class RunLogger:
             for key, value in stats.items():
                 self.writer.add_scalar(key, value, step)
         ret = stats.get("charts/episode_return")
-        self.info(
-            f"iter {iteration} step {step:,} | sps {stats['charts/sps']:.0f} | "
-            f"return {'-' if ret is None else f'{ret:.2f}'} | "
-            f"entropy {stats['loss/entropy']:.3f} kl {stats['loss/approx_kl']:.4f} "
-            f"clip {stats['loss/clip_fraction']:.3f} ev {stats['loss/explained_variance']:.2f}"
-        )
+        parts = [f"iter {iteration} step {step:,}", f"return {'-' if ret is None else f'{ret:.2f}'}"]
+        parts += [f"{label} {stats[key]:{fmt}}" for key, label, fmt in TRAIN_LINE if key in stats]
+        self.info(" | ".join(parts))
 
     def log_eval(self, split: str, metrics: dict[str, Any], step: int) -> None:
         if not self.enabled:
@@ -90,9 +96,12 @@ class RunLogger:
             for key, value in metrics.items():
                 if isinstance(value, (int, float)) and not isinstance(value, bool):
                     self.writer.add_scalar(f"eval_{split}/{key}", value, step)
+        extra = "".join(
+            f" | {key} {metrics[key]:.3f}" for key in ("base_reward_mean", "expert_fraction") if key in metrics
+        )
         self.info(
             f"eval {split} step {step:,} | reward {metrics['reward_mean']:.2f} ± {metrics['reward_ci95']:.2f} "
-            f"over {metrics['num_episodes']} episodes | length {metrics['episode_length_mean']:.0f}"
+            f"over {metrics['num_episodes']} episodes | length {metrics['episode_length_mean']:.0f}{extra}"
         )
 
     def close(self) -> None:

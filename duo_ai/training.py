@@ -68,19 +68,6 @@ def make_run_env(config: Config, split: str = "train", num_envs: int | None = No
     return env
 
 
-def result_metrics(result: EvalResult) -> dict[str, Any]:
-    """`result.metrics()`, plus `<x>_fraction` for each per-episode count `<x>_steps` the env reports.
-
-    The fraction is of all evaluated steps (e.g. a coordination env's `expert_fraction`), not a
-    mean of per-episode fractions, which would over-weight short episodes.
-    """
-    metrics = result.metrics()
-    for key, counts in result.extra.items():
-        if key.endswith("_steps"):
-            metrics[f"{key.removesuffix('_steps')}_fraction"] = float(np.sum(counts) / np.sum(result.lengths))
-    return metrics
-
-
 def checkpoint_payload(config: Config, policy: Any, algorithm: Any, **extra: Any) -> dict[str, Any]:
     """The checkpoint dict: weights, policy config, full config, and the algorithm's resume state."""
     return {
@@ -150,7 +137,7 @@ class Trainer:
                 results[split] = evaluate(self.policy, env, ev.num_episodes, ev.temperature, seed=seed, split=split)
             finally:
                 env.close()
-            metrics = result_metrics(results[split])
+            metrics = results[split].metrics()
             self.logger.log_eval(split, metrics, self.algorithm.global_step)
             if metrics["reward_mean"] > self.best.get(split, -float("inf")):
                 self.best[split] = metrics["reward_mean"]
@@ -219,9 +206,7 @@ class Trainer:
             "global_step": algo.global_step,
             "seconds": elapsed,
             "sps": (algo.global_step - start_step) / elapsed if elapsed > 0 else 0.0,
-            "eval": {
-                s: {k: v for k, v in result_metrics(r).items() if k != "episode_returns"} for s, r in results.items()
-            },
+            "eval": {s: {k: v for k, v in r.metrics().items() if k != "episode_returns"} for s, r in results.items()},
         }
         if self.ctx.is_main:
             (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
@@ -283,7 +268,7 @@ def evaluate_checkpoint(
         result = evaluate(policy, env, num_episodes, temperature, seed=seed + EVAL_SEED_OFFSET, split=split)
     finally:
         env.close()
-    metrics = result_metrics(result)
+    metrics = result.metrics()
     if cost_weights:
         c = config.coordination
         metrics.update(cost_sweep(result, c.base_penalty, c.switch_agent_cost_weight, cost_weights))

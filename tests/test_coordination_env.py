@@ -13,7 +13,7 @@ import duo_ai.coordination.penalty as penalty
 from duo_ai.coordination.baselines import AlwaysPolicy, AlwaysPolicyConfig
 from duo_ai.core.errors import CheckpointError, ConfigError
 from duo_ai.evaluation import evaluate
-from duo_ai.training import make_run_env, result_metrics
+from duo_ai.training import make_run_env
 from tests.coord_fixtures import CONFIGS, agent_checkpoints, coordination_config, train
 
 # coordination_config charges base_penalty 0.5: query cost 0.4 x 0.5, switch cost 0.3 x 0.5.
@@ -179,7 +179,7 @@ def test_always_baselines_give_expert_fraction_exactly_0_or_1(agents, tmp_path, 
     record_calls(env.expert, "act", expert_calls)
     try:
         policy = AlwaysPolicy(AlwaysPolicyConfig(agent=agent), env)
-        metrics = result_metrics(evaluate(policy, env, num_episodes=2, seed=5))
+        metrics = evaluate(policy, env, num_episodes=2, seed=5).metrics()
     finally:
         env.close()
     assert metrics["expert_fraction"] == fraction

@@ -47,7 +47,7 @@ def test_episode_returns_and_lengths_match_the_steps_taken():
     env = ProcgenVecEnv("coinrun", num_envs=8, num_levels=0, seed=0)
     returns, lengths = np.zeros(8), np.zeros(8, dtype=int)
     reported = 0
-    for obs, reward, terminated, info in run_random(env, 1500)[1:]:
+    for _obs, reward, terminated, info in run_random(env, 1500)[1:]:
         returns += reward
         lengths += 1
         if terminated.any():
@@ -68,7 +68,7 @@ def test_termination_starts_a_new_level():
     env = ProcgenVecEnv("coinrun", num_envs=4, num_levels=0, seed=1)
     history = run_random(env, 1200)
     changes = 0
-    for (_, _, _, before), (_, _, terminated, after) in zip(history, history[1:]):
+    for (_, _, _, before), (_, _, terminated, after) in zip(history, history[1:], strict=False):
         changed = before["level_seed"] != after["level_seed"]
         # The level changes exactly when an episode ended (and unlimited levels never repeat here).
         assert (changed == terminated).all()
@@ -133,6 +133,6 @@ def test_ppo_calls_reset_with_the_done_mask_after_every_step():
     config = PPOConfig(num_steps=300, num_minibatches=4, update_epochs=1, total_timesteps=1200)
     PPO(config, policy, env).collect_rollout()
     assert len(policy.resets) == len(env.dones) == 300
-    assert all(np.array_equal(r, d) for r, d in zip(policy.resets, env.dones))
+    assert all(np.array_equal(r, d) for r, d in zip(policy.resets, env.dones, strict=True))
     assert any(r.any() for r in policy.resets)  # episodes did end inside the rollout
     env.close()
