@@ -78,7 +78,9 @@ class Config:
     device: str = "auto"
     # auto = bf16 autocast where the hardware has bf16 units, else fp32.
     precision: str = "auto"
+    # Channels-last convs (oneDNN's fast layout): 2.4x the bf16 loop's SPS on CPU, measured.
     channels_last: bool = True
+    # torch.compile: measured 2x slower than eager on CPU (inductor); worth trying on CUDA.
     compile: bool = False
     # CPU intra-op threads for torch; 0 = all cores this process may use.
     num_threads: int = 0
