@@ -150,6 +150,7 @@ def test_cached_host_memory_is_reused_without_page_faults():
     cold = faults_of_one_step()
     faults_of_one_step()  # the heap grows to fit
     # Without the cache every step faults in most of its activations again (~70% of the cold
-    # step, measured); with it the heap's freed blocks are reused (0-5% measured).
-    warm = [faults_of_one_step() for _ in range(3)]
-    assert sum(warm) < 0.25 * cold, (cold, warm)
+    # step, measured); with it the heap's freed blocks are reused (0-5% measured). The median
+    # ignores a single step where the heap still grew (seen once: [16384, 0, 0] of 45195).
+    warm = sorted(faults_of_one_step() for _ in range(5))
+    assert warm[2] < 0.25 * cold, (cold, warm)
