@@ -37,8 +37,12 @@ def _sigterm_as_interrupt(signum: int, frame: object) -> None:
 @app.command()
 def train(
     overrides: list[str] | None = typer.Argument(None, help=OVERRIDES_HELP, show_default=False),
-    config: Path | None = typer.Option(
-        None, "--config", "-c", help="YAML config file (see configs/). Without it: the CPU quickstart."
+    config: list[Path] | None = typer.Option(
+        None,
+        "--config",
+        "-c",
+        help="YAML config file (see configs/); give -c more than once to layer files, later ones winning. "
+        "Without it: the CPU quickstart.",
     ),
     resume: Path | None = typer.Option(
         None, "--resume", help="Continue the run in this folder from its last.ckpt (overrides apply on top)."
@@ -46,13 +50,13 @@ def train(
     progress: bool = typer.Option(True, help="Show the live progress bar (on a terminal)."),
 ) -> None:
     """Train a policy. Writes experiments/<name>/: config.yaml, train.log, tb/, last.ckpt, best_<split>.ckpt."""
-    from duo_ai.core.config import load_config
+    from duo_ai.config import load_config
     from duo_ai.training import Trainer
 
     signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
     try:
         if resume is not None:
-            if config is not None:
+            if config:
                 fail("--resume takes the run's own config.yaml; drop --config (overrides still apply)")
             if not (resume / "last.ckpt").is_file():
                 fail(f"cannot resume: {resume / 'last.ckpt'} not found; pass a run folder written by duo-ai train")
@@ -60,11 +64,8 @@ def train(
             cfg.experiments_dir, cfg.name = str(resume.parent), resume.name
         else:
             cfg = load_config(config, overrides or [])
-        trainer = Trainer(cfg, resume=resume is not None, show_progress=progress)
-        try:
+        with Trainer(cfg, resume=resume is not None, show_progress=progress) as trainer:
             trainer.run()
-        finally:
-            trainer.close()
     except DuoAIError as e:
         fail(str(e))
     except KeyboardInterrupt:
@@ -86,7 +87,9 @@ def evaluate(
     ),
     json_out: Path | None = typer.Option(None, "--json", help="Also write the metrics to this JSON file."),
     seed: int | None = typer.Option(None, "--seed", help="Seed for level sampling and actions. Default: the run's."),
-    config: Path | None = typer.Option(None, "--config", "-c", help="YAML applied over the checkpoint's config."),
+    config: list[Path] | None = typer.Option(
+        None, "--config", "-c", help="YAML applied over the checkpoint's config (repeatable, later ones winning)."
+    ),
     cost_sweep: bool = typer.Option(
         False,
         "--cost-sweep",
@@ -96,7 +99,7 @@ def evaluate(
 ) -> None:
     """Evaluate a checkpoint over N complete episodes and report the returns."""
     from duo_ai.coordination.sweep import COST_WEIGHTS
-    from duo_ai.training import evaluate_checkpoint
+    from duo_ai.eval_job import evaluate_checkpoint
 
     try:
         metrics = evaluate_checkpoint(
@@ -104,10 +107,11 @@ def evaluate(
             split,
             episodes,
             temperature,
-            str(config) if config else None,
+            config or None,
             overrides or [],
             seed,
             cost_weights=list(COST_WEIGHTS) if cost_sweep else None,
+            log=lambda message: err.print(message, highlight=False),
         )
     except DuoAIError as e:
         fail(str(e))
@@ -134,7 +138,9 @@ def evaluate(
 @app.command()
 def bench(
     overrides: list[str] | None = typer.Argument(None, help=OVERRIDES_HELP, show_default=False),
-    config: Path | None = typer.Option(None, "--config", "-c", help="YAML config to measure (default: built-in)."),
+    config: list[Path] | None = typer.Option(
+        None, "--config", "-c", help="YAML config to measure (repeatable; default: built-in)."
+    ),
     game: str = typer.Option("coinrun", "--game", help="Procgen game."),
     num_envs: int = typer.Option(64, "--num-envs", help="Parallel environments."),
     num_steps: int = typer.Option(256, "--num-steps", help="Rollout steps per env per iteration."),
@@ -154,9 +160,7 @@ def bench(
 
     workload = Workload(game, num_envs, num_steps, num_minibatches, epochs, iterations, warmup)
     try:
-        report = run_bench(
-            workload, str(config) if config else None, overrides or [], baseline, log=lambda m: err.print(m)
-        )
+        report = run_bench(workload, config or None, overrides or [], baseline, log=lambda m: err.print(m))
     except DuoAIError as e:
         fail(str(e))
     s = report["settings"]

@@ -5,7 +5,7 @@ One run measures, on one workload (game, num_envs x num_steps, minibatches, epoc
 - `env_sps`: the environment alone, stepped with random actions;
 - `bound_sps`: the network alone, on synthetic data of the same shapes and in the same precision,
   through the same code as training (`PPOPolicy.act` once per rollout step, then
-  `PPO.update_minibatch` for every minibatch of every epoch). The loop cannot beat it;
+  `PPO.update` over every minibatch of every epoch). The loop cannot beat it;
 - `train_sps`: the real `PPO.train_iteration` (rollout + update) after warm-up iterations;
 - `baseline_sps`: the same loop with `precision=fp32` and `compile=false`.
 
@@ -29,10 +29,9 @@ import numpy as np
 import torch
 
 from duo_ai.algorithms.ppo import PPO, RolloutBatch
-from duo_ai.core.config import Config, load_config
+from duo_ai.build import build_run, compute_from, env_maker
+from duo_ai.config import Config, load_config
 from duo_ai.core.errors import ConfigError
-from duo_ai.core.registry import ALGORITHMS
-from duo_ai.training import build_policy, compute_from, make_run_env, seed_everything
 
 
 @dataclass
@@ -60,7 +59,7 @@ class Workload:
         ]
 
 
-def bench_config(workload: Workload, path: str | None = None, overrides: list[str] = ()) -> Config:
+def bench_config(workload: Workload, path: Any = None, overrides: list[str] = ()) -> Config:
     """The run config to measure: defaults < YAML < overrides < the workload."""
     if workload.iterations < 1 or workload.warmup < 0:
         raise ConfigError("--iterations must be >= 1 and --warmup >= 0")
@@ -88,7 +87,7 @@ def synchronize(device: torch.device) -> None:
 
 def measure_env(config: Config, num_steps: int, seed: int = 0) -> float:
     """Environment steps per second with uniformly random actions, after a short warm-up."""
-    env = make_run_env(config, "train", seed=seed)
+    env = env_maker(config, compute_from(config), log=lambda message: None)("train", seed=seed)
     try:
         env.reset(seed=seed)
         rng = np.random.default_rng(seed)
@@ -108,12 +107,8 @@ def measure_env(config: Config, num_steps: int, seed: int = 0) -> float:
 
 
 def build_ppo(config: Config) -> PPO:
-    """The env, policy and PPO of a training run, built as `Trainer` builds them (no run folder)."""
-    seed_everything(config.seed)
-    compute = compute_from(config)
-    env = make_run_env(config, "train", seed=config.seed)
-    policy = build_policy(config, env, compute)
-    return ALGORITHMS.get(config.algorithm.name)(config.algorithm, policy, env, seed=config.seed)
+    """The PPO of a training run, built exactly as `duo-ai train` builds it (no run folder)."""
+    return build_run(config, log=lambda message: None).algorithm
 
 
 def synthetic_batch(algo: PPO, rng: np.random.Generator) -> RolloutBatch:
@@ -160,10 +155,7 @@ def measure_bound(algo: PPO, seed: int = 0) -> dict[str, float]:
     algo.update_minibatch(batch[torch.arange(algo.minibatch_size, device=device)])  # warm-up
     synchronize(device)
     start = time.perf_counter()
-    for _ in range(cfg.update_epochs):
-        order = torch.randperm(algo.batch_size, device=device)
-        for first in range(0, algo.batch_size, algo.minibatch_size):
-            algo.update_minibatch(batch[order[first : first + algo.minibatch_size]])
+    algo.update(batch)  # the training code's own update: every minibatch of every epoch
     synchronize(device)
     update_seconds = time.perf_counter() - start
 
@@ -211,7 +203,7 @@ def settings_of(config: Config, algo: PPO) -> dict[str, Any]:
 
 def run_bench(
     workload: Workload,
-    config_path: str | None = None,
+    config_path: Any = None,
     overrides: list[str] = (),
     baseline: bool = True,
     log: Callable[[str], None] = print,

@@ -16,6 +16,10 @@ import numpy as np
 
 from duo_ai.core.policy import Policy
 
+# Level-sampling seed offset of evaluation episodes, apart from training seeds (a run's split i
+# uses seed + EVAL_SEED_OFFSET * (i + 1); `duo-ai eval` uses seed + EVAL_SEED_OFFSET).
+EVAL_SEED_OFFSET = 10_000
+
 
 @dataclass
 class EvalResult:

@@ -19,6 +19,11 @@ TRAIN_LINE = (
     ("loss/approx_kl", "kl", ".4f"),
     ("loss/clip_fraction", "clip", ".3f"),
     ("loss/explained_variance", "ev", ".2f"),
+    ("calibrate/num_candidates", "candidates", ".0f"),
+    ("calibrate/candidate", "candidate", ".4g"),
+    ("calibrate/reward", "validation reward", ".3f"),
+    ("calibrate/expert_fraction", "expert fraction", ".3f"),
+    ("calibrate/chosen", "chose", ".4g"),
 )
 
 
@@ -53,13 +58,14 @@ class RunLogger:
         if self.enabled:
             self.log.info(message)
 
-    def start(self, total_steps: int, done_steps: int) -> None:
+    def start(self, total_iterations: int, done_iterations: int) -> None:
         if not (self.enabled and self.show_progress):
             return
         self.bar = Progress(
             TextColumn("[bold]train"),
             BarColumn(),
-            TextColumn("{task.completed:,.0f}/{task.total:,.0f} steps"),
+            TextColumn("iter {task.completed:,.0f}/{task.total:,.0f}"),
+            TextColumn("{task.fields[steps]} steps"),
             TextColumn("{task.fields[sps]} SPS"),
             TextColumn("return {task.fields[ret]}"),
             TimeElapsedColumn(),
@@ -69,13 +75,19 @@ class RunLogger:
             transient=True,
         )
         self.bar.start()
-        self.task = self.bar.add_task("train", total=total_steps, completed=done_steps, sps="-", ret="-")
+        self.task = self.bar.add_task(
+            "train", total=total_iterations, completed=done_iterations, steps="-", sps="-", ret="-"
+        )
 
-    def update(self, step: int, stats: dict[str, float]) -> None:
+    def update(self, iteration: int, step: int, stats: dict[str, float]) -> None:
         if self.bar is not None:
-            ret = stats.get("charts/episode_return")
+            ret, sps = stats.get("charts/episode_return"), stats.get("charts/sps")
             self.bar.update(
-                self.task, completed=step, sps=f"{stats['charts/sps']:.0f}", ret="-" if ret is None else f"{ret:.2f}"
+                self.task,
+                completed=iteration,
+                steps=f"{step:,}",
+                sps="-" if sps is None else f"{sps:.0f}",
+                ret="-" if ret is None else f"{ret:.2f}",
             )
 
     def log_train(self, stats: dict[str, float], step: int, iteration: int) -> None:
@@ -85,7 +97,7 @@ class RunLogger:
             for key, value in stats.items():
                 self.writer.add_scalar(key, value, step)
         ret = stats.get("charts/episode_return")
-        parts = [f"iter {iteration} step {step:,}", f"return {'-' if ret is None else f'{ret:.2f}'}"]
+        parts = [f"iter {iteration} step {step:,}"] + ([] if ret is None else [f"return {ret:.2f}"])
         parts += [f"{label} {stats[key]:{fmt}}" for key, label, fmt in TRAIN_LINE if key in stats]
         self.info(" | ".join(parts))
 

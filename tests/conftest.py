@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from duo_ai.core.config import load_config
+from duo_ai.config import load_config
 from duo_ai.training import Trainer
 
 # A real but tiny PPO run: 4 envs x 32 steps, 2 iterations, 2 evaluation episodes.
@@ -27,11 +27,8 @@ TINY = [
 def train_tiny(experiments_dir: Path, name: str, *extra: str) -> Path:
     """Train a tiny coinrun agent through the real Trainer; returns its run folder."""
     config = load_config(overrides=[*TINY, f"experiments_dir={experiments_dir}", f"name={name}", *extra])
-    trainer = Trainer(config, show_progress=False)
-    try:
+    with Trainer(config, show_progress=False) as trainer:
         trainer.run()
-    finally:
-        trainer.close()
     return experiments_dir / name
 
 

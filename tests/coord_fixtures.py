@@ -8,7 +8,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from duo_ai.core.config import Config, load_config
+import gymnasium as gym
+
+from duo_ai.build import compute_from, env_maker
+from duo_ai.config import Config, load_config
 from duo_ai.training import Trainer
 
 GAME = "starpilot"
@@ -26,11 +29,8 @@ def train(root: Path, name: str, overrides: list[str], config_path: Path | None 
     config = load_config(
         config_path, [f"name={name}", f"experiments_dir={root}", f"env.task={GAME}", *TINY, *overrides]
     )
-    trainer = Trainer(config, show_progress=False)
-    try:
+    with Trainer(config, show_progress=False) as trainer:
         trainer.run()
-    finally:
-        trainer.close()
     return root / name / "last.ckpt"
 
 
@@ -61,3 +61,8 @@ def coordination_config(agents: dict[str, Path], root: Path, *overrides: str) ->
             *overrides,
         ],
     )
+
+
+def make_run_env(config: Config, split: str = "train", num_envs: int | None = None) -> gym.vector.VectorEnv:
+    """The env a run built from `config` would use for `split` (coordination set-up included)."""
+    return env_maker(config, compute_from(config), log=lambda message: None, split=split)(split, num_envs)

@@ -1,6 +1,6 @@
 """PPO itself learns: CartPole-v1 with mlp_ppo reaches a greedy mean return >= 195."""
 
-from duo_ai.core.config import load_config
+from duo_ai.config import load_config
 from duo_ai.envs import make_env
 from duo_ai.evaluation import evaluate
 from duo_ai.training import Trainer
@@ -17,9 +17,9 @@ def test_ppo_learns_cartpole(tmp_path):
     try:
         trainer.run()
         env = make_env(config.env, "test", num_envs=10)
-        result = evaluate(trainer.policy, env, num_episodes=20, temperature=0.0, seed=123)
+        result = evaluate(trainer.parts.policy, env, num_episodes=20, temperature=0.0, seed=123)
     finally:
         trainer.close()
-    assert trainer.algorithm.global_step <= STEPS + config.env.num_envs * config.algorithm.num_steps
+    assert trainer.parts.algorithm.global_step <= STEPS + config.env.num_envs * config.algorithm.num_steps
     assert result.num_episodes == 20
     assert sum(result.returns) / 20 >= 195, result.returns

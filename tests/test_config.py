@@ -4,7 +4,7 @@ import dataclasses
 
 import pytest
 
-from duo_ai.core.config import config_to_dict, config_to_yaml, load_config
+from duo_ai.config import config_to_dict, config_to_yaml, load_config
 from duo_ai.core.errors import ConfigError
 
 

@@ -13,8 +13,7 @@ import duo_ai.coordination.penalty as penalty
 from duo_ai.coordination.baselines import AlwaysPolicy, AlwaysPolicyConfig
 from duo_ai.core.errors import CheckpointError, ConfigError
 from duo_ai.evaluation import evaluate
-from duo_ai.training import make_run_env
-from tests.coord_fixtures import CONFIGS, agent_checkpoints, coordination_config, train
+from tests.coord_fixtures import CONFIGS, agent_checkpoints, coordination_config, make_run_env, train
 
 # coordination_config charges base_penalty 0.5: query cost 0.4 x 0.5, switch cost 0.3 x 0.5.
 QUERY_COST, SWITCH_COST = 0.2, 0.15

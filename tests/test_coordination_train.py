@@ -8,15 +8,16 @@ import numpy as np
 import pytest
 import torch
 
+from duo_ai.config import load_config
 from duo_ai.coordination.baselines import CALIBRATION_SEED_OFFSET, SCORES, LogitPolicy
 from duo_ai.coordination.sweep import COST_WEIGHTS, cost_sweep, trapezoid_auc
 from duo_ai.core.checkpoint import load_checkpoint
-from duo_ai.core.config import load_config
 from duo_ai.core.errors import ConfigError
+from duo_ai.eval_job import evaluate_checkpoint
 from duo_ai.evaluation import EvalResult, evaluate
 from duo_ai.models.impala import FEATURE_TYPES
-from duo_ai.training import Trainer, evaluate_checkpoint, make_run_env
-from tests.coord_fixtures import CHANNELS, CONFIGS, GAME, TINY, TINY_PPO, agent_checkpoints, train
+from duo_ai.training import Trainer
+from tests.coord_fixtures import CHANNELS, CONFIGS, GAME, TINY, TINY_PPO, agent_checkpoints, make_run_env, train
 
 
 @pytest.fixture(scope="module")
@@ -63,11 +64,10 @@ def test_ppo_stores_coordination_observations_in_their_own_dtypes(agents, tmp_pa
     )
     trainer = Trainer(config, show_progress=False)
     try:
-        buffers = trainer.algorithm.obs.data
+        buffers = trainer.parts.algorithm.obs.data
         assert buffers["base_obs"].dtype == torch.uint8 and buffers["base_obs"].shape[-3:] == (3, 64, 64)
         assert buffers["novice_hidden"].dtype == buffers["novice_logits"].dtype == torch.float32
     finally:
-        trainer.logger.close()
         trainer.close()
 
 
@@ -88,7 +88,7 @@ def assert_picked_the_best(payload: dict, param: str, log: str) -> None:
     assert record["chosen"] == best
     assert payload["model_state_dict"][param].item() == best and payload["policy_config"][param] == best
     for value, reward in zip(record["candidates"], record["reward_mean"], strict=True):
-        assert f"calibrate {param}={value:.4g}: reward {reward:.3f}" in log
+        assert f"candidate {value:.4g} | validation reward {reward:.3f}" in log
 
 
 def test_random_calibration_picks_the_best_probability(agents, tmp_path):

@@ -17,8 +17,8 @@ import torch
 from duo_ai.algorithms.ppo import PPO, RolloutBatch
 from duo_ai.algorithms.storage import ObsBuffer
 from duo_ai.bench import build_ppo
+from duo_ai.config import load_config
 from duo_ai.core.compute import Compute, keep_freed_host_memory
-from duo_ai.core.config import load_config
 from duo_ai.models.impala import ImpalaPPOModel, ImpalaPPOModelConfig
 
 SMALL = ["env.num_envs=8", "algorithm.num_steps=16", "algorithm.num_minibatches=2", "num_threads=1"]
@@ -31,7 +31,7 @@ def rollout() -> tuple[PPO, RolloutBatch]:
     """A fp32 PPO after one real rollout, and a minibatch of 64 of its frames."""
     algo = build_ppo(load_config(overrides=[*SMALL, "precision=fp32"]))
     algo.collect_rollout()
-    batch = algo.rollout_batch()
+    batch = algo.flatten_rollout(*algo.compute_advantages())
     yield algo, batch[torch.arange(64)]
     algo.env.close()
 
@@ -118,7 +118,7 @@ def test_setup_applies_the_compute_settings():
         # fp32 master weights: autocast casts copies, the optimizer updates fp32 parameters.
         assert all(p.dtype == torch.float32 for p in algo.policy.model.parameters())
         assert algo.compute.precision == "bf16"
-        stats = algo.update()
+        stats = algo.update(algo.flatten_rollout(*algo.compute_advantages()))
         assert all(np.isfinite(v) for v in stats.values())
     finally:
         algo.env.close()

@@ -59,3 +59,10 @@ class ObsBuffer:
 
 def index_obs(obs: Any, idx: torch.Tensor) -> Any:
     return {k: v[idx] for k, v in obs.items()} if isinstance(obs, dict) else obs[idx]
+
+
+def stack_obs(observations: list[Any]) -> Any:
+    """A batch from a list of single observations (arrays, or dicts of arrays)."""
+    if isinstance(observations[0], dict):
+        return {k: np.stack([o[k] for o in observations]) for k in observations[0]}
+    return np.stack(observations)

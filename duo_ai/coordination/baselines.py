@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from duo_ai.coordination.env import EXPERT, NOVICE
+from duo_ai.core.algorithm import Algorithm, AlgorithmConfig, EnvFactory
 from duo_ai.core.compute import Compute
 from duo_ai.core.errors import CheckpointError, ConfigError
 from duo_ai.core.policy import Policy
@@ -102,6 +103,10 @@ class CoordinationPolicy(Policy):
         if self.param is not None:
             setattr(self.config, self.param, float(params[self.param]))
 
+    def num_candidates(self) -> int:
+        """How many values of `param` calibration tries."""
+        return 0
+
     def candidates(self, env: gym.vector.VectorEnv, rollout_steps: int, seed: int) -> tuple[list[float], int]:
         """Values of `param` to calibrate over, and the env steps spent finding them."""
         return [], 0
@@ -149,6 +154,9 @@ class RandomPolicy(CoordinationPolicy):
     def act(self, obs: Any, temperature: float = 1.0, return_model_output: bool = False) -> torch.Tensor:
         return (torch.rand(len(obs["novice_logits"])) < self.config.prob).long()
 
+    def num_candidates(self) -> int:
+        return len(self.config.candidates)
+
     def candidates(self, env: gym.vector.VectorEnv, rollout_steps: int, seed: int) -> tuple[list[float], int]:
         return [float(p) for p in self.config.candidates], 0
 
@@ -184,6 +192,9 @@ class LogitPolicy(CoordinationPolicy):
     def act(self, obs: Any, temperature: float = 1.0, return_model_output: bool = False) -> torch.Tensor:
         return (self.scores(obs) < self.config.threshold).long()
 
+    def num_candidates(self) -> int:
+        return len(self.config.percentiles)
+
     def candidates(self, env: gym.vector.VectorEnv, rollout_steps: int, seed: int) -> tuple[list[float], int]:
         """Percentiles of the novice's scores over `rollout_steps` steps of every env, the novice acting."""
         obs, _ = env.reset(seed=seed)
@@ -197,14 +208,16 @@ class LogitPolicy(CoordinationPolicy):
 
 
 @dataclass
-class CalibrateConfig:
+class CalibrateConfig(AlgorithmConfig):
     """Calibration of a baseline coordinator on the validation split `split`.
 
     Each candidate is evaluated over `num_episodes` episodes on `num_envs` envs. `rollout_steps`
-    (per env) of novice play on the training split give the logit thresholds.
+    (per env) of novice play on the training split give the logit thresholds. An iteration
+    evaluates one candidate, and the run saves after each (`save_freq`).
     """
 
     name: str = "calibrate"
+    save_freq: int = 1
     split: str = "val_sim"
     num_episodes: int = 64
     num_envs: int = 32
@@ -216,66 +229,74 @@ class CalibrateConfig:
 
 
 @ALGORITHMS.register("calibrate")
-class Calibrate:
-    """Sets up a baseline coordinator in one `fit`: no gradient steps, one evaluation per candidate."""
+class Calibrate(Algorithm):
+    """Sets up a baseline coordinator without gradient steps: the best candidate on validation.
+
+    Iteration 0 lists the candidates (for `logit`, percentiles of the novice's scores from a
+    rollout on the training env); iteration k evaluates candidate k on the validation split, on
+    the same levels and seed for every candidate; the last one keeps the best. A policy with
+    nothing to calibrate (`always`) takes no iterations.
+    """
 
     config_cls = CalibrateConfig
 
-    def __init__(self, config: CalibrateConfig, policy: Policy, env: gym.vector.VectorEnv, seed: int = 0) -> None:
+    def __init__(
+        self,
+        config: CalibrateConfig,
+        policy: Policy,
+        env: gym.vector.VectorEnv,
+        seed: int = 0,
+        make_env: EnvFactory | None = None,
+    ) -> None:
         if not isinstance(policy, CoordinationPolicy):
             raise ConfigError(
                 f"algorithm calibrate sets up baseline coordinators ({', '.join(BASELINES)}), "
                 f"not {type(policy).__name__}; train a ppo policy with algorithm.name=ppo"
             )
-        self.config = config
-        self.policy = policy
-        self.env = env
-        self.seed = seed
-        self.global_step = 0
-        self.iteration = 0
-        # The sweep as run: candidates, their validation rewards and expert fractions, the choice.
-        self.calibration: dict[str, Any] | None = None
+        super().__init__(config, policy, env, seed, make_env)
+        self.num_iterations = 0 if policy.param is None else 1 + policy.num_candidates()
+        # The sweep as it runs: candidates, their validation rewards and expert fractions, the choice.
+        self.calibration: dict[str, Any] = {"param": policy.param, "split": config.split}
+        self.val_env: gym.vector.VectorEnv | None = None
 
-    def fit(self, make_env: Callable[[str, int], gym.vector.VectorEnv], log: Callable[[str], None]) -> None:
-        """Choose the policy's parameter; `make_env(split, num_envs)` builds the validation env."""
-        if self.calibration is not None:  # resumed after the sweep finished
-            return
-        param, cfg = self.policy.param, self.config
-        if param is None:
-            log(f"calibrate: policy {self.policy.config.name!r} has nothing to calibrate")
-            self.calibration = {"param": None}
-            return
-        values, steps = self.policy.candidates(self.env, cfg.rollout_steps, self.seed)
-        self.global_step += steps
-        rewards, fractions = [], []
-        env = make_env(cfg.split, min(cfg.num_envs, cfg.num_episodes))
-        try:
-            for value in values:
-                self.policy.set_params({param: torch.tensor(value, dtype=torch.float64)})
-                result = evaluate(
-                    self.policy, env, cfg.num_episodes, seed=self.seed + CALIBRATION_SEED_OFFSET, split=cfg.split
-                )
-                rewards.append(float(np.mean(result.returns)))
-                fractions.append(expert_fraction(result))
-                self.global_step += int(np.sum(result.lengths))
-                self.iteration += 1
-                log(
-                    f"calibrate {param}={value:.4g}: reward {rewards[-1]:.3f}, "
-                    f"expert fraction {fractions[-1]:.3f} on {cfg.split}"
-                )
-        finally:
-            env.close()
-        best = int(np.argmax(rewards))  # the first of equals: candidates are listed in a meaningful order
-        self.policy.set_params({param: torch.tensor(values[best], dtype=torch.float64)})
-        self.calibration = {
-            "param": param,
-            "split": cfg.split,
-            "candidates": values,
-            "reward_mean": rewards,
-            "expert_fraction": fractions,
-            "chosen": values[best],
+    def train_iteration(self) -> dict[str, float]:
+        param, cfg, sweep = self.policy.param, self.config, self.calibration
+        if self.iteration == 0:
+            sweep["candidates"], steps = self.policy.candidates(self.env, cfg.rollout_steps, self.seed)
+            sweep["reward_mean"], sweep["expert_fraction"] = [], []
+            self.global_step += steps
+            self.iteration += 1
+            return {"calibrate/num_candidates": float(len(sweep["candidates"]))}
+
+        value = sweep["candidates"][self.iteration - 1]
+        if self.val_env is None:
+            self.val_env = self.make_env(cfg.split, min(cfg.num_envs, cfg.num_episodes))
+        self.policy.set_params({param: torch.tensor(value, dtype=torch.float64)})
+        result = evaluate(
+            self.policy, self.val_env, cfg.num_episodes, seed=self.seed + CALIBRATION_SEED_OFFSET, split=cfg.split
+        )
+        sweep["reward_mean"].append(float(np.mean(result.returns)))
+        sweep["expert_fraction"].append(expert_fraction(result))
+        self.global_step += int(np.sum(result.lengths))
+        self.iteration += 1
+        stats = {
+            "calibrate/candidate": value,
+            "calibrate/reward": sweep["reward_mean"][-1],
+            "calibrate/expert_fraction": sweep["expert_fraction"][-1],
         }
-        log(f"calibrate: chose {param}={values[best]:.4g} (reward {rewards[best]:.3f} on {cfg.split})")
+        if self.done:
+            best = int(np.argmax(sweep["reward_mean"]))  # the first of equals: candidates are in a meaningful order
+            sweep["chosen"] = sweep["candidates"][best]
+            stats["calibrate/chosen"] = sweep["chosen"]
+            self.close()
+        if "chosen" in sweep:
+            self.policy.set_params({param: torch.tensor(sweep["chosen"], dtype=torch.float64)})
+        return stats
+
+    def close(self) -> None:
+        if self.val_env is not None:
+            self.val_env.close()
+            self.val_env = None
 
     def state_dict(self) -> dict[str, Any]:
         return {"global_step": self.global_step, "iteration": self.iteration, "calibration": self.calibration}
@@ -283,7 +304,7 @@ class Calibrate:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.global_step = int(state["global_step"])
         self.iteration = int(state["iteration"])
-        self.calibration = state.get("calibration")
+        self.calibration = state.get("calibration") or self.calibration
 
 
 BASELINES = ("always", "random", "logit")

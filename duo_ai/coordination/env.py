@@ -17,10 +17,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from duo_ai.coordination.agents import build_agent, read_agents, resolve_agent_paths
 from duo_ai.coordination.config import CoordinationConfig
-from duo_ai.coordination.penalty import resolve_base_penalty
-from duo_ai.core.compute import Compute
 from duo_ai.policies.ppo import PPOPolicy
 
 NOVICE, EXPERT = 0, 1
@@ -162,31 +159,3 @@ class CoordinationEnv(gym.vector.VectorEnv):
         if ask.any():
             actions[ask] = self.expert.act(self._frames[ask], temperature=self.temperature).cpu().numpy()
         return actions
-
-
-def agents_for_split(config: Any, split: str) -> tuple[str, str]:
-    """The config keys of the novice and expert acting in `split` (test ones fall back to train ones)."""
-    if split in config.coordination.train_agent_splits:
-        return "train_novice", "train_expert"
-    novice = "test_novice" if config.test_novice else "train_novice"
-    expert = "test_expert" if config.test_expert else "train_expert"
-    return novice, expert
-
-
-def make_coordination_env(config: Any, split: str, base_env: gym.vector.VectorEnv, compute: Compute) -> CoordinationEnv:
-    """Wrap `base_env` (of `split`) for the run's coordinator; closes `base_env` if that fails.
-
-    Resolves in `config` what the run's files should record: absolute agent paths and, when
-    null, the measured `coordination.base_penalty`.
-    """
-    try:
-        resolve_agent_paths(config)
-        agents = read_agents(config)
-        base_penalty = resolve_base_penalty(config, agents["train_expert"], compute)
-        novice_key, expert_key = agents_for_split(config, split)
-        novice = build_agent(agents[novice_key], base_env, compute)
-        expert = build_agent(agents[expert_key], base_env, compute)
-        return CoordinationEnv(base_env, novice, expert, config.coordination, base_penalty)
-    except BaseException:
-        base_env.close()
-        raise

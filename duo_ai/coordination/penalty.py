@@ -9,18 +9,17 @@ coordinator trained over the same expert (PPO and each baseline) shares one meas
 from __future__ import annotations
 
 import json
-import os
-import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from duo_ai.coordination.agents import AgentCheckpoint, build_agent
-from duo_ai.core.compute import Compute
+from duo_ai.coordination.agents import AgentCheckpoint
+from duo_ai.core.files import atomic_write_text
 from duo_ai.envs import make_env
 from duo_ai.evaluation import evaluate
-from duo_ai.logger import console
+from duo_ai.policies.ppo import PPOPolicy
 
 CACHE_FILE = "base_penalty.json"
 # Level-sampling seed offset of the measurement, apart from training and evaluation seeds.
@@ -53,23 +52,19 @@ def _read_cache(path: Path) -> list[dict[str, Any]]:
 def _write_cache(path: Path, entries: list[dict[str, Any]]) -> bool:
     """Atomically replace the cache; False if the expert's folder is not writable."""
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-        with os.fdopen(fd, "w") as f:
-            json.dump(entries, f, indent=2)
-        os.replace(tmp, path)
+        atomic_write_text(path, json.dumps(entries, indent=2))
         return True
     except OSError:
         return False
 
 
-def measure_base_penalty(config: Any, expert: AgentCheckpoint, compute: Compute) -> dict[str, float]:
+def measure_base_penalty(config: Any, expert: PPOPolicy) -> dict[str, float]:
     """Run the expert on the training split; returns its reward per step, mean reward and length."""
     episodes = config.coordination.base_penalty_episodes
     env = make_env(config.env, "train", num_envs=min(config.evaluation.num_envs, episodes))
     try:
-        policy = build_agent(expert, env, compute)
         result = evaluate(
-            policy,
+            expert,
             env,
             episodes,
             config.coordination.agent_temperature,
@@ -82,28 +77,24 @@ def measure_base_penalty(config: Any, expert: AgentCheckpoint, compute: Compute)
     return {"base_penalty": reward / length, "reward_mean": reward, "length_mean": length}
 
 
-def resolve_base_penalty(config: Any, expert: AgentCheckpoint, compute: Compute) -> float:
-    """`coordination.base_penalty` if set; else the cached or freshly measured value, written into the config.
-
-    Writing it into the config makes the run's config.yaml and checkpoints carry the value, so
-    evaluation charges exactly what training charged.
-    """
+def resolve_base_penalty(
+    config: Any, checkpoint: AgentCheckpoint, expert: PPOPolicy, log: Callable[[str], None]
+) -> float:
+    """`coordination.base_penalty` if set; else the cached or freshly measured value of `expert`."""
     if config.coordination.base_penalty is not None:
         return config.coordination.base_penalty
-    cache = Path(expert.path).parent / CACHE_FILE
-    key = cache_key(config, expert)
+    cache = Path(checkpoint.path).parent / CACHE_FILE
+    key = cache_key(config, checkpoint)
     entries = _read_cache(cache)
     hit = next((e for e in entries if e.get("key") == key), None)
     if hit is not None:
         where = f"cached in {cache}"
     else:
-        hit = {"key": key, **measure_base_penalty(config, expert, compute)}
+        hit = {"key": key, **measure_base_penalty(config, expert)}
         entries.append(hit)
         where = f"measured, cached in {cache}" if _write_cache(cache, entries) else "measured, not cached"
-    console.print(
+    log(
         f"coordination: base_penalty = {hit['base_penalty']:.5g} (expert reward {hit['reward_mean']:.3g} / "
-        f"length {hit['length_mean']:.4g} over {key['episodes']} episodes on train; {where})",
-        highlight=False,
+        f"length {hit['length_mean']:.4g} over {key['episodes']} episodes on train; {where})"
     )
-    config.coordination.base_penalty = float(hit["base_penalty"])
-    return config.coordination.base_penalty
+    return float(hit["base_penalty"])

@@ -1,45 +1,26 @@
 """Checkpoint files: plain dicts of tensors and numbers, written atomically, loaded safely.
 
 A checkpoint never holds pickled classes, so `torch.load(path, weights_only=True)` opens it.
-Writing goes to a temporary file in the same folder that is then renamed over the target, so a
-crash mid-write leaves the previous checkpoint intact.
+Writing is atomic (`duo_ai.core.files`), so a crash mid-write leaves the previous checkpoint intact.
 """
 
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from duo_ai.core.errors import CheckpointError
+from duo_ai.core.files import atomic_write
 
 FORMAT = "duo_ai.checkpoint.v1"
 
 
 def save_checkpoint(path: str | os.PathLike, payload: dict[str, Any]) -> None:
     """Atomically write `payload` (plus the format tag) to `path`."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600 files; use the usual permissions
-        with os.fdopen(fd, "wb") as f:
-            torch.save({"format": FORMAT, **payload}, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+    atomic_write(path, lambda f: torch.save({"format": FORMAT, **payload}, f))
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:

@@ -37,9 +37,6 @@ class Registry(Generic[T]):
     def names(self) -> list[str]:
         return sorted(self._entries)
 
-    def __contains__(self, name: object) -> bool:
-        return name in self._entries
-
 
 MODELS: Registry = Registry("model")
 POLICIES: Registry = Registry("policy")

@@ -6,9 +6,9 @@ from dataclasses import replace
 
 import gymnasium as gym
 
-from duo_ai.core.config import EnvConfig
 from duo_ai.core.errors import ConfigError, EnvError
 from duo_ai.envs.classic import make_gym_vec_env
+from duo_ai.envs.config import EnvConfig, SplitConfig
 from duo_ai.envs.procgen import GAMES, ProcgenVecEnv
 
 ENV_FAMILIES = ("procgen", "gym")
@@ -43,4 +43,4 @@ def make_env(
     raise EnvError(f"unknown env.name {cfg.name!r}; choose one of: {', '.join(ENV_FAMILIES)}")
 
 
-__all__ = ["GAMES", "ProcgenVecEnv", "make_env", "split_config"]
+__all__ = ["GAMES", "EnvConfig", "ProcgenVecEnv", "SplitConfig", "make_env", "split_config"]

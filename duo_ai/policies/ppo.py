@@ -8,6 +8,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import torch
+from torch.nn import functional as F
 
 import duo_ai.models  # noqa: F401  (registers the models)
 from duo_ai.core.checkpoint import load_checkpoint
@@ -58,6 +59,14 @@ def to_tensor(obs: Any, device: torch.device) -> Any:
     if device.type == "cuda":
         tensor = tensor.pin_memory()
     return tensor.to(device, non_blocking=True)
+
+
+def log_prob_and_entropy(logits: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """log pi(action) and the entropy of the categorical distribution given by `logits` [B, A]."""
+    log_probs = F.log_softmax(logits, dim=-1)
+    chosen = log_probs.gather(-1, actions.unsqueeze(-1)).squeeze(-1)
+    entropy = -(log_probs.exp() * log_probs).sum(-1)
+    return chosen, entropy
 
 
 def sample_actions(logits: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -112,6 +121,18 @@ class PPOPolicy(Policy):
         with self.compute.autocast():
             out = self._forward(obs)
         return ModelOutput(out.logits.float(), out.value.float(), out.hidden)
+
+    # -- what PPO needs beyond the Policy API ----------------------------------------------------
+    def value(self, obs: Any) -> torch.Tensor:
+        """V(obs) [B] for a batch of observations, without gradients."""
+        with torch.inference_mode():
+            return self.forward(to_tensor(obs, self.device)).value
+
+    def evaluate_actions(self, obs: Any, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """log pi(actions | obs), the policy's entropy and V(obs), each [B], with gradients."""
+        out = self.forward(obs)
+        log_prob, entropy = log_prob_and_entropy(out.logits, actions)
+        return log_prob, entropy, out.value
 
     # -- the Policy API -------------------------------------------------------------------------
     def reset(self, done: np.ndarray) -> None:

@@ -1,0 +1,109 @@
+"""Building a run's objects from a `Config`: one builder for `train`, `eval` and `bench`.
+
+The order is the order of dependence: compute settings, the environments (a coordination run
+first resolves its agents and base penalty, once), the policy over the training env, and the
+algorithm over both.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from duo_ai.config import Config
+from duo_ai.coordination.config import is_coordination_run
+from duo_ai.coordination.setup import Coordination, setup_coordination
+from duo_ai.core.algorithm import Algorithm
+from duo_ai.core.compute import Compute
+from duo_ai.core.distributed import ProcessContext
+from duo_ai.core.policy import Policy
+from duo_ai.core.registry import ALGORITHMS, POLICIES
+from duo_ai.envs import make_env
+
+Log = Callable[[str], None]
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def compute_from(config: Config, ctx: ProcessContext | None = None) -> Compute:
+    """The resolved device/precision/layout settings; under torchrun each process takes its own GPU."""
+    device = config.device
+    if ctx is not None and ctx.world_size > 1 and device in ("auto", "cuda") and torch.cuda.is_available():
+        device = f"cuda:{ctx.local_rank}"
+    return Compute.from_settings(
+        device, config.precision, config.channels_last, config.compile, config.num_threads, config.cache_host_memory
+    )
+
+
+class EnvMaker:
+    """Builds the run's vector env of any split, wrapped for the coordinator in a coordination run."""
+
+    def __init__(self, config: Config, coordination: Coordination | None) -> None:
+        self.config = config
+        self.coordination = coordination
+
+    def __call__(self, split: str = "train", num_envs: int | None = None, seed: int = 0) -> gym.vector.VectorEnv:
+        env = make_env(self.config.env, split, num_envs=num_envs, seed=seed)
+        return self.coordination.wrap(env, split) if self.coordination is not None else env
+
+
+def env_maker(config: Config, compute: Compute, log: Log, split: str = "train") -> EnvMaker:
+    """The run's `EnvMaker`. A coordination run resolves its agents and base penalty here, into `config`."""
+    coordination = None
+    if is_coordination_run(config):
+        spaces_env = make_env(config.env, split, num_envs=1)  # a bad game or split fails here, early
+        try:
+            coordination = setup_coordination(config, compute, spaces_env, log)
+        finally:
+            spaces_env.close()
+    return EnvMaker(config, coordination)
+
+
+def build_policy(config: Config, env: gym.vector.VectorEnv, compute: Compute) -> Policy:
+    policy = POLICIES.get(config.policy.name)(config.policy, env)
+    return policy.setup(compute)
+
+
+@dataclass
+class RunParts:
+    """Everything a training run drives; `close()` releases the environments."""
+
+    compute: Compute
+    make_env: EnvMaker
+    env: gym.vector.VectorEnv
+    policy: Policy
+    algorithm: Algorithm
+    seed: int
+
+    def close(self) -> None:
+        self.algorithm.close()
+        self.env.close()
+
+
+def build_run(config: Config, ctx: ProcessContext | None = None, log: Log = print) -> RunParts:
+    """Seed, then build compute, environments, policy and algorithm for a training run."""
+    ctx = ctx or ProcessContext()
+    seed = ctx.seed(config.seed)
+    seed_everything(seed)
+    compute = compute_from(config, ctx)
+    make = env_maker(config, compute, log)
+    seed_everything(seed)  # the same initial weights whether or not the base penalty was measured just now
+    env = make("train", seed=seed)
+    try:
+        policy = build_policy(config, env, compute)
+        algorithm = ALGORITHMS.get(config.algorithm.name)(
+            config.algorithm, policy, env, seed=seed, make_env=lambda split, n: make(split, n, seed=config.seed)
+        )
+    except BaseException:
+        env.close()
+        raise
+    return RunParts(compute, make, env, policy, algorithm, seed)

@@ -1,0 +1,67 @@
+"""A coordination run's one set-up step: its agents and its cost unit, resolved once at the start.
+
+`setup_coordination` reads and checks every agent checkpoint, builds the agents, settles
+`base_penalty` (given, cached or measured) and records the resolved values in the run's config,
+so `config.yaml` and every checkpoint say what was used. Every environment of the run (training
+and each evaluation split) is then wrapped with `Coordination.wrap`, which reuses those agents;
+building an environment never changes the config.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import gymnasium as gym
+
+from duo_ai.coordination.agents import build_agent, read_agents, resolve_agent_paths
+from duo_ai.coordination.config import AGENT_KEYS, CoordinationConfig, is_coordination_run
+from duo_ai.coordination.env import CoordinationEnv
+from duo_ai.coordination.penalty import resolve_base_penalty
+from duo_ai.core.compute import Compute
+from duo_ai.policies.ppo import PPOPolicy
+
+
+@dataclass
+class Coordination:
+    """The loaded agents (by config key), the costs, and which agents act in which split."""
+
+    config: CoordinationConfig
+    agents: dict[str, PPOPolicy]
+    base_penalty: float
+
+    def agents_for_split(self, split: str) -> tuple[str, str]:
+        """The config keys of the novice and expert acting in `split` (test ones fall back to train ones)."""
+        if split in self.config.train_agent_splits:
+            return "train_novice", "train_expert"
+        novice = "test_novice" if "test_novice" in self.agents else "train_novice"
+        expert = "test_expert" if "test_expert" in self.agents else "train_expert"
+        return novice, expert
+
+    def wrap(self, base_env: gym.vector.VectorEnv, split: str) -> CoordinationEnv:
+        """The coordinator's env over `base_env` (of `split`); closes `base_env` if that fails."""
+        novice, expert = self.agents_for_split(split)
+        try:
+            return CoordinationEnv(base_env, self.agents[novice], self.agents[expert], self.config, self.base_penalty)
+        except BaseException:
+            base_env.close()
+            raise
+
+
+def setup_coordination(
+    config: Any, compute: Compute, spaces_env: gym.vector.VectorEnv, log: Callable[[str], None]
+) -> Coordination | None:
+    """Resolve a coordination run's agents and base penalty into `config`; None for other runs.
+
+    `spaces_env` is any base env of the run's game (the agents read their spaces from it).
+    """
+    if not is_coordination_run(config):
+        return None
+    resolve_agent_paths(config)
+    checkpoints = read_agents(config)
+    agents = {key: build_agent(checkpoints[key], spaces_env, compute) for key in AGENT_KEYS if key in checkpoints}
+    config.coordination.base_penalty = resolve_base_penalty(
+        config, checkpoints["train_expert"], agents["train_expert"], log
+    )
+    return Coordination(config.coordination, agents, config.coordination.base_penalty)

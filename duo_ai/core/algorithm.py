@@ -1,0 +1,74 @@
+"""The abstract training algorithm: what the trainer's one run loop drives.
+
+An algorithm advances in iterations (PPO: one rollout and its update; calibration: one candidate
+evaluated) until `done`. Everything it needs to continue after a restart is in `state_dict()`;
+the policy's weights are saved separately by the trainer.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import gymnasium as gym
+
+from duo_ai.core.policy import Policy
+
+# Builds the vector env of a split with a number of copies (e.g. a validation split for calibration).
+EnvFactory = Callable[[str, int], gym.vector.VectorEnv]
+
+
+@dataclass
+class AlgorithmConfig:
+    """What every algorithm's config section has: its `name` and the run loop's frequencies.
+
+    Frequencies count iterations; 0 turns periodic logging/saving/evaluation off (the run still
+    saves and evaluates at its end).
+    """
+
+    name: str = ""
+    log_freq: int = 1
+    save_freq: int = 10
+    # Evaluate on evaluation.splits every eval_freq iterations (0 = only at the end).
+    eval_freq: int = 0
+
+
+class Algorithm(abc.ABC):
+    """Trains `policy` on `env`. `config_cls` is the dataclass of its config section.
+
+    `global_step` counts environment steps consumed, `iteration` finished iterations, and
+    `num_iterations` the iterations a run takes.
+    """
+
+    config_cls: type[AlgorithmConfig]
+
+    def __init__(self, config: Any, policy: Policy, env: gym.vector.VectorEnv, seed: int, make_env: EnvFactory):
+        self.config = config
+        self.policy = policy
+        self.env = env
+        self.seed = seed
+        self.make_env = make_env
+        self.global_step = 0
+        self.iteration = 0
+        self.num_iterations = 0
+
+    @property
+    def done(self) -> bool:
+        return self.iteration >= self.num_iterations
+
+    @abc.abstractmethod
+    def train_iteration(self) -> dict[str, float]:
+        """Run one iteration; returns the stats to log (TensorBoard names such as `loss/policy`)."""
+
+    @abc.abstractmethod
+    def state_dict(self) -> dict[str, Any]:
+        """Everything besides the policy's weights that resuming needs (tensors, numbers, lists, dicts)."""
+
+    @abc.abstractmethod
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what `state_dict` returned."""
+
+    def close(self) -> None:  # noqa: B027  (optional hook: most algorithms open nothing themselves)
+        """Release what the algorithm opened itself (e.g. validation environments)."""

@@ -1,0 +1,98 @@
+"""Reading config layers: YAML files (which may build on base files) and dotted `key=value` overrides.
+
+This is the generic machinery; what the keys mean lives in `duo_ai.config`. Every failure is a
+one-line `ConfigError`.
+
+A YAML file may start with `defaults: [base, ...]`: each base is a YAML file (the `.yaml` suffix
+may be left off) found beside the file, loaded first, and overridden by the file's own keys. So
+`configs/procgen_logit.yaml` holds only what differs from `configs/coordination_base.yaml`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
+
+from duo_ai.core.errors import ConfigError
+
+DEFAULTS_KEY = "defaults"
+
+
+def describe(e: OmegaConfBaseException) -> str:
+    """One line saying which key is wrong and why."""
+    key = getattr(e, "full_key", None) or getattr(e, "key", None)
+    msg = str(getattr(e, "msg", None) or e).strip().splitlines()[0]
+    if isinstance(e, ConfigKeyError):
+        return f"unknown config key {key!r} ({msg}); check the spelling against configs/quickstart.yaml"
+    if isinstance(e, ValidationError):
+        return f"bad value for config key {key!r}: {msg}"
+    return f"config problem at {key!r}: {msg}" if key else f"config problem: {msg}"
+
+
+def merge(*layers: Any) -> DictConfig:
+    """OmegaConf merge with errors as `ConfigError`."""
+    try:
+        return OmegaConf.merge(*layers)
+    except OmegaConfBaseException as e:
+        raise ConfigError(describe(e)) from None
+
+
+def parse_overrides(overrides: list[str] | tuple[str, ...]) -> DictConfig:
+    """`["algorithm.learning_rate=3e-4", ...]` -> a DictConfig; values are parsed as YAML."""
+    bad = [o for o in overrides if "=" not in o or not o.split("=", 1)[0].strip()]
+    if bad:
+        raise ConfigError(f"override {bad[0]!r} must look like key=value, e.g. env.task=starpilot")
+    try:
+        return OmegaConf.from_dotlist(list(overrides))
+    except OmegaConfBaseException as e:
+        raise ConfigError(describe(e)) from None
+
+
+def read_yaml_mapping(path: str | Path) -> dict[str, Any]:
+    """The mapping in one YAML file (no `defaults` handling)."""
+    path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"config file {path} is a folder; pass a YAML file (see configs/)")
+    if not path.is_file():
+        raise ConfigError(f"config file {path} not found; pass an existing YAML file (see configs/)")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {path} is not a text file; pass a YAML config (see configs/)") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(f"config file {path} is not valid YAML{where}; fix the syntax there") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"config file {path} must hold a mapping of keys (name:, env:, ...), not a {type(data).__name__}"
+        )
+    return data
+
+
+def load_yaml_layers(path: str | Path, _seen: tuple[Path, ...] = ()) -> list[dict[str, Any]]:
+    """The layers of one config file, its `defaults` bases first (recursively), then its own keys."""
+    path = Path(path)
+    if path.resolve() in _seen:
+        chain = " -> ".join(str(p.name) for p in (*_seen, path.resolve()))
+        raise ConfigError(f"config files include each other in a loop ({chain}); remove one of the defaults")
+    data = read_yaml_mapping(path)
+    bases = data.pop(DEFAULTS_KEY, [])
+    if isinstance(bases, str):
+        bases = [bases]
+    if not isinstance(bases, list) or not all(isinstance(b, str) for b in bases):
+        raise ConfigError(f"{path}: '{DEFAULTS_KEY}' must be a list of config file names, e.g. [coordination_base]")
+    layers: list[dict[str, Any]] = []
+    for base in bases:
+        base_path = path.parent / (base if base.endswith((".yaml", ".yml")) else f"{base}.yaml")
+        if not base_path.is_file():
+            raise ConfigError(f"{path}: base config {base!r} not found at {base_path}; fix '{DEFAULTS_KEY}'")
+        layers.extend(load_yaml_layers(base_path, (*_seen, path.resolve())))
+    layers.append(data)
+    return layers

@@ -1,0 +1,76 @@
+"""`duo-ai eval`: load a checkpoint, rebuild its policy and environment, evaluate N episodes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from duo_ai.build import build_policy, compute_from, env_maker, seed_everything
+from duo_ai.config import Config, load_config
+from duo_ai.coordination.config import is_coordination_run
+from duo_ai.coordination.sweep import cost_sweep
+from duo_ai.core.checkpoint import load_checkpoint
+from duo_ai.core.errors import ConfigError
+from duo_ai.evaluation import EVAL_SEED_OFFSET, evaluate
+
+
+def config_from_checkpoint(payload: dict[str, Any], paths: Any = None, overrides: list[str] = ()) -> Config:
+    """The run config stored in a checkpoint, with optional YAML files and overrides on top."""
+    stored = dict(payload.get("config") or {})
+    stored["policy"] = payload["policy_config"]  # the policy comes from the checkpoint's own policy_config
+    return load_config(paths, overrides, base=stored)
+
+
+def evaluate_checkpoint(
+    checkpoint: str,
+    split: str | None = None,
+    num_episodes: int | None = None,
+    temperature: float | None = None,
+    config_paths: Any = None,
+    overrides: list[str] = (),
+    seed: int | None = None,
+    cost_weights: list[float] | None = None,
+    log: Callable[[str], None] = lambda message: None,
+) -> dict[str, Any]:
+    """Load a checkpoint and evaluate it; unset arguments come from the checkpoint's config.
+
+    With `cost_weights` (a coordinator only) the metrics add `cost_sweep`, the reward at each
+    expert-query cost weight on the same episodes, and `auc`, the area under that curve.
+    """
+    payload = load_checkpoint(checkpoint)
+    config = config_from_checkpoint(payload, config_paths, list(overrides))
+    ev = config.evaluation
+    split = split or (ev.splits[0] if ev.splits else "test")
+    num_episodes = num_episodes if num_episodes is not None else ev.num_episodes
+    temperature = temperature if temperature is not None else ev.temperature
+    if num_episodes < 1:
+        raise ConfigError(f"--episodes must be at least 1, got {num_episodes}")
+    if temperature < 0:
+        raise ConfigError(f"--temperature must be >= 0, got {temperature}")
+    if cost_weights and not is_coordination_run(config):
+        raise ConfigError(f"--cost-sweep evaluates coordinators; {checkpoint} is a base agent (no train_novice/expert)")
+    seed = config.seed if seed is None else seed
+    seed_everything(seed)
+    compute = compute_from(config)
+    make = env_maker(config, compute, log, split=split)
+    env = make(split, min(ev.num_envs, num_episodes))
+    try:
+        config.policy.load_path = None
+        policy = build_policy(config, env, compute)
+        policy.set_params(payload["model_state_dict"])
+        result = evaluate(policy, env, num_episodes, temperature, seed=seed + EVAL_SEED_OFFSET, split=split)
+    finally:
+        env.close()
+    metrics = result.metrics()
+    if cost_weights:
+        c = config.coordination
+        metrics.update(cost_sweep(result, c.base_penalty, c.switch_agent_cost_weight, cost_weights))
+    metrics.update(
+        {
+            "checkpoint": str(checkpoint),
+            "global_step": int(payload.get("global_step", 0)),
+            "env": config.env.task,
+            "seed": seed,
+        }
+    )
+    return metrics
