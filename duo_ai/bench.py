@@ -201,6 +201,24 @@ def settings_of(config: Config, algo: PPO) -> dict[str, Any]:
     }
 
 
+def measure_baseline(
+    workload: Workload, config_path: Any, overrides: list[str], train_sps: float, log: Callable[[str], None]
+) -> dict[str, Any]:
+    """The same training loop in plain fp32, eager: the report's baseline fields."""
+    config = bench_config(workload, config_path, [*overrides, "precision=fp32", "compile=false"])
+    algo = build_ppo(config)
+    settings = settings_of(config, algo)
+    log(f"baseline loop (fp32, eager): {workload.warmup} warm-up + {workload.iterations} iterations")
+    loop = measure_loop(algo, workload.iterations, workload.warmup)
+    algo.env.close()
+    return {
+        "baseline_settings": settings,
+        "baseline_sps": loop["sps"],
+        "speedup_vs_baseline": train_sps / loop["sps"],
+        "baseline_loop": loop,
+    }
+
+
 def run_bench(
     workload: Workload,
     config_path: Any = None,
@@ -241,15 +259,7 @@ def run_bench(
         "loop": loop,
     }
     if baseline:
-        base_config = bench_config(workload, config_path, [*overrides, "precision=fp32", "compile=false"])
-        base = build_ppo(base_config)
-        report["baseline_settings"] = settings_of(base_config, base)
-        log(f"baseline loop (fp32, eager): {workload.warmup} warm-up + {workload.iterations} iterations")
-        base_loop = measure_loop(base, workload.iterations, workload.warmup)
-        base.env.close()
-        report["baseline_sps"] = base_loop["sps"]
-        report["speedup_vs_baseline"] = loop["sps"] / base_loop["sps"]
-        report["baseline_loop"] = base_loop
+        report.update(measure_baseline(workload, config_path, overrides, loop["sps"], log))
     report["settings"] = {
         **settings,
         **asdict(workload),

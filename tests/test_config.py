@@ -77,3 +77,40 @@ def test_bad_yaml_files(tmp_path):
         load_config(listy)
     with pytest.raises(ConfigError, match="not found"):
         load_config(tmp_path / "missing.yaml")
+
+
+def test_a_file_builds_on_its_defaults_and_wins_over_them(tmp_path):
+    (tmp_path / "base.yaml").write_text("seed: 7\nenv: {task: maze, num_envs: 8}\nalgorithm: {name: ppo, gamma: 0.9}\n")
+    (tmp_path / "child.yaml").write_text("defaults: [base]\nenv: {num_envs: 16}\nalgorithm: {ent_coef: 0.02}\n")
+    c = load_config(tmp_path / "child.yaml")
+    assert (c.seed, c.env.task, c.env.num_envs) == (7, "maze", 16)
+    assert (c.algorithm.gamma, c.algorithm.ent_coef) == (0.9, 0.02)
+
+
+def test_coordination_configs_share_one_base():
+    """Each coordination config differs from coordination_base only in its name, policy and algorithm."""
+    base = config_to_dict(load_config("configs/coordination_base.yaml"))
+    for name in ("procgen_ppo", "procgen_always", "procgen_random", "procgen_logit"):
+        c = config_to_dict(load_config(f"configs/{name}.yaml"))
+        differing = {k for k in c if c[k] != base[k]}
+        assert differing == {"name", "policy", "algorithm"}, (name, differing)
+
+
+def test_later_config_files_win(tmp_path):
+    (tmp_path / "a.yaml").write_text("env: {task: maze, num_envs: 8}\n")
+    (tmp_path / "b.yaml").write_text("env: {num_envs: 16}\n")
+    c = load_config([tmp_path / "a.yaml", tmp_path / "b.yaml"], ["env.num_levels=5"])
+    assert (c.env.task, c.env.num_envs, c.env.num_levels) == ("maze", 16, 5)
+
+
+def test_bad_defaults_are_config_errors(tmp_path):
+    (tmp_path / "loop_a.yaml").write_text("defaults: [loop_b]\n")
+    (tmp_path / "loop_b.yaml").write_text("defaults: [loop_a]\n")
+    with pytest.raises(ConfigError, match="in a loop"):
+        load_config(tmp_path / "loop_a.yaml")
+    (tmp_path / "missing.yaml").write_text("defaults: [nowhere]\n")
+    with pytest.raises(ConfigError, match="base config 'nowhere' not found"):
+        load_config(tmp_path / "missing.yaml")
+    (tmp_path / "bad.yaml").write_text("defaults: 3\n")
+    with pytest.raises(ConfigError, match="must be a list of config file names"):
+        load_config(tmp_path / "bad.yaml")

@@ -1,9 +1,13 @@
-"""GAE and returns against a hand computation, with terminations inside the rollout."""
+"""GAE and returns against a hand computation, with terminations and time-limit truncations."""
 
+import gymnasium as gym
 import numpy as np
+import pytest
 import torch
 
 from duo_ai.algorithms.ppo import compute_gae
+from duo_ai.build import build_run
+from duo_ai.config import load_config
 
 
 def hand_gae(rewards, values, ends, next_value, gamma, lam):
@@ -64,3 +68,56 @@ def test_gamma_one_lambda_one_gives_monte_carlo_returns():
     ends = torch.tensor([[0.0], [0.0], [1.0]])
     _, ret = compute_gae(rewards, values, ends, torch.tensor([99.0]), 1.0, 1.0)
     assert ret[:, 0].tolist() == [6.0, 5.0, 3.0]
+
+
+class Endless(gym.Env):
+    """Reward 1 every step, never terminates; the observation is the step count. Time limit: 3 steps."""
+
+    observation_space = gym.spaces.Box(0.0, 10.0, (1,), np.float32)
+    action_space = gym.spaces.Discrete(2)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        return np.array([0.0], np.float32), {}
+
+    def step(self, action):
+        self.t += 1
+        return np.array([float(self.t)], np.float32), 1.0, False, False, {}
+
+
+gym.register("DuoTest/Endless-v0", entry_point=Endless, max_episode_steps=3)
+
+
+def test_time_limit_truncation_bootstraps_with_the_final_value():
+    """A cut episode's last reward gets gamma * V(final obs); its advantage is the hand-computed one."""
+    gamma = 0.9
+    config = load_config(
+        "configs/cartpole.yaml",
+        [
+            "env.task=DuoTest/Endless-v0",
+            "env.num_envs=2",
+            "algorithm.num_steps=6",
+            "algorithm.num_minibatches=1",
+            "algorithm.normalize_reward=false",
+            f"algorithm.gamma={gamma}",
+            "algorithm.gae_lambda=1.0",
+        ],
+    )
+    run = build_run(config, log=lambda message: None)
+    try:
+        ppo = run.algorithm
+        ppo.collect_rollout()
+        advantages, _ = ppo.compute_advantages()
+        v = {t: float(ppo.policy.value(np.array([[t]], np.float32))[0]) for t in range(4)}
+    finally:
+        run.close()
+    # Steps 0..5 see observations 0, 1, 2, 0, 1, 2; the time limit cuts after steps 2 and 5.
+    assert ppo.dones[:, 0].tolist() == [0, 0, 1, 0, 0, 1]
+    last = 1 + gamma * v[3]  # the cut step's reward, bootstrapped from V(final observation = 3)
+    assert ppo.rewards[:, 0].tolist() == pytest.approx([1, 1, last, 1, 1, last], abs=1e-6)
+    # lambda = 1: A_0 = r_0 + g r_1 + g^2 (r_2 + g V(3)) - V(0), the same for the second episode.
+    expected = 1 + gamma + gamma**2 * last - v[0]
+    assert advantages[0, 0].item() == pytest.approx(expected, abs=1e-5)
+    assert advantages[3, 1].item() == pytest.approx(expected, abs=1e-5)
+    assert advantages[2, 0].item() == pytest.approx(last - v[2], abs=1e-5)
