@@ -5,7 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner, Result
 
+from cli.main import app
 from duo_ai.config import load_config
 from duo_ai.training import Trainer
 
@@ -36,3 +38,19 @@ def train_tiny(experiments_dir: Path, name: str, *extra: str) -> Path:
 def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Run folder of a tiny coinrun PPO agent (last.ckpt, best_test.ckpt, config.yaml...)."""
     return train_tiny(tmp_path_factory.mktemp("experiments"), "tiny")
+
+
+def cli(*args: object) -> Result:
+    """`duo-ai ARGS...` in this process (no subprocess: each would pay ~2 s of torch import)."""
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def assert_user_error(result: Result, *fragments: str) -> None:
+    """Exit code 2, no traceback, exactly one line `error: ...` on stderr that contains each fragment."""
+    assert result.exit_code == 2, (result.exit_code, result.output, result.exception)
+    assert isinstance(result.exception, SystemExit), result.exception
+    assert "Traceback" not in result.output
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], (fragment, lines[0])

@@ -1,4 +1,9 @@
-"""End to end through the real `duo-ai` command on real Procgen, and its user-error handling."""
+"""End to end through the `duo-ai` command on real Procgen, and its user-error handling.
+
+One run goes through the real command line in a subprocess (the installed entry point, the
+default experiments folder under the working directory); the rest call the same Typer app in
+process.
+"""
 
 import hashlib
 import json
@@ -12,39 +17,25 @@ import torch
 
 from duo_ai.envs import ProcgenVecEnv
 from duo_ai.policies.ppo import PPOPolicy, PPOPolicyConfig
-from tests.conftest import TINY
-
-
-def duo_ai(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    env = {**os.environ, "COLUMNS": "80"}
-    return subprocess.run(
-        [sys.executable, "-m", "cli.main", *map(str, args)],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        env=env,
-        timeout=300,
-    )
+from tests.conftest import TINY, assert_user_error, cli
 
 
 def sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def assert_user_error(result: subprocess.CompletedProcess, *fragments: str) -> None:
-    assert result.returncode == 2, result
-    assert "Traceback" not in result.stderr and "Traceback" not in result.stdout
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    for fragment in fragments:
-        assert fragment in lines[0], (fragment, lines[0])
-
-
 @pytest.fixture(scope="module")
 def cli_run(tmp_path_factory):
     """`duo-ai train` through the real command line, with a tiny config."""
     root = tmp_path_factory.mktemp("cli")
-    result = duo_ai("train", *TINY, "name=run", "--no-progress", cwd=root)
+    result = subprocess.run(
+        [sys.executable, "-m", "cli.main", "train", *TINY, "name=run", "--no-progress"],
+        capture_output=True,
+        text=True,
+        cwd=root,
+        env={**os.environ, "COLUMNS": "80"},
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr
     return root / "experiments" / "run"
 
@@ -78,7 +69,7 @@ def test_checkpoint_is_plain_and_round_trips_bit_for_bit(cli_run):
 
 def test_refuses_to_clobber_an_existing_run(cli_run):
     before = sha(cli_run / "last.ckpt")
-    result = duo_ai("train", *TINY, "name=run", cwd=cli_run.parent.parent)
+    result = cli("train", *TINY, "name=run", f"experiments_dir={cli_run.parent}")
     assert_user_error(result, "already exists", "overwrite=true", "--resume")
     assert sha(cli_run / "last.ckpt") == before
 
@@ -87,10 +78,10 @@ def test_eval_greedy_is_deterministic_and_writes_json(cli_run, tmp_path):
     outs = []
     for i in range(2):
         out = tmp_path / f"eval{i}.json"
-        result = duo_ai(
+        result = cli(
             "eval", "--checkpoint", cli_run / "last.ckpt", "--temperature", "0", "--episodes", "3", "--json", out
         )
-        assert result.returncode == 0, result.stderr
+        assert result.exit_code == 0, result.output
         assert "reward_mean" in result.stdout
         outs.append(json.loads(out.read_text()))
     assert outs[0] == outs[1]
@@ -103,19 +94,10 @@ def test_eval_greedy_is_deterministic_and_writes_json(cli_run, tmp_path):
 
 def test_eval_env_can_be_overridden(tiny_run, tmp_path):
     out = tmp_path / "sp.json"
-    result = duo_ai(
-        "eval",
-        "--checkpoint",
-        tiny_run / "last.ckpt",
-        "-n",
-        "2",
-        "--split",
-        "train",
-        "--json",
-        out,
-        "env.task=starpilot",
+    result = cli(
+        "eval", "--checkpoint", tiny_run / "last.ckpt", "-n", 2, "--split", "train", "--json", out, "env.task=starpilot"
     )
-    assert result.returncode == 0, result.stderr
+    assert result.exit_code == 0, result.output
     metrics = json.loads(out.read_text())
     assert metrics["env"] == "starpilot" and metrics["split"] == "train" and metrics["num_episodes"] == 2
 
@@ -126,8 +108,8 @@ def test_resume_continues_from_last_checkpoint(tiny_run, tmp_path):
     run = tmp_path / "resumed"
     shutil.copytree(tiny_run, run)
     before = torch.load(run / "last.ckpt", weights_only=True)
-    result = duo_ai("train", "--resume", run, "algorithm.total_timesteps=512", "evaluation.num_episodes=0")
-    assert result.returncode == 0, result.stderr
+    result = cli("train", "--resume", run, "algorithm.total_timesteps=512", "evaluation.num_episodes=0")
+    assert result.exit_code == 0, result.output
     after = torch.load(run / "last.ckpt", weights_only=True)
     assert (before["global_step"], after["global_step"]) == (256, 512)
     assert after["iteration"] == 4
@@ -137,40 +119,41 @@ def test_resume_continues_from_last_checkpoint(tiny_run, tmp_path):
 
 
 def test_unknown_game(tmp_path):
-    assert_user_error(duo_ai("train", "env.task=coinrn", cwd=tmp_path), "unknown Procgen game 'coinrn'", "coinrun")
+    result = cli("train", "env.task=coinrn", f"experiments_dir={tmp_path / 'experiments'}")
+    assert_user_error(result, "unknown Procgen game 'coinrn'", "coinrun")
     assert not (tmp_path / "experiments").exists()
 
 
-def test_unknown_override_key(tmp_path):
-    assert_user_error(duo_ai("train", "algorithm.lerning_rate=1e-3", cwd=tmp_path), "algorithm.lerning_rate")
+def test_unknown_override_key():
+    assert_user_error(cli("train", "algorithm.lerning_rate=1e-3"), "algorithm.lerning_rate")
 
 
 def test_bad_yaml(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("env: [unclosed\n")
-    assert_user_error(duo_ai("train", "--config", bad, cwd=tmp_path), "not valid YAML")
+    assert_user_error(cli("train", "--config", bad), "not valid YAML")
 
 
 def test_missing_checkpoint(tmp_path):
-    assert_user_error(duo_ai("eval", "--checkpoint", tmp_path / "nope.ckpt"), "not found")
+    assert_user_error(cli("eval", "--checkpoint", tmp_path / "nope.ckpt"), "not found")
 
 
 def test_corrupt_checkpoint(tiny_run, tmp_path):
     bad = tmp_path / "bad.ckpt"
     bad.write_bytes((tiny_run / "last.ckpt").read_bytes()[:5000])
-    assert_user_error(duo_ai("eval", "--checkpoint", bad), "corrupt")
+    assert_user_error(cli("eval", "--checkpoint", bad), "corrupt")
     foreign = tmp_path / "foreign.ckpt"
     torch.save({"weights": torch.zeros(3)}, foreign)
-    assert_user_error(duo_ai("eval", "--checkpoint", foreign), "not a duo-ai checkpoint")
+    assert_user_error(cli("eval", "--checkpoint", foreign), "not a duo-ai checkpoint")
 
 
 def test_checkpoint_from_another_model(tiny_run):
-    result = duo_ai("eval", "--checkpoint", tiny_run / "last.ckpt", "-n", "1", "policy.model.hidden_size=64")
+    result = cli("eval", "--checkpoint", tiny_run / "last.ckpt", "-n", "1", "policy.model.hidden_size=64")
     assert_user_error(result, "do not fit model", "different model")
 
 
 def test_help_explains_commands():
-    result = duo_ai("--help")
-    assert result.returncode == 0 and "train" in result.stdout and "eval" in result.stdout
-    result = duo_ai("eval", "--help")
+    result = cli("--help")
+    assert result.exit_code == 0 and "train" in result.stdout and "eval" in result.stdout
+    result = cli("eval", "--help")
     assert "--temperature" in result.stdout and "greedy" in result.stdout
