@@ -7,12 +7,10 @@ algorithm over both.
 
 from __future__ import annotations
 
-import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import gymnasium as gym
-import numpy as np
 import torch
 
 from duo_ai.config import Config
@@ -23,15 +21,10 @@ from duo_ai.core.compute import Compute
 from duo_ai.core.distributed import ProcessContext
 from duo_ai.core.policy import Policy
 from duo_ai.core.registry import ALGORITHMS, POLICIES
+from duo_ai.core.rng import seed_everything
 from duo_ai.envs import make_env
 
 Log = Callable[[str], None]
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
 
 
 def compute_from(config: Config, ctx: ProcessContext | None = None) -> Compute:

@@ -68,6 +68,8 @@ class Config:
     # CPU: keep freed host memory for reuse (glibc) instead of page-faulting it in every minibatch.
     cache_host_memory: bool = True
     overwrite: bool = False
+    # Rolling checkpoints kept under <run>/checkpoints/ (last.ckpt names the newest).
+    keep_checkpoints: int = 3
     experiments_dir: str = "experiments"
     env: EnvConfig = field(default_factory=EnvConfig)
     policy: Any = field(default_factory=lambda: {"name": "ppo", "model": "impala_ppo"})

@@ -5,12 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from duo_ai.build import build_policy, compute_from, env_maker, seed_everything
+from duo_ai.build import build_policy, compute_from, env_maker
 from duo_ai.config import Config, load_config
 from duo_ai.coordination.config import is_coordination_run
 from duo_ai.coordination.sweep import cost_sweep
 from duo_ai.core.checkpoint import load_checkpoint
 from duo_ai.core.errors import ConfigError
+from duo_ai.core.rng import seed_everything
 from duo_ai.evaluation import EVAL_SEED_OFFSET, evaluate
 
 

@@ -30,7 +30,15 @@ TRAIN_LINE = (
 class RunLogger:
     """Everything a run reports goes through here; disabled on non-main processes."""
 
-    def __init__(self, run_dir: Path | None, config: Any, show_progress: bool = True, enabled: bool = True) -> None:
+    def __init__(
+        self,
+        run_dir: Path | None,
+        config: Any,
+        show_progress: bool = True,
+        enabled: bool = True,
+        resume_step: int | None = None,
+    ) -> None:
+        """`resume_step`: the step a resumed run continues from; TensorBoard hides what was logged after it."""
         self.enabled = enabled
         self.show_progress = show_progress and console.is_terminal
         self.log = logging.getLogger(f"duo_ai.run.{id(self)}")
@@ -48,7 +56,8 @@ class RunLogger:
             self.log.addHandler(handler)
             from torch.utils.tensorboard import SummaryWriter
 
-            self.writer = SummaryWriter(str(run_dir / "tb"))
+            purge = None if resume_step is None else resume_step + 1
+            self.writer = SummaryWriter(str(run_dir / "tb"), purge_step=purge)
         self.info(
             f"run {config.name}: {config.env.name}/{config.env.task}, policy {config.policy.name}, "
             f"algorithm {config.algorithm.name}, folder {run_dir}"

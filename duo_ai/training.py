@@ -1,12 +1,17 @@
 """A training run: one loop that iterates any `Algorithm`, logs, evaluates and saves.
 
 The run folder `<experiments_dir>/<name>/` holds the resolved `config.yaml`, `train.log`,
-TensorBoard events under `tb/`, `last.ckpt` (for `--resume`) and `best_<split>.ckpt` for each
-evaluation split. Only the main process writes files.
+TensorBoard events under `tb/`, rolling checkpoints under `checkpoints/` with `last.ckpt` naming
+the newest (for `--resume`), `best_<split>.ckpt` for each evaluation split and `summary.json`.
+Only the main process writes files.
 
     with Trainer(config) as trainer:   # builds everything (build.build_run), opens the run folder
         trainer.run()                  # iterate until the algorithm is done, evaluate, summarise
                                        # leaving the block closes display, TensorBoard and envs
+
+Exact resume: every checkpoint is taken between iterations and holds the whole state (weights,
+the algorithm's state with the games in flight, every RNG), and the state at the last iteration
+boundary is what an interrupted run saves, so `--resume` continues as if never stopped.
 """
 
 from __future__ import annotations
@@ -18,25 +23,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from duo_ai.build import RunParts, build_run
+from duo_ai.build import build_run
 from duo_ai.config import Config, config_to_dict, config_to_yaml
-from duo_ai.core.checkpoint import load_checkpoint, save_checkpoint
+from duo_ai.core.checkpoint import CheckpointStore, load_checkpoint, save_checkpoint
 from duo_ai.core.distributed import ProcessContext
-from duo_ai.core.errors import ConfigError
+from duo_ai.core.errors import CheckpointError, ConfigError
 from duo_ai.core.files import atomic_write_text
+from duo_ai.core.rng import get_rng_state, isolated_rng, set_rng_state
 from duo_ai.evaluation import EVAL_SEED_OFFSET, EvalResult, evaluate
-from duo_ai.logger import RunLogger
-
-
-def checkpoint_payload(config: Config, parts: RunParts, **extra: Any) -> dict[str, Any]:
-    """The checkpoint dict: weights, policy config, full config, and the algorithm's resume state."""
-    return {
-        "model_state_dict": {k: v.cpu() for k, v in parts.policy.get_params().items()},
-        "policy_config": dataclasses.asdict(parts.policy.config),
-        "config": config_to_dict(config),
-        **parts.algorithm.state_dict(),
-        **extra,
-    }
+from duo_ai.logger import RunLogger, console
 
 
 def prepare_run_dir(config: Config, resume: bool) -> Path:
@@ -61,26 +56,61 @@ class Trainer:
     def __init__(self, config: Config, resume: bool = False, show_progress: bool = True) -> None:
         self.config = config
         self.ctx = ProcessContext.from_env()
+        self.run_dir = Path(config.experiments_dir) / config.name
+        self.store = CheckpointStore(self.run_dir, config.keep_checkpoints)
+        self.best: dict[str, float] = {}
+        self.train_seconds, self.segments = 0.0, 1
         # Messages of the build (e.g. the coordination set-up) reach train.log once it exists.
         early: list[str] = []
         # Build first: a bad game, split or agent fails before any folder is touched.
         self.parts = build_run(config, self.ctx, log=early.append)
         try:
-            self.run_dir = prepare_run_dir(config, resume) if self.ctx.is_main else None
-            self.best: dict[str, float] = {}
-            if resume:
-                state = load_checkpoint(self.run_dir / "last.ckpt")
-                self.parts.policy.set_params(state["model_state_dict"])
-                self.parts.algorithm.load_state_dict(state)
-                self.best = dict(state.get("best", {}))
-            self.logger = RunLogger(self.run_dir, config, show_progress=show_progress, enabled=self.ctx.is_main)
+            state = self.restore(early) if resume else None
+            self.finished = resume and self.parts.algorithm.done
+            enabled = self.ctx.is_main and not self.finished
+            if enabled and not resume:
+                prepare_run_dir(config, resume)
+            resume_step = None if state is None else self.parts.algorithm.global_step
+            self.logger = RunLogger(self.run_dir, config, show_progress, enabled, resume_step=resume_step)
         except BaseException:
             self.parts.close()
             raise
         for message in early:
             self.logger.info(message)
-        if self.ctx.is_main:
+        if enabled:
             atomic_write_text(self.run_dir / "config.yaml", config_to_yaml(config))
+        if state is not None:
+            set_rng_state(state["rng"])  # last, after everything that draws random numbers while building
+        self.snapshot = self.payload()  # the state at the last iteration boundary
+        self.saved_iteration = self.parts.algorithm.iteration
+
+    def restore(self, early: list[str]) -> dict[str, Any]:
+        """Load the newest readable checkpoint of the run into the parts; returns it."""
+        state, path, skipped = self.store.load_latest()
+        for reason in skipped:
+            early.append(f"resume: skipped an unreadable checkpoint ({reason})")
+        if "rng" not in state:
+            raise CheckpointError(f"{path} was written by an older duo-ai without the state to resume exactly")
+        self.parts.policy.set_params(state["model_state_dict"])
+        self.parts.algorithm.load_state_dict(state)
+        self.best = self.best_on_disk(state.get("best", {}))
+        self.train_seconds = float(state.get("train_seconds", 0.0))
+        self.segments = int(state.get("segments", 1)) + 1
+        algo = self.parts.algorithm
+        early.append(f"resumed from {path} at step {algo.global_step:,} (iteration {algo.iteration})")
+        return state
+
+    def best_on_disk(self, stored: dict[str, float]) -> dict[str, float]:
+        """Best evaluation reward per split: the best_<split>.ckpt files are the truth (last.ckpt may be older)."""
+        best = dict(stored)
+        for path in self.run_dir.glob("best_*.ckpt"):
+            try:
+                reward = load_checkpoint(path)["eval_metrics"]["reward_mean"]
+            except (CheckpointError, KeyError):
+                continue
+            split = path.stem.removeprefix("best_")
+            best[split] = max(best.get(split, -float("inf")), float(reward))
+        return best
 
     # -- lifetime --------------------------------------------------------------------------------
     def __enter__(self) -> Trainer:
@@ -100,9 +130,10 @@ class Trainer:
     def run(self) -> dict[str, Any]:
         """Iterate the algorithm until done (saving and evaluating as configured), then summarise."""
         algo, freq = self.parts.algorithm, self.config.algorithm
-        start, start_step = time.perf_counter(), algo.global_step
+        if self.finished:
+            return self.already_finished()
+        clock, last_eval, results = time.perf_counter(), None, {}
         self.logger.start(algo.num_iterations, algo.iteration)
-        last_saved, last_eval, results = algo.iteration, None, {}
         try:
             while not algo.done:
                 stats = algo.train_iteration()
@@ -110,34 +141,42 @@ class Trainer:
                 self.logger.update(it, algo.global_step, stats)
                 if freq.log_freq > 0 and it % freq.log_freq == 0:
                     self.logger.log_train(stats, algo.global_step, it)
-                if freq.save_freq > 0 and it % freq.save_freq == 0:
-                    self.save("last.ckpt")
-                    last_saved = it
                 if freq.eval_freq > 0 and it % freq.eval_freq == 0:
                     results, last_eval = self.evaluate_splits(), it
+                self.train_seconds, clock = self.train_seconds + time.perf_counter() - clock, time.perf_counter()
+                self.snapshot = self.payload()
+                if freq.save_freq > 0 and it % freq.save_freq == 0:
+                    self.save_snapshot()
         except KeyboardInterrupt:
-            if algo.iteration != last_saved:
-                self.save("last.ckpt")
-            self.logger.info(f"interrupted at step {algo.global_step:,}; saved last.ckpt, resume with --resume")
+            # The state of the last finished iteration: a step counter never counts untrained steps.
+            self.save_snapshot()
+            step = self.snapshot["global_step"]
+            self.logger.info(f"interrupted; saved the state at step {step:,} to last.ckpt, resume with --resume")
             raise
-        self.save("last.ckpt")
         if last_eval != algo.iteration:
             results = self.evaluate_splits()
-        return self.finish(results, time.perf_counter() - start, algo.global_step - start_step)
+            self.snapshot = self.payload()
+        self.save_snapshot()
+        return self.finish(results)
 
     def evaluate_splits(self) -> dict[str, EvalResult]:
-        """Evaluate on each `evaluation.splits`; keep `best_<split>.ckpt` of the best mean reward."""
+        """Evaluate on each `evaluation.splits`; keep `best_<split>.ckpt` of the best mean reward.
+
+        Each evaluation draws from its own seeded random stream, so it neither shifts training's
+        random numbers nor depends on them.
+        """
         ev = self.config.evaluation
         results: dict[str, EvalResult] = {}
         if ev.num_episodes < 1:
             return results
         for i, split in enumerate(ev.splits):
+            seed = self.config.seed + EVAL_SEED_OFFSET * (i + 1)
             env = self.parts.make_env(split, min(ev.num_envs, ev.num_episodes))
             try:
-                seed = self.config.seed + EVAL_SEED_OFFSET * (i + 1)
-                results[split] = evaluate(
-                    self.parts.policy, env, ev.num_episodes, ev.temperature, seed=seed, split=split
-                )
+                with isolated_rng(seed):
+                    results[split] = evaluate(
+                        self.parts.policy, env, ev.num_episodes, ev.temperature, seed=seed, split=split
+                    )
             finally:
                 env.close()
             metrics = results[split].metrics()
@@ -145,26 +184,63 @@ class Trainer:
             if metrics["reward_mean"] > self.best.get(split, -float("inf")):
                 self.best[split] = metrics["reward_mean"]
                 summary = {k: v for k, v in metrics.items() if k != "episode_returns"}
-                self.save(f"best_{split}.ckpt", eval_metrics=summary)
+                self.write(self.run_dir / f"best_{split}.ckpt", {**self.payload(), "eval_metrics": summary})
         return results
 
-    def save(self, name: str, **extra: Any) -> None:
-        if self.ctx.is_main:
-            save_checkpoint(self.run_dir / name, checkpoint_payload(self.config, self.parts, best=self.best, **extra))
+    # -- checkpoints -----------------------------------------------------------------------------
+    def payload(self) -> dict[str, Any]:
+        """The whole state now (call between iterations): weights, configs, algorithm state, RNGs."""
+        parts = self.parts
+        return {
+            "model_state_dict": {k: v.cpu() for k, v in parts.policy.get_params().items()},
+            "policy_config": dataclasses.asdict(parts.policy.config),
+            "config": config_to_dict(self.config),
+            **parts.algorithm.state_dict(),
+            "rng": get_rng_state(),
+            "best": dict(self.best),
+            "train_seconds": self.train_seconds,
+            "segments": self.segments,
+        }
 
-    def finish(self, results: dict[str, EvalResult], seconds: float, steps: int) -> dict[str, Any]:
-        """Write summary.json and log the totals."""
+    def save_snapshot(self) -> None:
+        """Write the last iteration boundary's state as the newest rolling checkpoint (once)."""
+        iteration = self.snapshot["iteration"]
+        if self.ctx.is_main and iteration != self.saved_iteration:
+            self.store.save(self.snapshot, self.snapshot["global_step"])
+            self.saved_iteration = iteration
+
+    def write(self, path: Path, payload: dict[str, Any]) -> None:
+        if self.ctx.is_main:
+            save_checkpoint(path, payload)
+
+    # -- the end ---------------------------------------------------------------------------------
+    def finish(self, results: dict[str, EvalResult]) -> dict[str, Any]:
+        """Write summary.json (the whole run, over all its segments) and log the totals."""
+        algo, seconds = self.parts.algorithm, self.train_seconds
         summary = {
             "run_dir": str(self.run_dir),
-            "global_step": self.parts.algorithm.global_step,
+            "global_step": algo.global_step,
+            "iterations": algo.iteration,
             "seconds": seconds,
-            "sps": steps / seconds if seconds > 0 else 0.0,
+            "sps": algo.global_step / seconds if seconds > 0 else 0.0,
+            "segments": self.segments,
             "eval": {s: {k: v for k, v in r.metrics().items() if k != "episode_returns"} for s, r in results.items()},
         }
         if self.ctx.is_main:
             atomic_write_text(self.run_dir / "summary.json", json.dumps(summary, indent=2))
         self.logger.info(
-            f"done: {summary['global_step']:,} steps in {seconds:.0f}s ({summary['sps']:.0f} SPS); "
-            f"run folder {self.run_dir}"
+            f"done: {summary['global_step']:,} steps in {seconds:.0f}s ({summary['sps']:.0f} SPS) over "
+            f"{self.segments} segment(s); run folder {self.run_dir}"
         )
         return summary
+
+    def already_finished(self) -> dict[str, Any]:
+        """Resuming a finished run changes nothing: say so and return its summary."""
+        algo = self.parts.algorithm
+        console.print(
+            f"run {self.run_dir} already finished at step {algo.global_step:,} (iteration {algo.iteration}); "
+            "nothing to do. To train longer, resume with a larger algorithm.total_timesteps",
+            highlight=False,
+        )
+        summary_path = self.run_dir / "summary.json"
+        return json.loads(summary_path.read_text()) if summary_path.is_file() else {}

@@ -42,5 +42,5 @@ class ReturnNormalizer:
     def load_state_dict(self, state: dict) -> None:
         returns = np.asarray(state["returns"], dtype=np.float64)
         if returns.shape == self.returns.shape:
-            self.returns = returns
+            self.returns = returns  # the discounted returns in flight: exact when the env state is restored too
         self.mean, self.var, self.count = float(state["mean"]), float(state["var"]), float(state["count"])

@@ -14,6 +14,7 @@ gets `gamma * V(final observation)` added, so the cut-off future is bootstrapped
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from collections import deque
@@ -312,13 +313,17 @@ class PPO(Algorithm):
 
     # -- checkpointing ---------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        """Everything besides the weights that resuming needs: optimizer, counters, normaliser, RNG."""
+        """Everything besides the weights that continuing exactly needs, taken between iterations:
+        optimizer, counters, reward normaliser, the episodes in flight (the env's game states where
+        the env can save them) and the recent episode statistics."""
+        can_save = hasattr(self.env, "get_state")
         return {
-            "optim_state_dict": self.optimizer.state_dict(),
+            "optim_state_dict": copy.deepcopy(self.optimizer.state_dict()),
             "global_step": self.global_step,
             "iteration": self.iteration,
             "reward_normalizer": self.normalizer.state_dict() if self.normalizer else None,
-            "torch_rng_state": torch.get_rng_state(),
+            "env_state": self.env.get_state() if can_save else None,
+            "recent_episodes": list(self.episodes.recent),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -327,5 +332,7 @@ class PPO(Algorithm):
         self.iteration = int(state["iteration"])
         if self.normalizer is not None and state.get("reward_normalizer"):
             self.normalizer.load_state_dict(state["reward_normalizer"])
-        if state.get("torch_rng_state") is not None:
-            torch.set_rng_state(state["torch_rng_state"])
+        self.episodes.recent.extend(state.get("recent_episodes", []))
+        # Without a saved env state (a gymnasium env) the run goes on from fresh episodes.
+        if state.get("env_state") is not None and hasattr(self.env, "set_state"):
+            self.next_obs = self.env.set_state(state["env_state"])

@@ -12,6 +12,7 @@ as a tensor in `model_state_dict` and the whole sweep under `calibration`.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -299,7 +300,8 @@ class Calibrate(Algorithm):
             self.val_env = None
 
     def state_dict(self) -> dict[str, Any]:
-        return {"global_step": self.global_step, "iteration": self.iteration, "calibration": self.calibration}
+        calibration = copy.deepcopy(self.calibration)  # a snapshot: the sweep goes on growing
+        return {"global_step": self.global_step, "iteration": self.iteration, "calibration": calibration}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.global_step = int(state["global_step"])

@@ -134,6 +134,33 @@ class CoordinationEnv(gym.vector.VectorEnv):
     def close(self, **kwargs: Any) -> None:
         self.base_env.close(**kwargs)
 
+    # -- exact resume ------------------------------------------------------------------------------
+    def get_state(self) -> dict[str, Any]:
+        """The base env's state, the episode totals, and the agents' pending actions and frames.
+
+        The pending actions were sampled when the last observation was made; saving them (rather
+        than sampling again on restore) keeps the random stream of a resumed run unchanged.
+        """
+        if self._frames is None:
+            raise RuntimeError("call reset() before get_state()")
+        return {
+            "base": self.base_env.get_state(),
+            "episode": {k: v.tolist() for k, v in self._episode.items()},
+            "prev_agent": self._prev_agent.tolist(),
+            "actions": {k: v.tolist() for k, v in self._actions.items()},
+        }
+
+    def set_state(self, state: dict[str, Any]) -> dict[str, np.ndarray]:
+        """Continue exactly where `get_state` was taken; returns the current observation."""
+        self._frames = self.base_env.set_state(state["base"])
+        for key, values in state["episode"].items():
+            self._episode[key][:] = values
+        self._prev_agent[:] = state["prev_agent"]
+        pending = {k: np.asarray(v, dtype=np.int64) for k, v in state["actions"].items()}
+        obs = self._observe(self._frames)  # recomputes features; the sampled actions are then restored
+        self._actions = pending
+        return obs
+
     # -- agents ------------------------------------------------------------------------------------
     def _observe(self, frames: np.ndarray) -> dict[str, np.ndarray]:
         """The coordinator's observation; runs the novice (and a visible expert) once over all envs."""

@@ -64,7 +64,10 @@ class Algorithm(abc.ABC):
 
     @abc.abstractmethod
     def state_dict(self) -> dict[str, Any]:
-        """Everything besides the policy's weights that resuming needs (tensors, numbers, lists, dicts)."""
+        """Everything besides the policy's weights that resuming needs (tensors, numbers, lists, dicts).
+
+        Called between iterations; the result is a snapshot that later iterations must not change.
+        """
 
     @abc.abstractmethod
     def load_state_dict(self, state: dict[str, Any]) -> None:

@@ -7,6 +7,7 @@ Writing is atomic (`duo_ai.core.files`), so a crash mid-write leaves the previou
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -36,3 +37,54 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a duo-ai checkpoint (no {FORMAT!r} format tag)")
     return payload
+
+
+class CheckpointStore:
+    """A run's rolling checkpoints: `checkpoints/step_<global step>.ckpt`, the newest `keep` of them,
+    and `last.ckpt` naming the newest (a hard link, so it costs no second write).
+
+    One corrupt or truncated file is then not the end of a run: `load_latest` falls back to the
+    newest checkpoint that reads.
+    """
+
+    def __init__(self, run_dir: str | os.PathLike, keep: int = 3) -> None:
+        self.run_dir = Path(run_dir)
+        self.folder = self.run_dir / "checkpoints"
+        self.last = self.run_dir / "last.ckpt"
+        self.keep = max(1, keep)
+
+    def save(self, payload: dict[str, Any], step: int) -> Path:
+        path = self.folder / f"step_{step:012d}.ckpt"
+        save_checkpoint(path, payload)
+        link_atomically(path, self.last)
+        for old in self.saved()[: -self.keep]:
+            old.unlink(missing_ok=True)
+        return path
+
+    def saved(self) -> list[Path]:
+        """The rolling checkpoints, oldest first."""
+        return sorted(self.folder.glob("step_*.ckpt")) if self.folder.is_dir() else []
+
+    def load_latest(self) -> tuple[dict[str, Any], Path, list[str]]:
+        """The newest readable checkpoint, its path, and why newer ones were skipped."""
+        skipped: list[str] = []
+        for path in [self.last, *reversed(self.saved())]:
+            if not path.exists():
+                continue
+            try:
+                return load_checkpoint(path), path, skipped
+            except CheckpointError as e:
+                skipped.append(str(e))
+        reasons = f" ({'; '.join(skipped)})" if skipped else ""
+        raise CheckpointError(f"no readable checkpoint in {self.run_dir}{reasons}; start a new run instead of --resume")
+
+
+def link_atomically(source: Path, target: Path) -> None:
+    """Make `target` name the same file as `source`, replacing it atomically (a copy where links fail)."""
+    tmp = target.with_name(f".{target.name}.link")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(source, tmp)
+    except OSError:  # a file system without hard links
+        shutil.copyfile(source, tmp)
+    os.replace(tmp, target)

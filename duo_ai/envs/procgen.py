@@ -136,6 +136,26 @@ class ProcgenVecEnv(gym.vector.VectorEnv):
         truncated = np.zeros(self.num_envs, dtype=bool)
         return self._frames(obs), reward, first.copy(), truncated, info
 
+    # -- exact resume ------------------------------------------------------------------------------
+    def get_state(self) -> dict[str, Any]:
+        """Every game's state (procgen serialises levels, positions and its RNGs) and the running
+        episode totals: plain bytes and lists, for a checkpoint."""
+        if self._engine is None:
+            raise RuntimeError("call reset() before get_state()")
+        return {"games": self._engine.get_state(), "returns": self._returns.tolist(), "lengths": self._lengths.tolist()}
+
+    def set_state(self, state: dict[str, Any]) -> np.ndarray:
+        """Continue exactly where `get_state` was taken; returns the current frames."""
+        if len(state["games"]) != self.num_envs:
+            raise EnvError(f"saved state holds {len(state['games'])} environments, this env has {self.num_envs}")
+        if self._engine is None:
+            self._engine = self._make_engine(self._seed)
+        self._engine.set_state(state["games"])
+        self._returns[:] = state["returns"]
+        self._lengths[:] = state["lengths"]
+        _, obs, _ = self._engine.observe()
+        return self._frames(obs)
+
     def _level_info(self) -> dict:
         infos = self._engine.get_info()
         return {
