@@ -28,6 +28,8 @@ def describe(e: OmegaConfBaseException) -> str:
     msg = str(getattr(e, "msg", None) or e).strip().splitlines()[0]
     if isinstance(e, ConfigKeyError):
         return f"unknown config key {key!r} ({msg}); check the spelling against configs/quickstart.yaml"
+    if isinstance(e, ValidationError) and msg.startswith("Incompatible value 'None'"):
+        return f"config key {key!r} cannot be empty (null); give it a value"
     if isinstance(e, ValidationError):
         return f"bad value for config key {key!r}: {msg}"
     return f"config problem at {key!r}: {msg}" if key else f"config problem: {msg}"
