@@ -58,9 +58,21 @@ def read_yaml_mapping(path: str | Path) -> dict[str, Any]:
     """The mapping in one YAML file (no `defaults` handling)."""
     path = Path(path)
     if path.is_dir():
+        if (path / "config.yaml").is_file():
+            raise ConfigError(
+                f"config file {path} is a run folder; pass {path / 'config.yaml'} to reuse its config, "
+                f"or --resume {path} to continue the run"
+            )
         raise ConfigError(f"config file {path} is a folder; pass a YAML file (see configs/)")
     if not path.is_file():
         raise ConfigError(f"config file {path} not found; pass an existing YAML file (see configs/)")
+    with path.open("rb") as f:
+        head = f.read(4)
+    if head == b"PK\x03\x04" or path.suffix in (".ckpt", ".pt", ".pth"):
+        raise ConfigError(
+            f"config file {path} is a checkpoint, not a YAML config; evaluate it with duo-ai eval --checkpoint "
+            f"{path}, or continue its run with duo-ai train --resume <its run folder>"
+        )
     try:
         data = yaml.safe_load(path.read_text())
     except UnicodeDecodeError:
