@@ -146,9 +146,14 @@ def build_config(layers: list[Any]) -> Config:
         raise ConfigError(f"config: {e}") from None
     for name, registry in NAMED_SECTIONS.items():
         setattr(config, name, build_named(sections[name], registry, name))
+    validate(config)
+    return config
+
+
+def validate(config: Config) -> None:
+    """Every check of a built config: each field's declared rule, then the checks across sections."""
     check_config(config)
     check_run(config)
-    return config
 
 
 def check_run(config: Config) -> None:

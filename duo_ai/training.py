@@ -1,8 +1,10 @@
 """A training run: one loop that iterates any `Algorithm`, logs, evaluates and saves.
 
-The run folder `<experiments_dir>/<name>/` holds the resolved `config.yaml`, `train.log`,
-TensorBoard events under `tb/`, `last.ckpt` (for `--resume`) and `best_<split>.ckpt` for each
-evaluation split. Only the main process writes files.
+The run folder `<experiments_dir>/<name>/` holds the resolved `config.yaml`, `run_info.json`
+(what actually ran: device, precision, threads, versions, commit), `train.log`, TensorBoard events
+under `tb/`, `last.ckpt` (for `--resume`) and `best_<split>.ckpt` for each evaluation split. Only
+the main process writes files. The folder is checked and opened by `duo_ai.runs.RunFolder`:
+`overwrite=true` keeps the old run aside until the new one has saved its first last.ckpt.
 
     with Trainer(config) as trainer:   # builds everything (build.build_run), opens the run folder
         trainer.run()                  # iterate until the algorithm is done, evaluate, summarise
@@ -13,19 +15,18 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import shutil
 import time
-from pathlib import Path
 from typing import Any
 
 from duo_ai.build import RunParts, build_run
-from duo_ai.config import Config, config_to_dict, config_to_yaml
+from duo_ai.config import Config, config_to_dict, config_to_yaml, validate
 from duo_ai.core.checkpoint import load_checkpoint, save_checkpoint
 from duo_ai.core.distributed import ProcessContext
 from duo_ai.core.errors import ConfigError
 from duo_ai.core.files import atomic_write_text
 from duo_ai.evaluation import EVAL_SEED_OFFSET, EvalResult, evaluate
-from duo_ai.logger import RunLogger
+from duo_ai.logger import RunLogger, console
+from duo_ai.runs import RunFolder, run_info
 
 
 def checkpoint_payload(config: Config, parts: RunParts, **extra: Any) -> dict[str, Any]:
@@ -39,34 +40,21 @@ def checkpoint_payload(config: Config, parts: RunParts, **extra: Any) -> dict[st
     }
 
 
-def prepare_run_dir(config: Config, resume: bool) -> Path:
-    """Create the run folder, refusing to clobber an existing one unless asked to."""
-    run_dir = Path(config.experiments_dir) / config.name
-    if resume:
-        return run_dir
-    if run_dir.exists() and any(run_dir.iterdir()):
-        if not config.overwrite:
-            raise ConfigError(
-                f"run folder {run_dir} already exists; pass overwrite=true to replace it, "
-                f"--resume {run_dir} to continue it, or name=<new name> for a new run"
-            )
-        shutil.rmtree(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    return run_dir
-
-
 class Trainer:
     """Owns one run: its parts (env, policy, algorithm), the logger and the checkpoints."""
 
     def __init__(self, config: Config, resume: bool = False, show_progress: bool = True) -> None:
         self.config = config
         self.ctx = ProcessContext.from_env()
+        # Check the config, the experiments folder and the run folder, then build: a bad value,
+        # game, split or agent fails before any folder is touched.
+        validate(config)
+        self.folder = RunFolder(config, resume) if self.ctx.is_main else None
         # Messages of the build (e.g. the coordination set-up) reach train.log once it exists.
         early: list[str] = []
-        # Build first: a bad game, split or agent fails before any folder is touched.
         self.parts = build_run(config, self.ctx, log=early.append)
         try:
-            self.run_dir = prepare_run_dir(config, resume) if self.ctx.is_main else None
+            self.run_dir = self.folder.open(early.append) if self.folder is not None else None
             self.best: dict[str, float] = {}
             if resume:
                 state = load_checkpoint(self.run_dir / "last.ckpt")
@@ -76,11 +64,13 @@ class Trainer:
             self.logger = RunLogger(self.run_dir, config, show_progress=show_progress, enabled=self.ctx.is_main)
         except BaseException:
             self.parts.close()
+            self.restore_replaced_run()
             raise
         for message in early:
             self.logger.info(message)
         if self.ctx.is_main:
             atomic_write_text(self.run_dir / "config.yaml", config_to_yaml(config))
+            self.record_run_info(resume)
 
     # -- lifetime --------------------------------------------------------------------------------
     def __enter__(self) -> Trainer:
@@ -92,9 +82,32 @@ class Trainer:
         self.close()
 
     def close(self) -> None:
-        """Close everything the run opened: progress display, log file, TensorBoard, environments."""
+        """Close everything the run opened: progress display, log file, TensorBoard, environments.
+
+        A run that replaced another (`overwrite=true`) and ends before its first last.ckpt puts
+        the other one back.
+        """
         self.logger.close()
         self.parts.close()
+        self.restore_replaced_run()
+
+    def restore_replaced_run(self) -> None:
+        note = self.folder.abandon() if self.folder is not None else None
+        if note is not None:
+            console.print(note, highlight=False, markup=False)
+
+    def record_run_info(self, resume: bool) -> None:
+        """Write run_info.json (earlier sessions of a resumed run under `previous`) and log it."""
+        info = run_info(self.parts.compute, self.ctx, resumed=resume)
+        path = self.run_dir / "run_info.json"
+        if resume and path.is_file():
+            try:
+                earlier = json.loads(path.read_text())
+                info["previous"] = [*earlier.pop("previous", []), earlier]
+            except (OSError, ValueError):
+                pass
+        atomic_write_text(path, json.dumps(info, indent=2))
+        self.logger.log_run_info(info, self.parts.algorithm.global_step)
 
     # -- the loop --------------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
@@ -151,6 +164,8 @@ class Trainer:
     def save(self, name: str, **extra: Any) -> None:
         if self.ctx.is_main:
             save_checkpoint(self.run_dir / name, checkpoint_payload(self.config, self.parts, best=self.best, **extra))
+            if name == "last.ckpt":
+                self.folder.commit()  # the run this one replaces (overwrite=true) can go now
 
     def finish(self, results: dict[str, EvalResult], seconds: float, steps: int) -> dict[str, Any]:
         """Write summary.json and log the totals."""
