@@ -84,6 +84,8 @@ def train(
     except KeyboardInterrupt:
         err.print("interrupted")
         raise typer.Exit(130) from None
+    except typer.Exit:
+        raise
     except Exception as e:
         crashed(e, None if cfg is None else Path(cfg.experiments_dir) / cfg.name / "train.log")
 
@@ -135,6 +137,13 @@ def evaluate(
         )
     except DuoAIError as e:
         fail(str(e))
+    print_metrics(checkpoint, metrics)
+    if json_out is not None:
+        atomic_write_text(json_out, json.dumps(metrics, indent=2))
+
+
+def print_metrics(checkpoint: Path, metrics: dict) -> None:
+    """The evaluation table, and for a cost sweep the reward at each cost weight."""
     table = Table(title=f"{checkpoint} on {metrics['env']} / {metrics['split']}")
     table.add_column("metric")
     table.add_column("value", justify="right")
@@ -150,8 +159,6 @@ def evaluate(
         for row in metrics["cost_sweep"]:
             sweep.add_row(f"{row['cost_weight']:g}", f"{row['reward_mean']:.4g}", f"{row['reward_std']:.4g}")
         out.print(sweep)
-    if json_out is not None:
-        atomic_write_text(json_out, json.dumps(metrics, indent=2))
 
 
 @app.command()
