@@ -62,15 +62,17 @@ class Trainer:
                 self.parts.algorithm.load_state_dict(state)
                 self.best = dict(state.get("best", {}))
             self.logger = RunLogger(self.run_dir, config, show_progress=show_progress, enabled=self.ctx.is_main)
+            for message in early:
+                self.logger.info(message)
+            if self.ctx.is_main:
+                atomic_write_text(self.run_dir / "config.yaml", config_to_yaml(config))
+                self.record_run_info(resume)
         except BaseException:
+            if hasattr(self, "logger"):
+                self.logger.close()
             self.parts.close()
             self.restore_replaced_run()
             raise
-        for message in early:
-            self.logger.info(message)
-        if self.ctx.is_main:
-            atomic_write_text(self.run_dir / "config.yaml", config_to_yaml(config))
-            self.record_run_info(resume)
 
     # -- lifetime --------------------------------------------------------------------------------
     def __enter__(self) -> Trainer:
