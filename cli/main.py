@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import signal
 import sys
+import traceback
 from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from duo_ai.core.errors import DuoAIError
@@ -26,8 +28,18 @@ OVERRIDES_HELP = "Config overrides as dotted key=value pairs, e.g. env.task=star
 
 
 def fail(message: str, code: int = 2) -> None:
-    err.print(f"[bold red]error:[/] {message}", highlight=False, markup=True, soft_wrap=True)
+    """Print `error: message` on one line (the message taken literally, not as markup) and exit."""
+    message = " ".join(str(message).split())
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, markup=True, soft_wrap=True)
     raise typer.Exit(code)
+
+
+def crashed(error: Exception, log: Path | None) -> None:
+    """An unexpected exception (a bug): its traceback, then a one-line summary; exit code 1."""
+    traceback.print_exc()
+    where = f"; the reason is also in {log}" if log is not None and log.is_file() else ""
+    first = (str(error).strip().splitlines() or [""])[0]
+    fail(f"crashed with {type(error).__name__}: {first} (a bug: the traceback is above{where})", code=1)
 
 
 def _sigterm_as_interrupt(signum: int, frame: object) -> None:
@@ -51,17 +63,18 @@ def train(
 ) -> None:
     """Train a policy. Writes experiments/<name>/: config.yaml, train.log, tb/, last.ckpt, best_<split>.ckpt."""
     from duo_ai.config import load_config
+    from duo_ai.runs import resume_config
     from duo_ai.training import Trainer
 
     signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
+    cfg = None
     try:
         if resume is not None:
             if config:
                 fail("--resume takes the run's own config.yaml; drop --config (overrides still apply)")
-            if not (resume / "last.ckpt").is_file():
-                fail(f"cannot resume: {resume / 'last.ckpt'} not found; pass a run folder written by duo-ai train")
-            cfg = load_config(resume / "config.yaml", overrides or [])
-            cfg.experiments_dir, cfg.name = str(resume.parent), resume.name
+            cfg, changes = resume_config(resume, overrides or [])
+            for change in changes:
+                err.print(change, highlight=False, markup=False)
         else:
             cfg = load_config(config, overrides or [])
         with Trainer(cfg, resume=resume is not None, show_progress=progress) as trainer:
@@ -71,11 +84,17 @@ def train(
     except KeyboardInterrupt:
         err.print("interrupted")
         raise typer.Exit(130) from None
+    except typer.Exit:
+        raise
+    except Exception as e:
+        crashed(e, None if cfg is None else Path(cfg.experiments_dir) / cfg.name / "train.log")
 
 
 @app.command("eval")
 def evaluate(
-    checkpoint: Path = typer.Option(..., "--checkpoint", help="A .ckpt written by duo-ai train."),
+    checkpoint: Path = typer.Option(
+        ..., "--checkpoint", help="A .ckpt written by duo-ai train, or a run folder (its last.ckpt)."
+    ),
     temperature: float | None = typer.Option(
         None, "--temperature", "-t", help="Sampling temperature; 0 = greedy. Default: evaluation.temperature."
     ),
@@ -99,9 +118,12 @@ def evaluate(
 ) -> None:
     """Evaluate a checkpoint over N complete episodes and report the returns."""
     from duo_ai.coordination.sweep import COST_WEIGHTS
+    from duo_ai.core.files import atomic_write_text, check_writable
     from duo_ai.eval_job import evaluate_checkpoint
 
     try:
+        if json_out is not None:  # checked before evaluating, so the results have somewhere to go
+            check_writable(json_out, "--json file")
         metrics = evaluate_checkpoint(
             str(checkpoint),
             split,
@@ -115,6 +137,13 @@ def evaluate(
         )
     except DuoAIError as e:
         fail(str(e))
+    print_metrics(checkpoint, metrics)
+    if json_out is not None:
+        atomic_write_text(json_out, json.dumps(metrics, indent=2))
+
+
+def print_metrics(checkpoint: Path, metrics: dict) -> None:
+    """The evaluation table, and for a cost sweep the reward at each cost weight."""
     table = Table(title=f"{checkpoint} on {metrics['env']} / {metrics['split']}")
     table.add_column("metric")
     table.add_column("value", justify="right")
@@ -130,9 +159,6 @@ def evaluate(
         for row in metrics["cost_sweep"]:
             sweep.add_row(f"{row['cost_weight']:g}", f"{row['reward_mean']:.4g}", f"{row['reward_std']:.4g}")
         out.print(sweep)
-    if json_out is not None:
-        json_out.parent.mkdir(parents=True, exist_ok=True)
-        json_out.write_text(json.dumps(metrics, indent=2))
 
 
 @app.command()
@@ -157,9 +183,12 @@ def bench(
     a few minutes per loop on a CPU; `--num-envs 8 --num-steps 32 --iterations 1` runs in seconds.
     """
     from duo_ai.bench import Workload, run_bench
+    from duo_ai.core.files import atomic_write_text, check_writable
 
     workload = Workload(game, num_envs, num_steps, num_minibatches, epochs, iterations, warmup)
     try:
+        if json_out is not None:
+            check_writable(json_out, "--json file")
         report = run_bench(workload, config or None, overrides or [], baseline, log=lambda m: err.print(m))
     except DuoAIError as e:
         fail(str(e))
@@ -187,8 +216,7 @@ def bench(
         table.add_row(name, "-" if value is None else format(value, fmt))
     out.print(table)
     if json_out is not None:
-        json_out.parent.mkdir(parents=True, exist_ok=True)
-        json_out.write_text(json.dumps(report, indent=2))
+        atomic_write_text(json_out, json.dumps(report, indent=2))
 
 
 def main() -> None:

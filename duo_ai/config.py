@@ -6,12 +6,16 @@ after its own `defaults:` bases) < `key=value` overrides. OmegaConf checks keys 
 the dataclasses. `policy` and `algorithm` are checked against the config class of the
 policy/algorithm their `name` selects, so each registered class brings its own schema.
 
-Validation happens here and nowhere else: every problem is a one-line `ConfigError`.
+Validation happens here and nowhere else: every problem is a one-line `ConfigError`. Each field's
+allowed values are declared beside its default (`duo_ai.core.checks.checked`) and checked by one
+walk over the built config, with the dotted key in the message; `check_run` adds the checks that
+span sections (split names, PPO's minibatches).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,20 +27,37 @@ from omegaconf.errors import OmegaConfBaseException
 import duo_ai.algorithms  # noqa: F401  (fills ALGORITHMS)
 import duo_ai.coordination.baselines  # noqa: F401  (fills POLICIES and ALGORITHMS with the baselines)
 import duo_ai.policies  # noqa: F401  (fills POLICIES)
-from duo_ai.coordination.config import CoordinationConfig
+from duo_ai.algorithms.ppo import PPOConfig
+from duo_ai.coordination.baselines import CalibrateConfig
+from duo_ai.coordination.config import CoordinationConfig, is_coordination_run
+from duo_ai.core.checks import INT32_MAX, check_config, checked
+from duo_ai.core.compute import PRECISIONS
 from duo_ai.core.config_files import describe, load_yaml_layers, merge, parse_overrides
 from duo_ai.core.errors import ConfigError
 from duo_ai.core.registry import ALGORITHMS, POLICIES, Registry
 from duo_ai.envs.config import EnvConfig
+
+PLAIN_NAME = "a plain folder name (no '/', not '.', '..', empty or starting with '.')"
+
+
+def is_plain_name(name: str) -> bool:
+    """A run name is one folder inside experiments_dir: no path separators, no '.'/'..', not hidden."""
+    return bool(name.strip()) and not name.startswith(".") and not any(c in name for c in "/\\\0")
+
+
+def is_device_name(device: str) -> bool:
+    return re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", device) is not None
 
 
 @dataclass
 class EvaluationConfig:
     """Evaluation during training (every `algorithm.eval_freq` iterations) and `duo-ai eval` defaults."""
 
-    num_episodes: int = 100
-    temperature: float = 1.0
-    num_envs: int = 32
+    # 0 = no evaluation during training.
+    num_episodes: int = checked(100, ge=0)
+    temperature: float = checked(1.0, ge=0)
+    num_envs: int = checked(32, ge=1)
+    # Each `train` or a split of env.splits (checked with the whole config, in `check_run`).
     splits: list[str] = field(default_factory=lambda: ["test"])
 
 
@@ -54,23 +75,25 @@ QUICKSTART_ALGORITHM = {
 class Config:
     """A whole experiment. Training writes `<experiments_dir>/<name>/`."""
 
-    name: str = "quickstart"
-    seed: int = 1
-    device: str = "auto"
+    # The run folder's name: a plain folder name inside experiments_dir.
+    name: str = checked("quickstart", test=is_plain_name, allowed=PLAIN_NAME)
+    seed: int = checked(1, ge=0, le=INT32_MAX)
+    device: str = checked("auto", test=is_device_name, allowed="auto, cpu, mps, cuda or cuda:N")
     # auto = bf16 autocast where the hardware has bf16 units, else fp32.
-    precision: str = "auto"
+    precision: str = checked("auto", choices=PRECISIONS)
     # Channels-last convs (oneDNN's fast layout): 2.4x the bf16 loop's SPS on CPU, measured.
     channels_last: bool = True
     # torch.compile: measured 2x slower than eager on CPU (inductor); worth trying on CUDA.
     compile: bool = False
     # CPU intra-op threads for torch; 0 = all cores this process may use.
-    num_threads: int = 0
+    num_threads: int = checked(0, ge=0)
     # CPU: keep freed host memory for reuse (glibc) instead of page-faulting it in every minibatch.
     cache_host_memory: bool = True
+    # Replace an existing run folder of the same name (the old one is kept until the new run's first checkpoint).
     overwrite: bool = False
     # Rolling checkpoints kept under <run>/checkpoints/ (last.ckpt names the newest).
-    keep_checkpoints: int = 3
-    experiments_dir: str = "experiments"
+    keep_checkpoints: int = checked(3, ge=1)
+    experiments_dir: str = checked("experiments", test=bool, allowed="a folder path")
     env: EnvConfig = field(default_factory=EnvConfig)
     policy: Any = field(default_factory=lambda: {"name": "ppo", "model": "impala_ppo"})
     algorithm: Any = field(default_factory=lambda: dict(QUICKSTART_ALGORITHM))
@@ -125,7 +148,37 @@ def build_config(layers: list[Any]) -> Config:
         raise ConfigError(f"config: {e}") from None
     for name, registry in NAMED_SECTIONS.items():
         setattr(config, name, build_named(sections[name], registry, name))
+    validate(config)
     return config
+
+
+def validate(config: Config) -> None:
+    """Every check of a built config: each field's declared rule, then the checks across sections."""
+    check_config(config)
+    check_run(config)
+
+
+def check_run(config: Config) -> None:
+    """Checks that span sections: split names against env.splits, PPO's minibatch split of a rollout."""
+    splits = ["train", *config.env.splits]
+    named = [("evaluation.splits", s) for s in config.evaluation.splits]
+    if is_coordination_run(config):
+        named += [("coordination.train_agent_splits", s) for s in config.coordination.train_agent_splits]
+    if isinstance(config.algorithm, CalibrateConfig):
+        named.append(("algorithm.split", config.algorithm.split))
+    for key, split in named:
+        if split not in splits:
+            raise ConfigError(
+                f"{key} names split {split!r}, which is not defined; {key} must name one of "
+                f"{', '.join(splits)} (or define env.splits.{split})"
+            )
+    algo = config.algorithm
+    if isinstance(algo, PPOConfig) and (algo.num_steps * config.env.num_envs) % algo.num_minibatches:
+        raise ConfigError(
+            f"algorithm.num_minibatches={algo.num_minibatches} does not divide the rollout of "
+            f"algorithm.num_steps x env.num_envs = {algo.num_steps} x {config.env.num_envs} = "
+            f"{algo.num_steps * config.env.num_envs} steps; pick a divisor of it"
+        )
 
 
 def build_named(data: dict[str, Any], registry: Registry, section: str) -> Any:

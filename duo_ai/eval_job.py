@@ -9,9 +9,11 @@ from duo_ai.build import build_policy, compute_from, env_maker
 from duo_ai.config import Config, load_config
 from duo_ai.coordination.config import is_coordination_run
 from duo_ai.coordination.sweep import cost_sweep
-from duo_ai.core.checkpoint import load_checkpoint
+from duo_ai.core.checkpoint import load_checkpoint, resolve_checkpoint_path
+from duo_ai.core.checks import INT32_MAX, Rule
 from duo_ai.core.errors import ConfigError
 from duo_ai.core.rng import seed_everything
+from duo_ai.envs import split_config
 from duo_ai.evaluation import EVAL_SEED_OFFSET, evaluate
 
 
@@ -20,6 +22,20 @@ def config_from_checkpoint(payload: dict[str, Any], paths: Any = None, overrides
     stored = dict(payload.get("config") or {})
     stored["policy"] = payload["policy_config"]  # the policy comes from the checkpoint's own policy_config
     return load_config(paths, overrides, base=stored)
+
+
+# The command-line options of `duo-ai eval`, by the rules of the config fields they stand for.
+EVAL_OPTIONS = {
+    "--episodes": Rule(ge=1),
+    "--temperature": Rule(ge=0),
+    "--seed": Rule(ge=0, le=INT32_MAX),
+}
+
+
+def check_eval_options(num_episodes: int | None, temperature: float | None, seed: int | None) -> None:
+    """Refuse `--episodes 0`, a negative or NaN `--temperature`, a seed out of range (None = not given)."""
+    for (key, rule), value in zip(EVAL_OPTIONS.items(), (num_episodes, temperature, seed), strict=True):
+        rule.check(key, value)
 
 
 def evaluate_checkpoint(
@@ -33,21 +49,22 @@ def evaluate_checkpoint(
     cost_weights: list[float] | None = None,
     log: Callable[[str], None] = lambda message: None,
 ) -> dict[str, Any]:
-    """Load a checkpoint and evaluate it; unset arguments come from the checkpoint's config.
+    """Load a checkpoint (or a run folder's last.ckpt) and evaluate it; unset arguments come from its config.
 
     With `cost_weights` (a coordinator only) the metrics add `cost_sweep`, the reward at each
     expert-query cost weight on the same episodes, and `auc`, the area under that curve.
     """
+    check_eval_options(num_episodes, temperature, seed)
+    checkpoint = str(resolve_checkpoint_path(checkpoint))
     payload = load_checkpoint(checkpoint)
     config = config_from_checkpoint(payload, config_paths, list(overrides))
     ev = config.evaluation
     split = split or (ev.splits[0] if ev.splits else "test")
+    split_config(config.env, split)  # an unknown split fails here, before any agent or env is built
     num_episodes = num_episodes if num_episodes is not None else ev.num_episodes
     temperature = temperature if temperature is not None else ev.temperature
     if num_episodes < 1:
-        raise ConfigError(f"--episodes must be at least 1, got {num_episodes}")
-    if temperature < 0:
-        raise ConfigError(f"--temperature must be >= 0, got {temperature}")
+        raise ConfigError(f"evaluation.num_episodes of {checkpoint} is {num_episodes}; pass --episodes N (N >= 1)")
     if cost_weights and not is_coordination_run(config):
         raise ConfigError(f"--cost-sweep evaluates coordinators; {checkpoint} is a base agent (no train_novice/expert)")
     seed = config.seed if seed is None else seed

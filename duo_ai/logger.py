@@ -125,6 +125,22 @@ class RunLogger:
             f"over {metrics['num_episodes']} episodes | length {metrics['episode_length_mean']:.0f}{extra}"
         )
 
+    def log_run_info(self, info: dict[str, Any], step: int) -> None:
+        """What ran (run_info.json): one log line, and a TensorBoard text table under `run_info`."""
+        if not self.enabled:
+            return
+        versions = ", ".join(f"{k} {v}" for k, v in info.get("versions", {}).items())
+        commit = f", commit {info['git_commit'][:12]}" if "git_commit" in info else ""
+        self.info(
+            f"running on {info['device']} ({info['precision']}, {info['num_threads']} threads, "
+            f"world size {info['world_size']}); {versions}{commit}"
+        )
+        if self.writer is not None:
+            rows = [(k, v) for k, v in info.items() if k not in ("versions", "previous")]
+            rows += [(f"version {k}", v) for k, v in info.get("versions", {}).items()]
+            table = "\n".join(["| key | value |", "|---|---|", *(f"| {k} | {v} |" for k, v in rows)])
+            self.writer.add_text("run_info", table, step)
+
     def close(self) -> None:
         if self.bar is not None:
             self.bar.stop()

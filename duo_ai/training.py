@@ -1,9 +1,11 @@
 """A training run: one loop that iterates any `Algorithm`, logs, evaluates and saves.
 
-The run folder `<experiments_dir>/<name>/` holds the resolved `config.yaml`, `train.log`,
-TensorBoard events under `tb/`, rolling checkpoints under `checkpoints/` with `last.ckpt` naming
-the newest (for `--resume`), `best_<split>.ckpt` for each evaluation split and `summary.json`.
-Only the main process writes files.
+The run folder `<experiments_dir>/<name>/` holds the resolved `config.yaml`, `run_info.json`
+(what actually ran: device, precision, threads, versions, commit), `train.log`, TensorBoard events
+under `tb/`, rolling checkpoints under `checkpoints/` with `last.ckpt` naming the newest (for
+`--resume`), `best_<split>.ckpt` for each evaluation split and `summary.json`. Only the main
+process writes files. The folder is checked and opened by `duo_ai.runs.RunFolder`:
+`overwrite=true` keeps the old run aside until the new one has saved its first checkpoint.
 
     with Trainer(config) as trainer:   # builds everything (build.build_run), opens the run folder
         trainer.run()                  # iterate until the algorithm is done, evaluate, summarise
@@ -18,13 +20,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import shutil
 import time
 from pathlib import Path
 from typing import Any
 
 from duo_ai.build import build_run
-from duo_ai.config import Config, config_to_dict, config_to_yaml
+from duo_ai.config import Config, config_to_dict, config_to_yaml, validate
 from duo_ai.core.checkpoint import CheckpointStore, load_checkpoint, save_checkpoint
 from duo_ai.core.distributed import ProcessContext
 from duo_ai.core.errors import CheckpointError, ConfigError
@@ -32,22 +33,7 @@ from duo_ai.core.files import atomic_write_text
 from duo_ai.core.rng import get_rng_state, isolated_rng, set_rng_state
 from duo_ai.evaluation import EVAL_SEED_OFFSET, EvalResult, evaluate
 from duo_ai.logger import RunLogger, console
-
-
-def prepare_run_dir(config: Config, resume: bool) -> Path:
-    """Create the run folder, refusing to clobber an existing one unless asked to."""
-    run_dir = Path(config.experiments_dir) / config.name
-    if resume:
-        return run_dir
-    if run_dir.exists() and any(run_dir.iterdir()):
-        if not config.overwrite:
-            raise ConfigError(
-                f"run folder {run_dir} already exists; pass overwrite=true to replace it, "
-                f"--resume {run_dir} to continue it, or name=<new name> for a new run"
-            )
-        shutil.rmtree(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    return run_dir
+from duo_ai.runs import RunFolder, run_info
 
 
 class Trainer:
@@ -60,29 +46,36 @@ class Trainer:
         self.store = CheckpointStore(self.run_dir, config.keep_checkpoints)
         self.best: dict[str, float] = {}
         self.train_seconds, self.segments = 0.0, 1
+        # Check the config, the experiments folder and the run folder, then build: a bad value,
+        # game, split or agent fails before any folder is touched.
+        validate(config)
+        self.folder = RunFolder(config, resume) if self.ctx.is_main else None
         # Messages of the build (e.g. the coordination set-up) reach train.log once it exists.
         early: list[str] = []
-        # Build first: a bad game, split or agent fails before any folder is touched.
         self.parts = build_run(config, self.ctx, log=early.append)
         try:
             state = self.restore(early) if resume else None
             self.finished = resume and self.parts.algorithm.done
             enabled = self.ctx.is_main and not self.finished
-            if enabled and not resume:
-                prepare_run_dir(config, resume)
+            if enabled:
+                self.folder.open(early.append)
             resume_step = None if state is None else self.parts.algorithm.global_step
             self.logger = RunLogger(self.run_dir, config, show_progress, enabled, resume_step=resume_step)
+            for message in early:
+                self.logger.info(message)
+            if enabled:
+                atomic_write_text(self.run_dir / "config.yaml", config_to_yaml(config))
+                self.record_run_info(resume)
         except BaseException:
+            if hasattr(self, "logger"):
+                self.logger.close()
             self.parts.close()
+            self.restore_replaced_run()
             raise
-        for message in early:
-            self.logger.info(message)
-        if enabled:
-            atomic_write_text(self.run_dir / "config.yaml", config_to_yaml(config))
         if state is not None:
             set_rng_state(state["rng"])  # last, after everything that draws random numbers while building
         self.snapshot = self.payload()  # the state at the last iteration boundary
-        self.saved_iteration = self.parts.algorithm.iteration
+        self.snapshot_saved = state is not None  # a resumed run starts from what is on disk
 
     def restore(self, early: list[str]) -> dict[str, Any]:
         """Load the newest readable checkpoint of the run into the parts; returns it."""
@@ -122,9 +115,32 @@ class Trainer:
         self.close()
 
     def close(self) -> None:
-        """Close everything the run opened: progress display, log file, TensorBoard, environments."""
+        """Close everything the run opened: progress display, log file, TensorBoard, environments.
+
+        A run that replaced another (`overwrite=true`) and ends before its first checkpoint puts
+        the other one back.
+        """
         self.logger.close()
         self.parts.close()
+        self.restore_replaced_run()
+
+    def restore_replaced_run(self) -> None:
+        note = self.folder.abandon() if self.folder is not None else None
+        if note is not None:
+            console.print(note, highlight=False, markup=False)
+
+    def record_run_info(self, resume: bool) -> None:
+        """Write run_info.json (earlier sessions of a resumed run under `previous`) and log it."""
+        info = run_info(self.parts.compute, self.ctx, resumed=resume)
+        path = self.run_dir / "run_info.json"
+        if resume and path.is_file():
+            try:
+                earlier = json.loads(path.read_text())
+                info["previous"] = [*earlier.pop("previous", []), earlier]
+            except (OSError, ValueError):
+                pass
+        atomic_write_text(path, json.dumps(info, indent=2))
+        self.logger.log_run_info(info, self.parts.algorithm.global_step)
 
     # -- the loop --------------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
@@ -144,7 +160,7 @@ class Trainer:
                 if freq.eval_freq > 0 and it % freq.eval_freq == 0:
                     results, last_eval = self.evaluate_splits(), it
                 self.train_seconds, clock = self.train_seconds + time.perf_counter() - clock, time.perf_counter()
-                self.snapshot = self.payload()
+                self.take_snapshot()
                 if freq.save_freq > 0 and it % freq.save_freq == 0:
                     self.save_snapshot()
         except KeyboardInterrupt:
@@ -155,7 +171,7 @@ class Trainer:
             raise
         if last_eval != algo.iteration:
             results = self.evaluate_splits()
-            self.snapshot = self.payload()
+            self.take_snapshot()
         self.save_snapshot()
         return self.finish(results)
 
@@ -202,12 +218,15 @@ class Trainer:
             "segments": self.segments,
         }
 
+    def take_snapshot(self) -> None:
+        self.snapshot, self.snapshot_saved = self.payload(), False
+
     def save_snapshot(self) -> None:
         """Write the last iteration boundary's state as the newest rolling checkpoint (once)."""
-        iteration = self.snapshot["iteration"]
-        if self.ctx.is_main and iteration != self.saved_iteration:
+        if self.ctx.is_main and not self.snapshot_saved:
             self.store.save(self.snapshot, self.snapshot["global_step"])
-            self.saved_iteration = iteration
+            self.snapshot_saved = True
+            self.folder.commit()  # the run this one replaces (overwrite=true) can go now
 
     def write(self, path: Path, payload: dict[str, Any]) -> None:
         if self.ctx.is_main:

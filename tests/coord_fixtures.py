@@ -57,6 +57,7 @@ def coordination_config(agents: dict[str, Path], root: Path, *overrides: str) ->
             f"train_novice={agents['novice']}",
             f"train_expert={agents['expert']}",
             "coordination.base_penalty=0.5",
+            "coordination.train_agent_splits=[train]",  # the default's val_sim is not a split here
             *TINY,
             *overrides,
         ],

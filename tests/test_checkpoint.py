@@ -43,7 +43,7 @@ def test_failed_write_keeps_the_previous_file(tmp_path, monkeypatch):
 def test_pickled_classes_are_refused(tmp_path):
     path = tmp_path / "pickled.ckpt"
     torch.save({"format": checkpoint.FORMAT, "obj": argparse.Namespace(a=1)}, path)
-    with pytest.raises(CheckpointError, match="corrupt or not a duo-ai checkpoint"):
+    with pytest.raises(CheckpointError, match="not a duo-ai checkpoint: it holds pickled Python objects"):
         load_checkpoint(path)
 
 

@@ -58,7 +58,7 @@ def test_yaml_round_trip(tmp_path):
         (["env.num_envs"], "must look like key=value"),
         (["algorithm.name=sac"], "unknown algorithm 'sac'"),
         (["policy.model=resnet"], "unknown model 'resnet'"),
-        (["policy.model.feature_type=pixels", "policy.model.name=impala_coord_ppo"], "unknown feature_type 'pixels'"),
+        (["policy.model.feature_type=pixels", "policy.model.name=impala_coord_ppo"], "feature_type='pixels'"),
     ],
 )
 def test_bad_overrides_are_config_errors(overrides, message):

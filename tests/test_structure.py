@@ -26,6 +26,7 @@ FLOORS = {
     "duo_ai.coordination": 3,
     "duo_ai.config": 4,
     "duo_ai.build": 5,
+    "duo_ai.runs": 5,
     "duo_ai.training": 6,
     "duo_ai.eval_job": 7,
     "duo_ai.bench": 7,

@@ -28,6 +28,7 @@ import torch
 from duo_ai.algorithms.normalize import ReturnNormalizer
 from duo_ai.algorithms.storage import ObsBuffer, index_obs, stack_obs
 from duo_ai.core.algorithm import Algorithm, AlgorithmConfig, EnvFactory
+from duo_ai.core.checks import checked
 from duo_ai.core.errors import ConfigError
 from duo_ai.core.registry import ALGORITHMS
 from duo_ai.policies.ppo import PPOPolicy, log_prob_and_entropy
@@ -38,20 +39,20 @@ class PPOConfig(AlgorithmConfig):
     """PPO hyperparameters; defaults are the Procgen paper's. Frequencies count iterations."""
 
     name: str = "ppo"
-    total_timesteps: int = 25_000_000
-    num_steps: int = 256
-    num_minibatches: int = 8
-    update_epochs: int = 3
-    learning_rate: float = 5e-4
-    adam_eps: float = 1e-5
+    total_timesteps: int = checked(25_000_000, ge=1)
+    num_steps: int = checked(256, ge=1)
+    num_minibatches: int = checked(8, ge=1)
+    update_epochs: int = checked(3, ge=1)
+    learning_rate: float = checked(5e-4, gt=0)
+    adam_eps: float = checked(1e-5, gt=0)
     anneal_lr: bool = False
-    gamma: float = 0.999
-    gae_lambda: float = 0.95
-    clip_coef: float = 0.2
+    gamma: float = checked(0.999, ge=0, le=1)
+    gae_lambda: float = checked(0.95, ge=0, le=1)
+    clip_coef: float = checked(0.2, gt=0)
     clip_vloss: bool = True
-    ent_coef: float = 0.01
-    vf_coef: float = 0.5
-    max_grad_norm: float = 0.5
+    ent_coef: float = checked(0.01, ge=0)
+    vf_coef: float = checked(0.5, ge=0)
+    max_grad_norm: float = checked(0.5, gt=0)
     norm_adv: bool = True
     normalize_reward: bool = True
 

@@ -9,7 +9,7 @@ from typing import Any
 import gymnasium as gym
 
 from duo_ai.coordination.config import AGENT_KEYS, is_coordination_run
-from duo_ai.core.checkpoint import load_checkpoint
+from duo_ai.core.checkpoint import load_checkpoint, resolve_checkpoint_path
 from duo_ai.core.compute import Compute
 from duo_ai.core.errors import CheckpointError, ConfigError
 from duo_ai.policies.ppo import PPOPolicy, PPOPolicyConfig
@@ -85,7 +85,11 @@ def resolve_agent_paths(config: Any) -> None:
     for key in AGENT_KEYS:
         path = getattr(config, key)
         if path is not None:
-            setattr(config, key, str(Path(path).expanduser().resolve()))
+            try:
+                path = resolve_checkpoint_path(Path(path).expanduser())  # a run folder means its last.ckpt
+            except CheckpointError as e:
+                raise CheckpointError(f"{key}: {e}") from None
+            setattr(config, key, str(path.resolve()))
 
 
 def build_agent(agent: AgentCheckpoint, env: gym.vector.VectorEnv, compute: Compute) -> PPOPolicy:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import gymnasium as gym
@@ -23,6 +23,7 @@ import torch
 
 from duo_ai.coordination.env import EXPERT, NOVICE
 from duo_ai.core.algorithm import Algorithm, AlgorithmConfig, EnvFactory
+from duo_ai.core.checks import Rule, checked
 from duo_ai.core.compute import Compute
 from duo_ai.core.errors import CheckpointError, ConfigError
 from duo_ai.core.policy import Policy
@@ -118,11 +119,7 @@ class AlwaysPolicyConfig:
     """`agent` acts at every step: `novice` or `expert`."""
 
     name: str = "always"
-    agent: str = "novice"
-
-    def __post_init__(self) -> None:
-        if self.agent not in ("novice", "expert"):
-            raise ValueError(f"agent must be novice or expert, got {self.agent!r}")
+    agent: str = checked("novice", choices=("novice", "expert"))
 
 
 @POLICIES.register("always")
@@ -139,12 +136,10 @@ class RandomPolicyConfig:
     """Ask the expert with probability `prob`; calibration tries each of `candidates`."""
 
     name: str = "random"
-    prob: float = 0.5
-    candidates: list[float] = field(default_factory=lambda: [round(0.1 * i, 1) for i in range(11)])
-
-    def __post_init__(self) -> None:
-        if not all(0.0 <= p <= 1.0 for p in [self.prob, *self.candidates]):
-            raise ValueError("prob and candidates must lie in [0, 1]")
+    prob: float = checked(0.5, ge=0, le=1)
+    candidates: list[float] = checked(
+        factory=lambda: [round(0.1 * i, 1) for i in range(11)], nonempty=True, each=Rule(ge=0, le=1)
+    )
 
 
 @POLICIES.register("random")
@@ -171,15 +166,11 @@ class LogitPolicyConfig:
     """
 
     name: str = "logit"
-    score: str = "max_prob"
-    threshold: float = 0.0
-    percentiles: list[float] = field(default_factory=lambda: [10.0 * i for i in range(11)])
-
-    def __post_init__(self) -> None:
-        if self.score not in SCORES:
-            raise ValueError(f"unknown score {self.score!r}; choose one of: {', '.join(SCORES)}")
-        if not all(0.0 <= q <= 100.0 for q in self.percentiles):
-            raise ValueError("percentiles must lie in [0, 100]")
+    score: str = checked("max_prob", choices=tuple(SCORES))
+    threshold: float = checked(0.0)
+    percentiles: list[float] = checked(
+        factory=lambda: [10.0 * i for i in range(11)], nonempty=True, each=Rule(ge=0, le=100)
+    )
 
 
 @POLICIES.register("logit")
@@ -218,15 +209,12 @@ class CalibrateConfig(AlgorithmConfig):
     """
 
     name: str = "calibrate"
-    save_freq: int = 1
+    save_freq: int = checked(1, ge=0)
+    # Checked against env.splits with the whole run config (duo_ai.config).
     split: str = "val_sim"
-    num_episodes: int = 64
-    num_envs: int = 32
-    rollout_steps: int = 128
-
-    def __post_init__(self) -> None:
-        if self.num_episodes < 1 or self.num_envs < 1 or self.rollout_steps < 1:
-            raise ValueError("num_episodes, num_envs and rollout_steps must be >= 1")
+    num_episodes: int = checked(64, ge=1)
+    num_envs: int = checked(32, ge=1)
+    rollout_steps: int = checked(128, ge=1)
 
 
 @ALGORITHMS.register("calibrate")

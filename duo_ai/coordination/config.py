@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from duo_ai.core.errors import ConfigError
+from duo_ai.core.checks import checked
 
 AGENT_KEYS = ("train_novice", "train_expert", "test_novice", "test_expert")
 
@@ -20,24 +20,18 @@ class CoordinationConfig:
     null = measure it from the expert over `base_penalty_episodes` episodes.
     """
 
-    expert_query_cost_weight: float = 0.4
-    switch_agent_cost_weight: float = 0.0
-    base_penalty: float | None = None
-    base_penalty_episodes: int = 64
+    expert_query_cost_weight: float = checked(0.4, ge=0)
+    switch_agent_cost_weight: float = checked(0.0, ge=0)
+    base_penalty: float | None = checked(None)
+    base_penalty_episodes: int = checked(64, ge=1)
     # Sampling temperature of the novice and expert when they act (0 = greedy).
-    agent_temperature: float = 1.0
+    agent_temperature: float = checked(1.0, ge=0)
     # Also observe the expert's hidden features and logits (runs the expert on every env, every step).
     expert_visible: bool = False
     # Splits whose agents are train_novice/train_expert; every other split uses test_novice/test_expert
     # (falling back to the train ones), so simulated validation never sees the test-time agents.
+    # In a coordination run each must be `train` or a split of env.splits (checked in duo_ai.config).
     train_agent_splits: list[str] = field(default_factory=lambda: ["train", "val_sim"])
-
-    def __post_init__(self) -> None:
-        for key in ("expert_query_cost_weight", "switch_agent_cost_weight", "agent_temperature"):
-            if getattr(self, key) < 0:
-                raise ConfigError(f"coordination.{key} must be >= 0, got {getattr(self, key)}")
-        if self.base_penalty_episodes < 1:
-            raise ConfigError(f"coordination.base_penalty_episodes must be >= 1, got {self.base_penalty_episodes}")
 
 
 def is_coordination_run(config: Any) -> bool:

@@ -14,6 +14,7 @@ from typing import Any
 
 import gymnasium as gym
 
+from duo_ai.core.checks import checked
 from duo_ai.core.policy import Policy
 
 # Builds the vector env of a split with a number of copies (e.g. a validation split for calibration).
@@ -29,10 +30,10 @@ class AlgorithmConfig:
     """
 
     name: str = ""
-    log_freq: int = 1
-    save_freq: int = 10
+    log_freq: int = checked(1, ge=0)
+    save_freq: int = checked(10, ge=0)
     # Evaluate on evaluation.splits every eval_freq iterations (0 = only at the end).
-    eval_freq: int = 0
+    eval_freq: int = checked(0, ge=0)
 
 
 class Algorithm(abc.ABC):

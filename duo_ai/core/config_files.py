@@ -28,6 +28,8 @@ def describe(e: OmegaConfBaseException) -> str:
     msg = str(getattr(e, "msg", None) or e).strip().splitlines()[0]
     if isinstance(e, ConfigKeyError):
         return f"unknown config key {key!r} ({msg}); check the spelling against configs/quickstart.yaml"
+    if isinstance(e, ValidationError) and msg.startswith("Incompatible value 'None'"):
+        return f"config key {key!r} cannot be empty (null); give it a value"
     if isinstance(e, ValidationError):
         return f"bad value for config key {key!r}: {msg}"
     return f"config problem at {key!r}: {msg}" if key else f"config problem: {msg}"
@@ -56,9 +58,21 @@ def read_yaml_mapping(path: str | Path) -> dict[str, Any]:
     """The mapping in one YAML file (no `defaults` handling)."""
     path = Path(path)
     if path.is_dir():
+        if (path / "config.yaml").is_file():
+            raise ConfigError(
+                f"config file {path} is a run folder; pass {path / 'config.yaml'} to reuse its config, "
+                f"or --resume {path} to continue the run"
+            )
         raise ConfigError(f"config file {path} is a folder; pass a YAML file (see configs/)")
     if not path.is_file():
         raise ConfigError(f"config file {path} not found; pass an existing YAML file (see configs/)")
+    with path.open("rb") as f:
+        head = f.read(4)
+    if head == b"PK\x03\x04" or path.suffix in (".ckpt", ".pt", ".pth"):
+        raise ConfigError(
+            f"config file {path} is a checkpoint, not a YAML config; evaluate it with duo-ai eval --checkpoint "
+            f"{path}, or continue its run with duo-ai train --resume <its run folder>"
+        )
     try:
         data = yaml.safe_load(path.read_text())
     except UnicodeDecodeError:

@@ -12,6 +12,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
+from duo_ai.core.errors import ConfigError
+
 
 def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> None:
     """Call `write(f)` on a temporary file, then rename it to `path`."""
@@ -32,6 +34,33 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     atomic_write(path, lambda f: f.write(text.encode()))
+
+
+def check_writable(path: str | os.PathLike, what: str, folder: bool = False) -> None:
+    """Refuse, with a one-line `ConfigError`, a file (or `folder`) path that could not be written.
+
+    Nothing is created: an existing path must be of the right kind and writable, a missing one must
+    lie under a writable folder (the nearest one that exists).
+    """
+    path = Path(path)
+    problem = None
+    if path.exists():
+        if path.is_dir() != folder:
+            problem = "it is a folder" if path.is_dir() else "it is a file, not a folder"
+        elif not os.access(path if folder else path.parent, os.W_OK | os.X_OK):
+            problem = "permission denied"
+        elif not folder and not os.access(path, os.W_OK):
+            problem = "permission denied"
+    else:
+        parent = path.parent
+        while not parent.exists() and parent != parent.parent:
+            parent = parent.parent
+        if not parent.is_dir():
+            problem = f"{parent} is a file, not a folder"
+        elif not os.access(parent, os.W_OK | os.X_OK):
+            problem = f"no permission to create it in {parent}"
+    if problem is not None:
+        raise ConfigError(f"{what} {path} cannot be written ({problem}); pass another path")
 
 
 def _umask() -> int:

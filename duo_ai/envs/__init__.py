@@ -8,10 +8,8 @@ import gymnasium as gym
 
 from duo_ai.core.errors import ConfigError, EnvError
 from duo_ai.envs.classic import make_gym_vec_env
-from duo_ai.envs.config import EnvConfig, SplitConfig
+from duo_ai.envs.config import ENV_FAMILIES, EnvConfig, SplitConfig
 from duo_ai.envs.procgen import GAMES, ProcgenVecEnv
-
-ENV_FAMILIES = ("procgen", "gym")
 
 
 def split_config(config: EnvConfig, split: str) -> EnvConfig:

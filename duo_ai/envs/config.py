@@ -4,28 +4,35 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from duo_ai.core.checks import INT32_MAX, checked
+from duo_ai.envs.procgen import DISTRIBUTION_MODES
+
+# Env families: `env.name`.
+ENV_FAMILIES = ("procgen", "gym")
+
 
 @dataclass
 class SplitConfig:
     """Level settings of an evaluation split; unset fields inherit the training settings."""
 
-    distribution_mode: str | None = None
-    start_level: int | None = None
-    num_levels: int | None = None
+    distribution_mode: str | None = checked(None, choices=DISTRIBUTION_MODES)
+    start_level: int | None = checked(None, ge=0, le=INT32_MAX)
+    num_levels: int | None = checked(None, ge=0, le=INT32_MAX)
 
 
 @dataclass
 class EnvConfig:
     """The training environment. `name` is the family (procgen, gym), `task` the game or env id."""
 
-    name: str = "procgen"
-    task: str = "coinrun"
-    num_envs: int = 32
-    distribution_mode: str = "easy"
-    start_level: int = 0
-    num_levels: int = 200
+    name: str = checked("procgen", choices=ENV_FAMILIES)
+    task: str = checked("coinrun", test=bool, allowed="a game name (procgen) or a gymnasium id (gym)")
+    num_envs: int = checked(32, ge=1)
+    distribution_mode: str = checked("easy", choices=DISTRIBUTION_MODES)
+    start_level: int = checked(0, ge=0, le=INT32_MAX)
+    # 0 = unlimited levels.
+    num_levels: int = checked(200, ge=0, le=INT32_MAX)
     # Procgen engine threads; 0 = one per core.
-    num_threads: int = 0
+    num_threads: int = checked(0, ge=0)
     # Evaluation splits by name; `train` always means the training levels.
     splits: dict[str, SplitConfig] = field(
         default_factory=lambda: {"test": SplitConfig(start_level=100_000, num_levels=0)}

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import gymnasium as gym
 import torch
 from torch import nn
 from torch.nn import functional as F
 
+from duo_ai.core.checks import Rule, checked
 from duo_ai.core.errors import ConfigError
 from duo_ai.core.registry import MODELS
 from duo_ai.models.base import ActorCriticHeads, ModelOutput, layer_init, num_actions_of
@@ -64,8 +65,8 @@ class ImpalaPPOModelConfig:
     """IMPALA encoder + policy and value heads, for base (novice/expert) agents."""
 
     name: str = "impala_ppo"
-    channels: list[int] = field(default_factory=lambda: [16, 32, 32])
-    hidden_size: int = 256
+    channels: list[int] = checked(factory=lambda: [16, 32, 32], nonempty=True, each=Rule(ge=1))
+    hidden_size: int = checked(256, ge=1)
 
 
 @MODELS.register("impala_ppo")
@@ -99,13 +100,9 @@ class ImpalaCoordPPOModelConfig:
     """
 
     name: str = "impala_coord_ppo"
-    feature_type: str = "obs_hidden_dist"
-    channels: list[int] = field(default_factory=lambda: [16, 32, 32])
-    hidden_size: int = 256
-
-    def __post_init__(self) -> None:
-        if self.feature_type not in FEATURE_TYPES:
-            raise ConfigError(f"unknown feature_type {self.feature_type!r}; choose one of: {', '.join(FEATURE_TYPES)}")
+    feature_type: str = checked("obs_hidden_dist", choices=FEATURE_TYPES)
+    channels: list[int] = checked(factory=lambda: [16, 32, 32], nonempty=True, each=Rule(ge=1))
+    hidden_size: int = checked(256, ge=1)
 
 
 @MODELS.register("impala_coord_ppo")

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import gymnasium as gym
 import numpy as np
 import torch
 from torch import nn
 
+from duo_ai.core.checks import Rule, checked
 from duo_ai.core.errors import ConfigError
 from duo_ai.core.registry import MODELS
 from duo_ai.models.base import ActorCriticHeads, ModelOutput, layer_init, num_actions_of
@@ -17,7 +18,7 @@ from duo_ai.models.base import ActorCriticHeads, ModelOutput, layer_init, num_ac
 @dataclass
 class MlpPPOModelConfig:
     name: str = "mlp_ppo"
-    hidden_sizes: list[int] = field(default_factory=lambda: [64, 64])
+    hidden_sizes: list[int] = checked(factory=lambda: [64, 64], nonempty=True, each=Rule(ge=1))
 
 
 @MODELS.register("mlp_ppo")

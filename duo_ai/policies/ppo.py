@@ -80,6 +80,22 @@ def sample_actions(logits: torch.Tensor, temperature: float) -> torch.Tensor:
     return (logits.float() / temperature - torch.log(-torch.log(uniform))).argmax(dim=-1)
 
 
+def params_mismatch(own: dict[str, Any], params: dict[str, Any]) -> str | None:
+    """How `params` fail to fit a model whose state dict is `own`, in a few words; None if they fit."""
+    missing = [k for k in own if k not in params]
+    if missing:
+        return f"{len(missing)} missing, e.g. {missing[0]}"
+    extra = [k for k in params if k not in own]
+    if extra:
+        return f"{len(extra)} unexpected, e.g. {extra[0]}"
+    for key, value in own.items():
+        got = getattr(params[key], "shape", None)
+        if got is None or tuple(got) != tuple(value.shape):
+            shown = "no tensor" if got is None else f"shape {list(got)}"
+            return f"{key} has {shown} in the checkpoint, shape {list(value.shape)} here"
+    return None
+
+
 @POLICIES.register("ppo")
 class PPOPolicy(Policy):
     """Policy class for PPO, wrapping a model and providing action selection and parameter management.
@@ -149,14 +165,13 @@ class PPOPolicy(Policy):
         return {k: v.detach().clone() for k, v in self.model.state_dict().items()}
 
     def set_params(self, params: dict[str, Any]) -> None:
-        try:
-            self.model.load_state_dict(params)
-        except RuntimeError as e:
-            first = str(e).strip().splitlines()[0]
+        mismatch = params_mismatch(self.model.state_dict(), params)
+        if mismatch is not None:
             raise CheckpointError(
-                f"parameters do not fit model {self.config.model.name!r} ({first}); "
+                f"parameters do not fit model {self.config.model.name!r} ({mismatch}); "
                 "was the checkpoint saved from a different model or feature_type?"
-            ) from None
+            )
+        self.model.load_state_dict(params)
 
     def train(self) -> None:
         self.model.train()
