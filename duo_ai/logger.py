@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,14 @@ TRAIN_LINE = (
     ("calibrate/expert_fraction", "expert fraction", ".3f"),
     ("calibrate/chosen", "chose", ".4g"),
 )
+
+
+def wait_for_a_later_second(tb_dir: Path) -> None:
+    """TensorBoard reads event files in name order, and names start with the creation second: a
+    resumed run's file must come after the earlier ones for its purge of their later steps to apply."""
+    stamps = [int(p.name.split(".")[3]) for p in tb_dir.glob("events.out.tfevents.*") if p.name.split(".")[3].isdigit()]
+    while stamps and int(time.time()) <= max(stamps):
+        time.sleep(0.05)
 
 
 class RunLogger:
@@ -57,6 +66,8 @@ class RunLogger:
             from torch.utils.tensorboard import SummaryWriter
 
             purge = None if resume_step is None else resume_step + 1
+            if purge is not None:
+                wait_for_a_later_second(run_dir / "tb")
             self.writer = SummaryWriter(str(run_dir / "tb"), purge_step=purge)
         self.info(
             f"run {config.name}: {config.env.name}/{config.env.task}, policy {config.policy.name}, "
