@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 import signal
 import sys
 from pathlib import Path
@@ -34,6 +35,39 @@ def _sigterm_as_interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
+def parse_seeds(text: str) -> list[int]:
+    """`"1,2,3"` -> [1, 2, 3]; a one-line error for anything else."""
+    try:
+        seeds = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        fail(f"--seeds takes comma-separated integers, e.g. --seeds 1,2,3; got {text!r}")
+    if not seeds or len(set(seeds)) != len(seeds):
+        fail(f"--seeds takes distinct comma-separated integers, e.g. --seeds 1,2,3; got {text!r}")
+    return seeds
+
+
+def seed_overrides(config: list[Path] | None, overrides: list[str], seeds: list[int]) -> list[list[str]]:
+    """The overrides of each seed's run, `name=<name>_s<seed> seed=<seed>`, checked before any training."""
+    from duo_ai.config import load_config
+
+    base = load_config(config, overrides)
+    runs = []
+    for seed in seeds:
+        name = f"{base.name}_s{seed}"
+        run_dir = Path(base.experiments_dir) / name
+        if not base.overwrite and run_dir.is_dir() and any(run_dir.iterdir()):
+            fail(f"run folder {run_dir} already exists; pass overwrite=true to replace it, or name=<new name>")
+        kept = [o for o in overrides if o.split("=", 1)[0].strip() not in ("name", "seed")]
+        runs.append([*kept, f"name={name}", f"seed={seed}"])
+    return runs
+
+
+def print_seed_commands(config: list[Path] | None, runs: list[list[str]], progress: bool) -> None:
+    for run_overrides in runs:
+        flags = [arg for path in config or [] for arg in ("-c", str(path))] + ([] if progress else ["--no-progress"])
+        out.print(shlex.join(["duo-ai", "train", *flags, *run_overrides]), highlight=False, soft_wrap=True)
+
+
 @app.command()
 def train(
     overrides: list[str] | None = typer.Argument(None, help=OVERRIDES_HELP, show_default=False),
@@ -47,25 +81,42 @@ def train(
     resume: Path | None = typer.Option(
         None, "--resume", help="Continue the run in this folder from its last.ckpt (overrides apply on top)."
     ),
+    seeds: str | None = typer.Option(
+        None, "--seeds", help="Comma-separated seeds, e.g. 1,2,3: one run per seed, named <name>_s<seed>, in turn."
+    ),
+    print_commands: bool = typer.Option(
+        False, "--print-commands", help="With --seeds: print each seed's duo-ai train command instead of running it."
+    ),
     progress: bool = typer.Option(True, help="Show the live progress bar (on a terminal)."),
 ) -> None:
-    """Train a policy. Writes experiments/<name>/: config.yaml, train.log, tb/, last.ckpt, best_<split>.ckpt."""
+    """Train a policy. Writes experiments/<name>/: config.yaml, train.log, progress.csv, eval.csv, tb/, *.ckpt."""
     from duo_ai.config import load_config
     from duo_ai.training import Trainer
 
     signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
+    if seeds is not None and resume is not None:
+        fail("--seeds starts new runs; resume each seed's run on its own with --resume RUN_DIR")
+    if print_commands and seeds is None:
+        fail("--print-commands prints the commands of a multi-seed run; add --seeds, e.g. --seeds 1,2,3")
     try:
-        if resume is not None:
+        if seeds is not None:
+            runs = seed_overrides(config, overrides or [], parse_seeds(seeds))
+            if print_commands:
+                return print_seed_commands(config, runs, progress)
+            configs = [load_config(config, run_overrides) for run_overrides in runs]
+        elif resume is not None:
             if config:
                 fail("--resume takes the run's own config.yaml; drop --config (overrides still apply)")
             if not (resume / "last.ckpt").is_file():
                 fail(f"cannot resume: {resume / 'last.ckpt'} not found; pass a run folder written by duo-ai train")
             cfg = load_config(resume / "config.yaml", overrides or [])
             cfg.experiments_dir, cfg.name = str(resume.parent), resume.name
+            configs = [cfg]
         else:
-            cfg = load_config(config, overrides or [])
-        with Trainer(cfg, resume=resume is not None, show_progress=progress) as trainer:
-            trainer.run()
+            configs = [load_config(config, overrides or [])]
+        for cfg in configs:
+            with Trainer(cfg, resume=resume is not None, show_progress=progress) as trainer:
+                trainer.run()
     except DuoAIError as e:
         fail(str(e))
     except KeyboardInterrupt:

@@ -1,8 +1,8 @@
 """A training run: one loop that iterates any `Algorithm`, logs, evaluates and saves.
 
 The run folder `<experiments_dir>/<name>/` holds the resolved `config.yaml`, `train.log`,
-TensorBoard events under `tb/`, `last.ckpt` (for `--resume`) and `best_<split>.ckpt` for each
-evaluation split. Only the main process writes files.
+TensorBoard events under `tb/`, `progress.csv` and `eval.csv`, `last.ckpt` (for `--resume`) and
+`best_<split>.ckpt` for each evaluation split. Only the main process writes files.
 
     with Trainer(config) as trainer:   # builds everything (build.build_run), opens the run folder
         trainer.run()                  # iterate until the algorithm is done, evaluate, summarise
@@ -141,7 +141,8 @@ class Trainer:
             finally:
                 env.close()
             metrics = results[split].metrics()
-            self.logger.log_eval(split, metrics, self.parts.algorithm.global_step)
+            algo = self.parts.algorithm
+            self.logger.log_eval(split, metrics, algo.global_step, algo.iteration)
             if metrics["reward_mean"] > self.best.get(split, -float("inf")):
                 self.best[split] = metrics["reward_mean"]
                 summary = {k: v for k, v in metrics.items() if k != "episode_returns"}
