@@ -242,6 +242,101 @@ def bench(
         json_out.write_text(json.dumps(report, indent=2))
 
 
+@app.command()
+def plot(
+    runs: list[Path] = typer.Argument(..., help="Run folders written by duo-ai train (seeds of one run are pooled)."),
+    output: Path = typer.Option(..., "--output", "-o", help="Image file to write: .png or .svg."),
+    metric: str = typer.Option(
+        "return",
+        "--metric",
+        "-m",
+        help="What to plot: return (training and evaluation returns), or a column of progress.csv or eval.csv.",
+    ),
+    aggregate: str = typer.Option("mean", "--agg", help="Pool seeds by mean or iqm (interquartile mean)."),
+) -> None:
+    """Draw learning curves (a metric against environment steps) of one or more runs."""
+    from duo_ai.reports.plot import plot_runs
+
+    try:
+        drawn = plot_runs(runs, output, metric, aggregate)
+    except DuoAIError as e:
+        fail(str(e))
+    lines = "; ".join(drawn["lines"])
+    counts = f"{drawn['runs']} run(s) in {drawn['groups']} group(s)"
+    out.print(f"wrote {drawn['output']}: {counts}; lines: {lines}", highlight=False, soft_wrap=True)
+
+
+@app.command()
+def video(
+    checkpoint: Path = typer.Option(..., "--checkpoint", help="A .ckpt written by duo-ai train."),
+    output: Path = typer.Option(
+        ..., "--output", "-o", help="File to write: .mp4 (video), .gif (for slides) or .png (a strip of frames)."
+    ),
+    episodes: int = typer.Option(1, "--episodes", "-n", help="Complete episodes to record, one after the other."),
+    temperature: float | None = typer.Option(
+        None, "--temperature", "-t", help="Sampling temperature; 0 = greedy. Default: evaluation.temperature."
+    ),
+    split: str | None = typer.Option(
+        None, "--split", help="Level split (train, test, or one from env.splits). Default: first evaluation split."
+    ),
+    seed: int | None = typer.Option(None, "--seed", help="Seed for level sampling and actions. Default: the run's."),
+    scale: int = typer.Option(4, "--scale", help="Upscaling of the 64x64 frames (nearest neighbour)."),
+    fps: float = typer.Option(15.0, "--fps", help="Frames per second of the MP4 or GIF."),
+    frames: int = typer.Option(8, "--frames", help="PNG strip: frames evenly spaced over the first episode."),
+    overrides: list[str] | None = typer.Argument(None, help=OVERRIDES_HELP, show_default=False),
+) -> None:
+    """Record full episodes of a checkpoint's agent; a coordinator's expert steps get an orange border."""
+    from duo_ai.reports.video import record_checkpoint
+
+    try:
+        made = record_checkpoint(
+            str(checkpoint), output, split, temperature, episodes, seed, overrides or [], scale, fps, frames,
+            log=lambda message: err.print(message, highlight=False),
+        )  # fmt: skip
+    except DuoAIError as e:
+        fail(str(e))
+    returns = ", ".join(f"{r:g}" for r in made["episode_returns"])
+    expert = "" if made["expert_fraction"] is None else f"; expert acted on {made['expert_fraction']:.1%} of steps"
+    out.print(
+        f"wrote {made['output']}: {made['frames']} frames; {made['env']} / {made['split']}, temperature "
+        f"{made['temperature']:g}; episode lengths {made['episode_lengths']}, returns {returns}{expert}",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+@app.command()
+def compare(
+    runs: list[Path] = typer.Argument(..., help="Run folders written by duo-ai train (seeds of one run are pooled)."),
+    json_out: Path | None = typer.Option(None, "--json", help="Also write the table to this JSON file."),
+    split: str | None = typer.Option(None, "--split", help="Only this evaluation split. Default: every split."),
+    aggregate: str = typer.Option("mean", "--agg", help="Pool seeds by mean or iqm (interquartile mean)."),
+) -> None:
+    """Compare final evaluation returns of runs, pooling seeds with a 95% interval."""
+    from duo_ai.reports.compare import EXTRA_METRICS, compare_runs
+
+    try:
+        report = compare_runs(runs, split, aggregate, json_out)
+    except DuoAIError as e:
+        fail(str(e))
+    extra = [key for key in EXTRA_METRICS if any(key in row for row in report["rows"])]
+    table = Table(title=f"final evaluation: {aggregate} over seeds [95% interval]")
+    for column in ("group", "seeds", "split", "reward", "per run", *extra):
+        table.add_column(column.replace("_", " "), justify="left" if column in ("group", "split") else "right")
+    for row in report["rows"]:
+        cells = [row["group"], ",".join(map(str, row["seeds"])), row["split"], _cell(row["reward_mean"])]
+        cells.append(", ".join(f"{v:.3g}" for v in row["reward_mean"]["per_run"]))
+        cells += [_cell(row[key]) if key in row else "-" for key in extra]
+        table.add_row(*cells)
+    out.print(table)
+
+
+def _cell(value: dict) -> str:
+    if value["high"] > value["low"]:
+        return f"{value['estimate']:.3g} [{value['low']:.3g}, {value['high']:.3g}]"
+    return f"{value['estimate']:.3g}"
+
+
 def main() -> None:
     app()
 
