@@ -17,10 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from duo_ai.build import build_policy, compute_from, env_maker, seed_everything
+from duo_ai.build import build_policy, compute_from, config_from_checkpoint, env_maker, seed_everything
 from duo_ai.core.checkpoint import load_checkpoint
 from duo_ai.core.errors import ConfigError
-from duo_ai.eval_job import config_from_checkpoint
 from duo_ai.evaluation import EVAL_SEED_OFFSET
 from duo_ai.reports import check_output, prepare_output, require
 
