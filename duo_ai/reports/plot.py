@@ -173,8 +173,11 @@ def draw(series: list[Series], out: Path, title: str, ylabel: str, aggregate: st
     ax.set_title(title)
     ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: _human(x)))
     ax.grid(alpha=0.3)
-    band = "95% bootstrap interval over seeds" if any(len(g.runs) > 1 for g in groups) else "95% interval"
-    ax.legend(title=f"line: {aggregate}; band: {band}", fontsize="small", title_fontsize="small", loc="best")
+    if any(len(g.runs) > 1 for g in groups):
+        legend = f"line: {aggregate} over seeds; band: 95% bootstrap interval over seeds"
+    else:
+        legend = "band: 95% interval over evaluation episodes"
+    ax.legend(title=legend, fontsize="small", title_fontsize="small", loc="best")
     fig.savefig(prepare_output(out), dpi=DPI)
 
 
