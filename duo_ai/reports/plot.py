@@ -157,17 +157,17 @@ def draw(series: list[Series], out: Path, title: str, ylabel: str, aggregate: st
 
     fig = Figure(figsize=(WIDTH, HEIGHT), dpi=DPI, layout="constrained")
     ax = fig.add_subplot()
-    colors = [f"C{i % 10}" for i in range(len(groups))]
     splits = sorted({s.source for s in series if s.source != "train"})
-    for s in series:
+    for i, s in enumerate(series):
+        color = f"C{(s.group if len(groups) > 1 else i) % 10}"  # a colour per group, or per line of one group
         style = "-" if s.source == "train" else LINE_STYLES[splits.index(s.source) % len(LINE_STYLES)]
         marker = None if s.source == "train" else "o"
-        ax.plot(s.steps, s.estimate, style, color=colors[s.group], marker=marker, markersize=4, label=s.label)
+        ax.plot(s.steps, s.estimate, style, color=color, marker=marker, markersize=4, label=s.label)
         if len(s.steps) == 1 and np.any(s.high > s.low):  # one point: an error bar, not a band
             yerr = [s.estimate - s.low, s.high - s.estimate]
-            ax.errorbar(s.steps, s.estimate, yerr=yerr, color=colors[s.group], capsize=4, linestyle="none")
+            ax.errorbar(s.steps, s.estimate, yerr=yerr, color=color, capsize=4, linestyle="none")
         elif np.any(s.high > s.low):
-            ax.fill_between(s.steps, s.low, s.high, color=colors[s.group], alpha=0.18, linewidth=0)
+            ax.fill_between(s.steps, s.low, s.high, color=color, alpha=0.18, linewidth=0)
     ax.set_xlabel("environment steps")
     ax.set_ylabel(ylabel)
     ax.set_title(title)
