@@ -21,6 +21,7 @@ from duo_ai.reports.plot import build_series
 from duo_ai.reports.runs import group_runs, load_runs
 from duo_ai.reports.stats import bootstrap_ci, interval, iqm
 from tests.conftest import TINY, train_tiny
+from tests.coord_fixtures import always_coordinators
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 runner = CliRunner()
@@ -196,6 +197,23 @@ def test_compare_reports_the_interval_over_seeds(seeds, tiny_run, tmp_path):
     [row] = json.loads(out.read_text())["rows"]
     metrics = json.loads((tiny_run / "summary.json").read_text())["eval"]["test"]
     assert row["reward_mean"]["low"] == pytest.approx(metrics["reward_mean"] - metrics["reward_ci95"])
+
+
+def test_compare_and_plot_coordination_runs(tmp_path_factory, tmp_path):
+    runs = always_coordinators(tmp_path_factory)
+    out = tmp_path / "coord.json"
+    result = duo_ai("compare", runs["novice"], runs["expert"], "--json", out)
+    assert result.exit_code == 0, result.output
+    rows = {(row["group"], row["split"]): row for row in json.loads(out.read_text())["rows"]}
+    assert set(rows) == {(agent, split) for agent in ("novice", "expert") for split in ("test", "val_true")}
+    for split in ("test", "val_true"):
+        assert rows["novice", split]["expert_fraction"]["estimate"] == 0.0
+        assert rows["expert", split]["expert_fraction"]["estimate"] == 1.0
+        assert "auc" not in rows["novice", split] and "base_reward_mean" in rows["novice", split]  # no sweep
+    png = tmp_path / "fraction.png"
+    result = duo_ai("plot", runs["novice"], runs["expert"], "-o", png, "-m", "expert_fraction")
+    assert result.exit_code == 0, result.output
+    assert "novice: eval test" in result.output and "expert: eval val_true" in result.output
 
 
 def test_compare_bad_input(tiny_run, tmp_path):

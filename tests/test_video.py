@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from cli.main import app
 from duo_ai.reports.video import EXPERT_COLOR, STRIP_GAP, Recording, frame_strip, record_checkpoint, render_frame
-from tests.coord_fixtures import CONFIGS, GAME, agent_checkpoints, train
+from tests.coord_fixtures import GAME, always_coordinators
 from tests.test_reports import assert_one_line_error
 
 runner = CliRunner()
@@ -23,14 +23,8 @@ def duo_ai(*args: object):
 
 @pytest.fixture(scope="module")
 def always(tmp_path_factory):
-    """Always-novice and always-expert coordinators over the session's tiny starpilot agents."""
-    agents = agent_checkpoints(tmp_path_factory)
-    root = tmp_path_factory.mktemp("always")
-    common = [f"train_novice={agents['novice']}", f"train_expert={agents['expert']}", "coordination.base_penalty=0.5"]
-    return {
-        agent: train(root, agent, [*common, f"policy.agent={agent}"], CONFIGS / "procgen_always.yaml")
-        for agent in ("novice", "expert")
-    }
+    """last.ckpt of always-novice and always-expert coordinators over the session's tiny starpilot agents."""
+    return {agent: run / "last.ckpt" for agent, run in always_coordinators(tmp_path_factory).items()}
 
 
 def test_mp4_holds_every_frame_of_the_recorded_episodes(tiny_run, tmp_path):
