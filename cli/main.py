@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 import signal
 import sys
 import traceback
@@ -46,6 +47,39 @@ def _sigterm_as_interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
+def parse_seeds(text: str) -> list[int]:
+    """`"1,2,3"` -> [1, 2, 3]; a one-line error for anything else."""
+    try:
+        seeds = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        fail(f"--seeds takes comma-separated integers, e.g. --seeds 1,2,3; got {text!r}")
+    if not seeds or len(set(seeds)) != len(seeds):
+        fail(f"--seeds takes distinct comma-separated integers, e.g. --seeds 1,2,3; got {text!r}")
+    return seeds
+
+
+def seed_overrides(config: list[Path] | None, overrides: list[str], seeds: list[int]) -> list[list[str]]:
+    """The overrides of each seed's run, `name=<name>_s<seed> seed=<seed>`, checked before any training."""
+    from duo_ai.config import load_config
+
+    base = load_config(config, overrides)
+    runs = []
+    for seed in seeds:
+        name = f"{base.name}_s{seed}"
+        run_dir = Path(base.experiments_dir) / name
+        if not base.overwrite and run_dir.is_dir() and any(run_dir.iterdir()):
+            fail(f"run folder {run_dir} already exists; pass overwrite=true to replace it, or name=<new name>")
+        kept = [o for o in overrides if o.split("=", 1)[0].strip() not in ("name", "seed")]
+        runs.append([*kept, f"name={name}", f"seed={seed}"])
+    return runs
+
+
+def print_seed_commands(config: list[Path] | None, runs: list[list[str]], progress: bool) -> None:
+    for run_overrides in runs:
+        flags = [arg for path in config or [] for arg in ("-c", str(path))] + ([] if progress else ["--no-progress"])
+        out.print(shlex.join(["duo-ai", "train", *flags, *run_overrides]), highlight=False, soft_wrap=True)
+
+
 @app.command()
 def train(
     overrides: list[str] | None = typer.Argument(None, help=OVERRIDES_HELP, show_default=False),
@@ -59,26 +93,42 @@ def train(
     resume: Path | None = typer.Option(
         None, "--resume", help="Continue the run in this folder from its last.ckpt (overrides apply on top)."
     ),
+    seeds: str | None = typer.Option(
+        None, "--seeds", help="Comma-separated seeds, e.g. 1,2,3: one run per seed, named <name>_s<seed>, in turn."
+    ),
+    print_commands: bool = typer.Option(
+        False, "--print-commands", help="With --seeds: print each seed's duo-ai train command instead of running it."
+    ),
     progress: bool = typer.Option(True, help="Show the live progress bar (on a terminal)."),
 ) -> None:
-    """Train a policy. Writes experiments/<name>/: config.yaml, train.log, tb/, last.ckpt, best_<split>.ckpt."""
+    """Train a policy. Writes experiments/<name>/: config.yaml, train.log, progress.csv, eval.csv, tb/, *.ckpt."""
     from duo_ai.config import load_config
     from duo_ai.runs import resume_config
     from duo_ai.training import Trainer
 
     signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
-    cfg = None
+    if seeds is not None and resume is not None:
+        fail("--seeds starts new runs; resume each seed's run on its own with --resume RUN_DIR")
+    if print_commands and seeds is None:
+        fail("--print-commands prints the commands of a multi-seed run; add --seeds, e.g. --seeds 1,2,3")
     try:
-        if resume is not None:
+        if seeds is not None:
+            runs = seed_overrides(config, overrides or [], parse_seeds(seeds))
+            if print_commands:
+                return print_seed_commands(config, runs, progress)
+            configs = [load_config(config, run_overrides) for run_overrides in runs]
+        elif resume is not None:
             if config:
                 fail("--resume takes the run's own config.yaml; drop --config (overrides still apply)")
             cfg, changes = resume_config(resume, overrides or [])
             for change in changes:
                 err.print(change, highlight=False, markup=False)
+            configs = [cfg]
         else:
-            cfg = load_config(config, overrides or [])
-        with Trainer(cfg, resume=resume is not None, show_progress=progress) as trainer:
-            trainer.run()
+            configs = [load_config(config, overrides or [])]
+        for cfg in configs:
+            with Trainer(cfg, resume=resume is not None, show_progress=progress) as trainer:
+                trainer.run()
     except DuoAIError as e:
         fail(str(e))
     except KeyboardInterrupt:
@@ -217,6 +267,101 @@ def bench(
     out.print(table)
     if json_out is not None:
         atomic_write_text(json_out, json.dumps(report, indent=2))
+
+
+@app.command()
+def plot(
+    runs: list[Path] = typer.Argument(..., help="Run folders written by duo-ai train (seeds of one run are pooled)."),
+    output: Path = typer.Option(..., "--output", "-o", help="Image file to write: .png or .svg."),
+    metric: str = typer.Option(
+        "return",
+        "--metric",
+        "-m",
+        help="What to plot: return (training and evaluation returns), or a column of progress.csv or eval.csv.",
+    ),
+    aggregate: str = typer.Option("mean", "--agg", help="Pool seeds by mean or iqm (interquartile mean)."),
+) -> None:
+    """Draw learning curves (a metric against environment steps) of one or more runs."""
+    from duo_ai.reports.plot import plot_runs
+
+    try:
+        drawn = plot_runs(runs, output, metric, aggregate)
+    except DuoAIError as e:
+        fail(str(e))
+    lines = "; ".join(drawn["lines"])
+    counts = f"{drawn['runs']} run(s) in {drawn['groups']} group(s)"
+    out.print(f"wrote {drawn['output']}: {counts}; lines: {lines}", highlight=False, soft_wrap=True)
+
+
+@app.command()
+def video(
+    checkpoint: Path = typer.Option(..., "--checkpoint", help="A .ckpt written by duo-ai train."),
+    output: Path = typer.Option(
+        ..., "--output", "-o", help="File to write: .mp4 (video), .gif (for slides) or .png (a strip of frames)."
+    ),
+    episodes: int = typer.Option(1, "--episodes", "-n", help="Complete episodes to record, one after the other."),
+    temperature: float | None = typer.Option(
+        None, "--temperature", "-t", help="Sampling temperature; 0 = greedy. Default: evaluation.temperature."
+    ),
+    split: str | None = typer.Option(
+        None, "--split", help="Level split (train, test, or one from env.splits). Default: first evaluation split."
+    ),
+    seed: int | None = typer.Option(None, "--seed", help="Seed for level sampling and actions. Default: the run's."),
+    scale: int = typer.Option(4, "--scale", help="Upscaling of the 64x64 frames (nearest neighbour)."),
+    fps: float = typer.Option(15.0, "--fps", help="Frames per second of the MP4 or GIF."),
+    frames: int = typer.Option(8, "--frames", help="PNG strip: frames evenly spaced over the first episode."),
+    overrides: list[str] | None = typer.Argument(None, help=OVERRIDES_HELP, show_default=False),
+) -> None:
+    """Record full episodes of a checkpoint's agent; a coordinator's expert steps get an orange border."""
+    from duo_ai.reports.video import record_checkpoint
+
+    try:
+        made = record_checkpoint(
+            str(checkpoint), output, split, temperature, episodes, seed, overrides or [], scale, fps, frames,
+            log=lambda message: err.print(message, highlight=False),
+        )  # fmt: skip
+    except DuoAIError as e:
+        fail(str(e))
+    returns = ", ".join(f"{r:g}" for r in made["episode_returns"])
+    expert = "" if made["expert_fraction"] is None else f"; expert acted on {made['expert_fraction']:.1%} of steps"
+    out.print(
+        f"wrote {made['output']}: {made['frames']} frames; {made['env']} / {made['split']}, temperature "
+        f"{made['temperature']:g}; episode lengths {made['episode_lengths']}, returns {returns}{expert}",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+@app.command()
+def compare(
+    runs: list[Path] = typer.Argument(..., help="Run folders written by duo-ai train (seeds of one run are pooled)."),
+    json_out: Path | None = typer.Option(None, "--json", help="Also write the table to this JSON file."),
+    split: str | None = typer.Option(None, "--split", help="Only this evaluation split. Default: every split."),
+    aggregate: str = typer.Option("mean", "--agg", help="Pool seeds by mean or iqm (interquartile mean)."),
+) -> None:
+    """Compare final evaluation returns of runs, pooling seeds with a 95% interval."""
+    from duo_ai.reports.compare import EXTRA_METRICS, compare_runs
+
+    try:
+        report = compare_runs(runs, split, aggregate, json_out)
+    except DuoAIError as e:
+        fail(str(e))
+    extra = [key for key in EXTRA_METRICS if any(key in row for row in report["rows"])]
+    table = Table(title=f"final evaluation: {aggregate} over seeds [95% interval]")
+    for column in ("group", "seeds", "split", "reward", "per run", *extra):
+        table.add_column(column.replace("_", " "), justify="left" if column in ("group", "split") else "right")
+    for row in report["rows"]:
+        cells = [row["group"], ",".join(map(str, row["seeds"])), row["split"], _cell(row["reward_mean"])]
+        cells.append(", ".join(f"{v:.3g}" for v in row["reward_mean"]["per_run"]))
+        cells += [_cell(row[key]) if key in row else "-" for key in extra]
+        table.add_row(*cells)
+    out.print(table)
+
+
+def _cell(value: dict) -> str:
+    if value["high"] > value["low"]:
+        return f"{value['estimate']:.3g} [{value['low']:.3g}, {value['high']:.3g}]"
+    return f"{value['estimate']:.3g}"
 
 
 def main() -> None:

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import gymnasium as gym
 import torch
 
-from duo_ai.config import Config
+from duo_ai.config import Config, load_config
 from duo_ai.coordination.config import is_coordination_run
 from duo_ai.coordination.setup import Coordination, setup_coordination
 from duo_ai.core.algorithm import Algorithm
@@ -25,6 +26,13 @@ from duo_ai.core.rng import seed_everything
 from duo_ai.envs import make_env
 
 Log = Callable[[str], None]
+
+
+def config_from_checkpoint(payload: dict[str, Any], paths: Any = None, overrides: list[str] = ()) -> Config:
+    """The run config stored in a checkpoint, with optional YAML files and overrides on top."""
+    stored = dict(payload.get("config") or {})
+    stored["policy"] = payload["policy_config"]  # the policy comes from the checkpoint's own policy_config
+    return load_config(paths, overrides, base=stored)
 
 
 def compute_from(config: Config, ctx: ProcessContext | None = None) -> Compute:

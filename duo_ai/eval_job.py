@@ -5,8 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from duo_ai.build import build_policy, compute_from, env_maker
-from duo_ai.config import Config, load_config
+from duo_ai.build import build_policy, compute_from, config_from_checkpoint, env_maker
 from duo_ai.coordination.config import is_coordination_run
 from duo_ai.coordination.sweep import cost_sweep
 from duo_ai.core.checkpoint import load_checkpoint, resolve_checkpoint_path
@@ -16,12 +15,7 @@ from duo_ai.core.rng import seed_everything
 from duo_ai.envs import split_config
 from duo_ai.evaluation import EVAL_SEED_OFFSET, evaluate
 
-
-def config_from_checkpoint(payload: dict[str, Any], paths: Any = None, overrides: list[str] = ()) -> Config:
-    """The run config stored in a checkpoint, with optional YAML files and overrides on top."""
-    stored = dict(payload.get("config") or {})
-    stored["policy"] = payload["policy_config"]  # the policy comes from the checkpoint's own policy_config
-    return load_config(paths, overrides, base=stored)
+__all__ = ["config_from_checkpoint", "evaluate_checkpoint"]
 
 
 # The command-line options of `duo-ai eval`, by the rules of the config fields they stand for.

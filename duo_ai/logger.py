@@ -1,8 +1,17 @@
-"""Run output: a rich progress bar, concise log lines, `train.log`, and TensorBoard scalars."""
+"""Run output: a rich progress bar, concise log lines, `train.log`, TensorBoard scalars, and CSVs.
+
+`progress.csv` gets one row per logged training iteration and `eval.csv` one row per evaluation of
+a split, so results read without TensorBoard (pandas, a spreadsheet, `duo-ai plot`). Both have a
+fixed set of columns (`PROGRESS_COLUMNS`, `EVAL_COLUMNS`; an empty cell where a stat is missing),
+are flushed after every row and are appended to on `--resume` (the header is written once).
+"""
 
 from __future__ import annotations
 
+import csv
+import io
 import logging
+import math
 import time
 from pathlib import Path
 from typing import Any
@@ -10,6 +19,8 @@ from typing import Any
 from rich.console import Console
 from rich.logging import RichHandler
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from duo_ai.core.files import atomic_write_text
 
 console = Console(stderr=True)
 
@@ -36,6 +47,103 @@ def wait_for_a_later_second(tb_dir: Path) -> None:
         time.sleep(0.05)
 
 
+# progress.csv: column -> the training stat it holds (None: written by the logger itself).
+PROGRESS_STATS = {
+    "iteration": None,
+    "step": None,
+    "time": None,  # seconds of training since the run started, summed over resumes
+    "timestamp": None,  # Unix time of the row
+    "episode_return": "charts/episode_return",
+    "episode_length": "charts/episode_length",
+    "sps": "charts/sps",
+    "learning_rate": "charts/learning_rate",
+    "policy_loss": "loss/policy",
+    "value_loss": "loss/value",
+    "entropy": "loss/entropy",
+    "approx_kl": "loss/approx_kl",
+    "clip_fraction": "loss/clip_fraction",
+    "explained_variance": "loss/explained_variance",
+    "rollout_seconds": "charts/rollout_seconds",
+    "update_seconds": "charts/update_seconds",
+}
+PROGRESS_COLUMNS = tuple(PROGRESS_STATS)
+# eval.csv: one row per split evaluated; the metrics keep the names of `duo-ai eval`'s JSON.
+EVAL_COLUMNS = (
+    "iteration",
+    "step",
+    "time",
+    "timestamp",
+    "split",
+    "num_episodes",
+    "temperature",
+    "reward_mean",
+    "reward_std",
+    "reward_ci95",
+    "episode_length_mean",
+    "base_reward_mean",
+    "expert_fraction",
+)
+
+
+def format_cell(value: Any) -> str:
+    """A CSV cell: empty for a missing or non-finite number, 8 significant digits for a float."""
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return ""
+    if isinstance(value, float):
+        return f"{value:.8g}"
+    return str(value)
+
+
+class CsvLog:
+    """An append-only CSV with a fixed header, flushed after every row.
+
+    Appending to an existing file keeps its rows and writes no second header; a last line cut
+    short by a crash is dropped first, and so are rows logged after `resume_step` (the step the
+    run resumes from), which the resumed run logs again. A file with other columns (an older
+    format) is moved aside to `<name>.old.csv` rather than mixed with the new rows.
+    """
+
+    def __init__(self, path: Path, columns: tuple[str, ...], resume_step: int | None = None) -> None:
+        self.path = path
+        self.columns = columns
+        self.last: dict[str, str] | None = None
+        if path.is_file() and path.stat().st_size > 0:
+            self._adopt_existing(resume_step)
+        new = not path.is_file() or path.stat().st_size == 0
+        self.file = open(path, "a", newline="")  # noqa: SIM115  (closed by close())
+        if new:
+            self._write_line(columns)
+
+    def _adopt_existing(self, resume_step: int | None) -> None:
+        text = self.path.read_text()
+        complete = text[: text.rfind("\n") + 1]
+        rows = list(csv.reader(io.StringIO(complete)))
+        if not rows or tuple(rows[0]) != self.columns:
+            self.path.replace(self.path.with_name(f"{self.path.stem}.old.csv"))
+            return
+        step = self.columns.index("step")
+        kept = [rows[0], *(r for r in rows[1:] if resume_step is None or int(r[step]) <= resume_step)]
+        if complete != text or len(kept) != len(rows):
+            buffer = io.StringIO()
+            csv.writer(buffer, lineterminator="\n").writerows(kept)
+            atomic_write_text(self.path, buffer.getvalue())
+        if len(kept) > 1:
+            self.last = dict(zip(self.columns, kept[-1], strict=False))
+
+    def _write_line(self, cells: Any) -> None:
+        buffer = io.StringIO()
+        csv.writer(buffer, lineterminator="\n").writerow(cells)
+        self.file.write(buffer.getvalue())
+        self.file.flush()
+
+    def write(self, row: dict[str, Any]) -> None:
+        """Append one row; columns missing from `row` stay empty."""
+        self._write_line([format_cell(row.get(column)) for column in self.columns])
+
+    def close(self) -> None:
+        self.file.close()
+
+
 class RunLogger:
     """Everything a run reports goes through here; disabled on non-main processes."""
 
@@ -56,6 +164,10 @@ class RunLogger:
         self.writer = None
         self.bar: Progress | None = None
         self.task = None
+        self.progress_csv: CsvLog | None = None
+        self.eval_csv: CsvLog | None = None
+        self.time_offset = 0.0  # training seconds of earlier sessions of this run (from progress.csv)
+        self.clock_start = time.perf_counter()
         if not enabled:
             return
         self.log.addHandler(RichHandler(console=console, show_path=False, show_time=False, markup=False))
@@ -69,6 +181,11 @@ class RunLogger:
             if purge is not None:
                 wait_for_a_later_second(run_dir / "tb")
             self.writer = SummaryWriter(str(run_dir / "tb"), purge_step=purge)
+            self.progress_csv = CsvLog(run_dir / "progress.csv", PROGRESS_COLUMNS, resume_step)
+            self.eval_csv = CsvLog(run_dir / "eval.csv", EVAL_COLUMNS, resume_step)
+            # A resumed run's clock goes on from its last row (training or evaluation).
+            times = [log.last.get("time") for log in (self.progress_csv, self.eval_csv) if log.last]
+            self.time_offset = max((float(t) for t in times if t), default=0.0)
         self.info(
             f"run {config.name}: {config.env.name}/{config.env.task}, policy {config.policy.name}, "
             f"algorithm {config.algorithm.name}, folder {run_dir}"
@@ -78,7 +195,12 @@ class RunLogger:
         if self.enabled:
             self.log.info(message)
 
+    def elapsed(self) -> float:
+        """Seconds of training of this run, continuing the count of the sessions before a resume."""
+        return self.time_offset + time.perf_counter() - self.clock_start
+
     def start(self, total_iterations: int, done_iterations: int) -> None:
+        self.clock_start = time.perf_counter()
         if not (self.enabled and self.show_progress):
             return
         self.bar = Progress(
@@ -116,18 +238,26 @@ class RunLogger:
         if self.writer is not None:
             for key, value in stats.items():
                 self.writer.add_scalar(key, value, step)
+        if self.progress_csv is not None:
+            row = {column: stats.get(key) for column, key in PROGRESS_STATS.items() if key is not None}
+            row.update(iteration=iteration, step=step, time=self.elapsed(), timestamp=f"{time.time():.3f}")
+            self.progress_csv.write(row)
         ret = stats.get("charts/episode_return")
         parts = [f"iter {iteration} step {step:,}"] + ([] if ret is None else [f"return {ret:.2f}"])
         parts += [f"{label} {stats[key]:{fmt}}" for key, label, fmt in TRAIN_LINE if key in stats]
         self.info(" | ".join(parts))
 
-    def log_eval(self, split: str, metrics: dict[str, Any], step: int) -> None:
+    def log_eval(self, split: str, metrics: dict[str, Any], step: int, iteration: int | None = None) -> None:
         if not self.enabled:
             return
         if self.writer is not None:
             for key, value in metrics.items():
                 if isinstance(value, (int, float)) and not isinstance(value, bool):
                     self.writer.add_scalar(f"eval_{split}/{key}", value, step)
+        if self.eval_csv is not None:
+            row = {key: metrics.get(key) for key in EVAL_COLUMNS}
+            row.update(iteration=iteration, step=step, split=split, time=self.elapsed(), timestamp=f"{time.time():.3f}")
+            self.eval_csv.write(row)
         extra = "".join(
             f" | {key} {metrics[key]:.3f}" for key in ("base_reward_mean", "expert_fraction") if key in metrics
         )
@@ -159,6 +289,10 @@ class RunLogger:
         if self.writer is not None:
             self.writer.close()
             self.writer = None
+        for log in (self.progress_csv, self.eval_csv):
+            if log is not None:
+                log.close()
+        self.progress_csv = self.eval_csv = None
         for handler in list(self.log.handlers):
             handler.close()
             self.log.removeHandler(handler)

@@ -2,7 +2,8 @@
 
 The run folder `<experiments_dir>/<name>/` holds the resolved `config.yaml`, `run_info.json`
 (what actually ran: device, precision, threads, versions, commit), `train.log`, TensorBoard events
-under `tb/`, rolling checkpoints under `checkpoints/` with `last.ckpt` naming the newest (for
+under `tb/`, `progress.csv` and `eval.csv` (one row per logged iteration and per
+evaluation), rolling checkpoints under `checkpoints/` with `last.ckpt` naming the newest (for
 `--resume`), `best_<split>.ckpt` for each evaluation split and `summary.json`. Only the main
 process writes files. The folder is checked and opened by `duo_ai.runs.RunFolder`:
 `overwrite=true` keeps the old run aside until the new one has saved its first checkpoint.
@@ -196,7 +197,8 @@ class Trainer:
             finally:
                 env.close()
             metrics = results[split].metrics()
-            self.logger.log_eval(split, metrics, self.parts.algorithm.global_step)
+            algo = self.parts.algorithm
+            self.logger.log_eval(split, metrics, algo.global_step, algo.iteration)
             if metrics["reward_mean"] > self.best.get(split, -float("inf")):
                 self.best[split] = metrics["reward_mean"]
                 summary = {k: v for k, v in metrics.items() if k != "episode_returns"}

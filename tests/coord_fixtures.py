@@ -22,6 +22,7 @@ TINY = ["env.num_envs=4", "env.num_threads=1", "num_threads=1", "evaluation.num_
 # ... and of every PPO run (agents and PPO coordinators).
 TINY_PPO = ["algorithm.num_steps=32", "algorithm.num_minibatches=2", "algorithm.update_epochs=1"]
 _agents: dict[str, Path] = {}
+_always: dict[str, Path] = {}
 
 
 def train(root: Path, name: str, overrides: list[str], config_path: Path | None = None) -> Path:
@@ -67,3 +68,16 @@ def coordination_config(agents: dict[str, Path], root: Path, *overrides: str) ->
 def make_run_env(config: Config, split: str = "train", num_envs: int | None = None) -> gym.vector.VectorEnv:
     """The env a run built from `config` would use for `split` (coordination set-up included)."""
     return env_maker(config, compute_from(config), log=lambda message: None, split=split)(split, num_envs)
+
+
+def always_coordinators(tmp_path_factory) -> dict[str, Path]:
+    """Run folders of always-novice and always-expert coordinators, evaluated on 2 episodes per split, made once."""
+    if not _always:
+        agents = agent_checkpoints(tmp_path_factory)
+        root = tmp_path_factory.mktemp("always")
+        common = [f"train_novice={agents['novice']}", f"train_expert={agents['expert']}"]
+        common += ["coordination.base_penalty=0.5", "evaluation.num_episodes=2", "evaluation.num_envs=2"]
+        for agent in ("novice", "expert"):
+            ckpt = train(root, agent, [*common, f"policy.agent={agent}"], CONFIGS / "procgen_always.yaml")
+            _always[agent] = ckpt.parent
+    return _always

@@ -109,7 +109,13 @@ def test_a_torn_newest_checkpoint_falls_back_to_the_one_before(reference, tmp_pa
     assert_bit_identical(weights(run), weights(reference))
 
 
-def test_tensorboard_steps_are_unique_after_a_resume(reference, tmp_path):
+def csv_steps(path: Path) -> list[int]:
+    import csv
+
+    return [int(row["step"]) for row in csv.DictReader(path.open())]
+
+
+def test_tensorboard_and_csv_steps_are_unique_after_a_resume(reference, tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     run = start_and_kill(tmp_path, "tb", 2)
@@ -121,6 +127,8 @@ def test_tensorboard_steps_are_unique_after_a_resume(reference, tmp_path):
     reference_events = EventAccumulator(str(reference / "tb"))
     reference_events.Reload()
     assert steps == [e.step for e in reference_events.Scalars("loss/policy")]
+    for name in ("progress.csv", "eval.csv"):
+        assert csv_steps(run / name) == csv_steps(reference / name), name
 
 
 def digest(folder: Path) -> dict[str, str]:

@@ -1,0 +1,173 @@
+"""`duo-ai video`: record full episodes of a checkpoint's agent as MP4, GIF, or a PNG frame strip.
+
+The frames are the agent's own observations (Procgen's 64x64 RGB frames, the ones the policy acts
+on), upscaled with nearest-neighbour so every game pixel stays a sharp square. For a coordinator,
+each frame the expert acts on gets an orange border (the coordination env reports who acted in
+`info["agent"]`: 0 the novice, 1 the expert); novice frames are unmarked. Procgen can also render
+512x512 frames (`render_mode="rgb_array"`, read from `get_info()[i]["rgb"]`); those are not what
+the agent sees and are not used here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from duo_ai.build import build_policy, compute_from, config_from_checkpoint, env_maker, seed_everything
+from duo_ai.core.checkpoint import load_checkpoint
+from duo_ai.core.errors import ConfigError
+from duo_ai.evaluation import EVAL_SEED_OFFSET
+from duo_ai.reports import check_output, prepare_output, require
+
+SUFFIXES = (".mp4", ".gif", ".png")
+EXPERT_COLOR = (255, 140, 0)  # the border of frames where the expert acts
+STRIP_GAP = 4  # white pixels between the frames of a strip
+
+
+@dataclass
+class Recording:
+    """Frames [64, 64, 3] of whole episodes, who acted on each (-1: no coordinator), and the episodes."""
+
+    frames: list[np.ndarray] = field(default_factory=list)
+    agents: list[int] = field(default_factory=list)
+    lengths: list[int] = field(default_factory=list)
+    returns: list[float] = field(default_factory=list)
+
+    def episode(self, index: int) -> range:
+        start = sum(self.lengths[:index])
+        return range(start, start + self.lengths[index])
+
+
+def base_frame(obs: Any) -> np.ndarray:
+    """The first env's frame as [H, W, 3] uint8 (a coordination env's observation holds it in `base_obs`)."""
+    frames = obs["base_obs"] if isinstance(obs, dict) else obs
+    return np.array(np.asarray(frames[0]).transpose(1, 2, 0), copy=True, order="C")  # the env reuses its buffer
+
+
+def record_episodes(policy: Any, env: Any, episodes: int, temperature: float, seed: int) -> Recording:
+    """Run `policy` on the first env of `env` for `episodes` complete episodes, keeping every frame."""
+    rec = Recording()
+    obs, _ = env.reset(seed=seed)
+    policy.eval()
+    policy.reset(np.ones(env.num_envs, dtype=bool))
+    while len(rec.lengths) < episodes:
+        rec.frames.append(base_frame(obs))
+        action = policy.act(obs, temperature=temperature)
+        obs, _, terminated, truncated, info = env.step(np.asarray(action.cpu()))
+        policy.reset(terminated | truncated)
+        rec.agents.append(int(info["agent"][0]) if "agent" in info else -1)
+        if info.get("_episode") is not None and info["_episode"][0]:
+            rec.lengths.append(int(info["episode"]["l"][0]))
+            rec.returns.append(float(info["episode"]["r"][0]))
+    return rec
+
+
+def render_frame(frame: np.ndarray, agent: int, scale: int) -> np.ndarray:
+    """Upscale by `scale` (nearest neighbour); frames where the expert acts get an orange border."""
+    big = frame.repeat(scale, axis=0).repeat(scale, axis=1)
+    if agent == 1:
+        edge = np.ones(big.shape[:2], dtype=bool)
+        edge[2 * scale : -2 * scale, 2 * scale : -2 * scale] = False
+        big[edge] = EXPERT_COLOR
+    return big
+
+
+def rendered(rec: Recording, scale: int) -> Iterator[np.ndarray]:
+    for frame, agent in zip(rec.frames, rec.agents, strict=True):
+        yield render_frame(frame, agent, scale)
+
+
+def frame_strip(rec: Recording, count: int, scale: int) -> np.ndarray:
+    """`count` frames evenly spaced over the first episode (first and last included), side by side."""
+    steps = rec.episode(0)
+    picks = np.unique(np.linspace(steps.start, steps.stop - 1, min(count, len(steps))).round().astype(int))
+    tiles = [render_frame(rec.frames[i], rec.agents[i], scale) for i in picks]
+    gap = np.full((tiles[0].shape[0], STRIP_GAP, 3), 255, dtype=np.uint8)
+    return np.concatenate([part for tile in tiles for part in (gap, tile)][1:], axis=1)
+
+
+def write_output(path: Path, rec: Recording, scale: int, fps: float, strip_frames: int) -> int:
+    """Write the MP4, GIF or PNG strip; returns the number of frames written."""
+    import imageio.v3 as iio
+
+    prepare_output(path)
+    suffix = path.suffix.lower()
+    if suffix == ".png":
+        strip = frame_strip(rec, strip_frames, scale)
+        iio.imwrite(path, strip)
+        return (strip.shape[1] + STRIP_GAP) // (64 * scale + STRIP_GAP)
+    if suffix == ".gif":
+        iio.imwrite(path, np.stack(list(rendered(rec, scale))), duration=1000 / fps, loop=0)
+        return len(rec.frames)
+    with iio.imopen(path, "w", plugin="pyav") as video:
+        video.init_video_stream("libx264", fps=fps, pixel_format="yuv420p")
+        for frame in rendered(rec, scale):
+            video.write_frame(frame)
+    return len(rec.frames)
+
+
+def check_video_args(out: Path, episodes: int, temperature: float | None, scale: int, fps: float, frames: int) -> Path:
+    out = check_output(out, SUFFIXES)
+    if episodes < 1:
+        raise ConfigError(f"--episodes must be at least 1, got {episodes}")
+    if temperature is not None and temperature < 0:
+        raise ConfigError(f"--temperature must be >= 0, got {temperature}")
+    if not 1 <= scale <= 16:
+        raise ConfigError(f"--scale must be between 1 and 16 (times 64 pixels), got {scale}")
+    if fps <= 0 or frames < 1:
+        raise ConfigError(f"--fps must be > 0 and --frames at least 1, got {fps} and {frames}")
+    require("imageio", "video")
+    if out.suffix.lower() == ".mp4":
+        require("av", "video", "av (PyAV, the MP4 encoder)")
+    return out
+
+
+def record_checkpoint(
+    checkpoint: str,
+    out: Path,
+    split: str | None = None,
+    temperature: float | None = None,
+    episodes: int = 1,
+    seed: int | None = None,
+    overrides: list[str] = (),
+    scale: int = 4,
+    fps: float = 15.0,
+    strip_frames: int = 8,
+    log: Callable[[str], None] = lambda message: None,
+) -> dict[str, Any]:
+    """Record `episodes` episodes of a checkpoint's agent into `out` (.mp4, .gif, or .png strip)."""
+    out = check_video_args(Path(out), episodes, temperature, scale, fps, strip_frames)
+    payload = load_checkpoint(checkpoint)
+    config = config_from_checkpoint(payload, None, list(overrides))
+    if config.env.name != "procgen":
+        raise ConfigError(f"duo-ai video records Procgen games; {checkpoint} plays {config.env.name}/{config.env.task}")
+    split = split or (config.evaluation.splits[0] if config.evaluation.splits else "test")
+    temperature = config.evaluation.temperature if temperature is None else temperature
+    seed = config.seed + EVAL_SEED_OFFSET if seed is None else seed
+    seed_everything(seed)
+    compute = compute_from(config)
+    env = env_maker(config, compute, log, split=split)(split, 1)
+    try:
+        config.policy.load_path = None
+        policy = build_policy(config, env, compute)
+        policy.set_params(payload["model_state_dict"])
+        rec = record_episodes(policy, env, episodes, temperature, seed)
+    finally:
+        env.close()
+    written = write_output(out, rec, scale, fps, strip_frames)
+    acted = [a for a in rec.agents if a >= 0]
+    return {
+        "output": str(out),
+        "frames": written,
+        "episode_lengths": rec.lengths,
+        "episode_returns": rec.returns,
+        "expert_fraction": float(np.mean(acted)) if acted else None,
+        "env": config.env.task,
+        "split": split,
+        "temperature": temperature,
+        "seed": seed,
+    }
