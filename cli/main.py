@@ -164,6 +164,12 @@ def evaluate(
         "--cost-sweep",
         help="Coordinators: also report the reward at expert-query cost weights 0, 0.2, ..., 1 and the area under it.",
     ),
+    cost_weight: float | None = typer.Option(
+        None,
+        "--cost-weight",
+        help="Coordinators: charge expert calls at this weight (coordination.expert_query_cost_weight); "
+        "a calibrated baseline is re-calibrated for it from its stored validation episodes.",
+    ),
     overrides: list[str] | None = typer.Argument(None, help=OVERRIDES_HELP, show_default=False),
 ) -> None:
     """Evaluate a checkpoint over N complete episodes and report the returns."""
@@ -180,7 +186,10 @@ def evaluate(
             episodes,
             temperature,
             config or None,
-            overrides or [],
+            [
+                *(overrides or []),
+                *([] if cost_weight is None else [f"coordination.expert_query_cost_weight={cost_weight}"]),
+            ],
             seed,
             cost_weights=list(COST_WEIGHTS) if cost_sweep else None,
             log=lambda message: err.print(message, highlight=False),
@@ -198,7 +207,7 @@ def print_metrics(checkpoint: Path, metrics: dict) -> None:
     table.add_column("metric")
     table.add_column("value", justify="right")
     for key, value in metrics.items():
-        if key in ("episode_returns", "checkpoint", "split", "env", "cost_sweep"):
+        if key in ("checkpoint", "split", "env", "cost_sweep") or isinstance(value, list):
             continue
         table.add_row(key, f"{value:.4g}" if isinstance(value, float) else str(value))
     out.print(table)

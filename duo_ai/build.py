@@ -57,13 +57,14 @@ class EnvMaker:
         return self.coordination.wrap(env, split) if self.coordination is not None else env
 
 
-def env_maker(config: Config, compute: Compute, log: Log, split: str = "train") -> EnvMaker:
-    """The run's `EnvMaker`. A coordination run resolves its agents and base penalty here, into `config`."""
+def env_maker(config: Config, compute: Compute, log: Log, split: str = "train", agents: dict | None = None) -> EnvMaker:
+    """The run's `EnvMaker`. A coordination run resolves its agents and base penalty here, into `config`;
+    `agents` are those embedded in a coordinator's checkpoint (used instead of the files it names)."""
     coordination = None
     if is_coordination_run(config):
         spaces_env = make_env(config.env, split, num_envs=1)  # a bad game or split fails here, early
         try:
-            coordination = setup_coordination(config, compute, spaces_env, log)
+            coordination = setup_coordination(config, compute, spaces_env, log, embedded=agents)
         finally:
             spaces_env.close()
     return EnvMaker(config, coordination)
@@ -90,13 +91,16 @@ class RunParts:
         self.env.close()
 
 
-def build_run(config: Config, ctx: ProcessContext | None = None, log: Log = print) -> RunParts:
-    """Seed, then build compute, environments, policy and algorithm for a training run."""
+def build_run(
+    config: Config, ctx: ProcessContext | None = None, log: Log = print, agents: dict | None = None
+) -> RunParts:
+    """Seed, then build compute, environments, policy and algorithm for a training run
+    (`agents`: a resumed coordinator's embedded novice/expert)."""
     ctx = ctx or ProcessContext()
     seed = ctx.seed(config.seed)
     seed_everything(seed)
     compute = compute_from(config, ctx)
-    make = env_maker(config, compute, log)
+    make = env_maker(config, compute, log, agents=agents)
     seed_everything(seed)  # the same initial weights whether or not the base penalty was measured just now
     env = make("train", seed=seed)
     try:

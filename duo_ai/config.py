@@ -148,6 +148,8 @@ def build_config(layers: list[Any]) -> Config:
         raise ConfigError(f"config: {e}") from None
     for name, registry in NAMED_SECTIONS.items():
         setattr(config, name, build_named(sections[name], registry, name))
+    if isinstance(config.algorithm, CalibrateConfig) and config.algorithm.split is None:
+        config.algorithm.split = config.coordination.selection_split  # one selection split for every method
     validate(config)
     return config
 

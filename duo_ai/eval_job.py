@@ -5,7 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import torch
+
 from duo_ai.build import build_policy, compute_from, config_from_checkpoint, env_maker
+from duo_ai.config import Config
+from duo_ai.coordination.baselines import reselect
 from duo_ai.coordination.config import is_coordination_run
 from duo_ai.coordination.sweep import cost_sweep
 from duo_ai.core.checkpoint import load_checkpoint, resolve_checkpoint_path
@@ -30,6 +34,28 @@ def check_eval_options(num_episodes: int | None, temperature: float | None, seed
     """Refuse `--episodes 0`, a negative or NaN `--temperature`, a seed out of range (None = not given)."""
     for (key, rule), value in zip(EVAL_OPTIONS.items(), (num_episodes, temperature, seed), strict=True):
         rule.check(key, value)
+
+
+def load_policy(
+    config: Config, payload: dict[str, Any], env: Any, compute: Any, log: Callable[[str], None]
+) -> tuple[Any, dict[str, Any]]:
+    """The checkpoint's policy on `env`. A calibrated baseline evaluated at another cost weight
+    than it was calibrated at is calibrated again for that weight, from its stored validation
+    episodes (the benchmark's one-coordinator-per-weight protocol, at no extra cost)."""
+    config.policy.load_path = None
+    policy = build_policy(config, env, compute)
+    policy.set_params(payload["model_state_dict"])
+    calibration = payload.get("calibration") or {}
+    if not calibration.get("episodes") or "chosen" not in calibration:
+        return policy, {}
+    c = config.coordination
+    value = reselect(calibration, c.expert_query_cost_weight, c.base_penalty, c.switch_agent_cost_weight)
+    param = calibration["param"]
+    policy.set_params({param: torch.tensor(value, dtype=torch.float64)})
+    if value != calibration["chosen"]:
+        weight, chosen = c.expert_query_cost_weight, calibration["chosen"]
+        log(f"calibration re-priced at cost weight {weight:g}: {param} {chosen:.4g} -> {value:.4g}")
+    return policy, {"calibrated": {"param": param, "value": value, "cost_weight": c.expert_query_cost_weight}}
 
 
 def evaluate_checkpoint(
@@ -64,19 +90,23 @@ def evaluate_checkpoint(
     seed = config.seed if seed is None else seed
     seed_everything(seed)
     compute = compute_from(config)
-    make = env_maker(config, compute, log, split=split)
+    make = env_maker(config, compute, log, split=split, agents=payload.get("agents"))
     env = make(split, min(ev.num_envs, num_episodes))
     try:
-        config.policy.load_path = None
-        policy = build_policy(config, env, compute)
-        policy.set_params(payload["model_state_dict"])
+        policy, notes = load_policy(config, payload, env, compute, log)
         result = evaluate(policy, env, num_episodes, temperature, seed=seed + EVAL_SEED_OFFSET, split=split)
     finally:
         env.close()
-    metrics = result.metrics()
-    if cost_weights:
+    metrics = {**result.metrics(), **notes}
+    if is_coordination_run(config):
         c = config.coordination
-        metrics.update(cost_sweep(result, c.base_penalty, c.switch_agent_cost_weight, cost_weights))
+        metrics.update(
+            cost_weight=c.expert_query_cost_weight,
+            base_penalty=c.base_penalty,
+            switch_agent_cost_weight=c.switch_agent_cost_weight,
+        )
+        if cost_weights:
+            metrics.update(cost_sweep(result, c.base_penalty, c.switch_agent_cost_weight, cost_weights))
     metrics.update(
         {
             "checkpoint": str(checkpoint),

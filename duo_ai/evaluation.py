@@ -48,8 +48,15 @@ class EvalResult:
             "reward_ci95": 1.96 * std / math.sqrt(len(returns)) if len(returns) > 1 else 0.0,
             "episode_length_mean": float(np.mean(self.lengths)),
         }
+        out["episode_returns"] = [float(r) for r in returns]
+        out["episode_lengths"] = [int(n) for n in self.lengths]
         for key, values in self.extra.items():
             arr = np.asarray(values, dtype=np.float64)
+            # Per episode, in the same order for every policy evaluated with the same seed and
+            # number of envs (each env plays a fixed sequence of levels): paired comparisons.
+            out[f"episode_{key if key.endswith('s') else key + 's'}"] = arr.tolist()
+            if key.endswith("_seed"):
+                continue  # an identifier, not a quantity
             out[f"{key}_mean"] = float(arr.mean())
             out[f"{key}_std"] = float(arr.std(ddof=1)) if len(arr) > 1 else 0.0
             if key.endswith("_steps"):
@@ -57,8 +64,12 @@ class EvalResult:
                 # also gives `<x>_fraction` of all evaluated steps: a mean of per-episode fractions
                 # would over-weight short episodes.
                 out[f"{key.removesuffix('_steps')}_fraction"] = float(arr.sum() / np.sum(self.lengths))
-        out["episode_returns"] = [float(r) for r in returns]
         return out
+
+
+def scalar_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
+    """`metrics` without the per-episode lists (`episode_*`), for summaries and log lines."""
+    return {k: v for k, v in metrics.items() if not k.startswith("episode_") or not isinstance(v, list)}
 
 
 def episode_quotas(num_episodes: int, num_envs: int) -> np.ndarray:

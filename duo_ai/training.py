@@ -27,12 +27,13 @@ from typing import Any
 
 from duo_ai.build import build_run
 from duo_ai.config import Config, config_to_dict, config_to_yaml, validate
+from duo_ai.coordination.setup import embed_agents
 from duo_ai.core.checkpoint import CheckpointStore, load_checkpoint, save_checkpoint
 from duo_ai.core.distributed import ProcessContext
 from duo_ai.core.errors import CheckpointError, ConfigError
 from duo_ai.core.files import atomic_write_text
 from duo_ai.core.rng import get_rng_state, isolated_rng, set_rng_state
-from duo_ai.evaluation import EVAL_SEED_OFFSET, EvalResult, evaluate
+from duo_ai.evaluation import EVAL_SEED_OFFSET, EvalResult, evaluate, scalar_metrics
 from duo_ai.logger import RunLogger, console
 from duo_ai.runs import RunFolder, run_info
 
@@ -53,9 +54,11 @@ class Trainer:
         self.folder = RunFolder(config, resume) if self.ctx.is_main else None
         # Messages of the build (e.g. the coordination set-up) reach train.log once it exists.
         early: list[str] = []
-        self.parts = build_run(config, self.ctx, log=early.append)
+        state = self.load_latest(early) if resume else None
+        self.parts = build_run(config, self.ctx, log=early.append, agents=state and state.get("agents"))
         try:
-            state = self.restore(early) if resume else None
+            if state is not None:
+                self.restore(state, early)
             self.finished = resume and self.parts.algorithm.done
             enabled = self.ctx.is_main and not self.finished
             if enabled:
@@ -75,24 +78,31 @@ class Trainer:
             raise
         if state is not None:
             set_rng_state(state["rng"])  # last, after everything that draws random numbers while building
+        coordination = self.parts.make_env.coordination
+        # A coordinator's checkpoints carry its novice and expert, so they work wherever they are moved.
+        self.agents = embed_agents(config, coordination) if coordination is not None else None
         self.snapshot = self.payload()  # the state at the last iteration boundary
         self.snapshot_saved = state is not None  # a resumed run starts from what is on disk
 
-    def restore(self, early: list[str]) -> dict[str, Any]:
-        """Load the newest readable checkpoint of the run into the parts; returns it."""
+    def load_latest(self, early: list[str]) -> dict[str, Any]:
+        """The newest readable checkpoint of the run (noting any skipped as unreadable)."""
         state, path, skipped = self.store.load_latest()
         for reason in skipped:
             early.append(f"resume: skipped an unreadable checkpoint ({reason})")
         if "rng" not in state:
             raise CheckpointError(f"{path} was written by an older duo-ai without the state to resume exactly")
+        state["path"] = str(path)
+        return state
+
+    def restore(self, state: dict[str, Any], early: list[str]) -> None:
+        """Put a checkpoint's state into the built parts."""
         self.parts.policy.set_params(state["model_state_dict"])
         self.parts.algorithm.load_state_dict(state)
         self.best = self.best_on_disk(state.get("best", {}))
         self.train_seconds = float(state.get("train_seconds", 0.0))
         self.segments = int(state.get("segments", 1)) + 1
         algo = self.parts.algorithm
-        early.append(f"resumed from {path} at step {algo.global_step:,} (iteration {algo.iteration})")
-        return state
+        early.append(f"resumed from {state['path']} at step {algo.global_step:,} (iteration {algo.iteration})")
 
     def best_on_disk(self, stored: dict[str, float]) -> dict[str, float]:
         """Best evaluation reward per split: the best_<split>.ckpt files are the truth (last.ckpt may be older)."""
@@ -201,7 +211,7 @@ class Trainer:
             self.logger.log_eval(split, metrics, algo.global_step, algo.iteration)
             if metrics["reward_mean"] > self.best.get(split, -float("inf")):
                 self.best[split] = metrics["reward_mean"]
-                summary = {k: v for k, v in metrics.items() if k != "episode_returns"}
+                summary = scalar_metrics(metrics)
                 self.write(self.run_dir / f"best_{split}.ckpt", {**self.payload(), "eval_metrics": summary})
         return results
 
@@ -218,6 +228,7 @@ class Trainer:
             "best": dict(self.best),
             "train_seconds": self.train_seconds,
             "segments": self.segments,
+            **({"agents": self.agents} if self.agents else {}),
         }
 
     def take_snapshot(self) -> None:
@@ -245,7 +256,7 @@ class Trainer:
             "seconds": seconds,
             "sps": algo.global_step / seconds if seconds > 0 else 0.0,
             "segments": self.segments,
-            "eval": {s: {k: v for k, v in r.metrics().items() if k != "episode_returns"} for s, r in results.items()},
+            "eval": {s: scalar_metrics(r.metrics()) for s, r in results.items()},
         }
         if self.ctx.is_main:
             atomic_write_text(self.run_dir / "summary.json", json.dumps(summary, indent=2))

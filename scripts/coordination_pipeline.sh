@@ -40,7 +40,7 @@ if [ "$small" = 1 ]; then
   # hidden_dist: the coordinator reads the novice's features and has no CNN of its own (about 2,000 SPS here).
   coordinator=("${ppo[@]}" algorithm.total_timesteps=294912 policy.model.feature_type=hidden_dist)
   coordination=(coordination.base_penalty_episodes=64 evaluation.num_envs=16)
-  calibration=(algorithm.num_episodes=64 algorithm.num_envs=16 algorithm.rollout_steps=64)
+  calibration=(algorithm.num_episodes=64 algorithm.num_envs=16 algorithm.rollout_episodes=64)
   scores=(max_prob)
   eval_args=(-n 200 evaluation.num_envs=20)
 else

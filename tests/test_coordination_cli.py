@@ -117,3 +117,37 @@ def test_train_with_bad_agents_fails_with_one_line(runs, override, fragments):
 def test_cost_sweep_of_a_base_agent_is_a_user_error(runs):
     result = duo_ai("eval", "--checkpoint", runs["agents"]["novice"], "-n", "1", "--cost-sweep")
     assert_one_line_error(result, "--cost-sweep evaluates coordinators")
+
+
+def test_always_agents_at_every_weight_by_real_evaluation(runs, tmp_path):
+    """`--cost-weight w` charges w: always-novice is the same at every weight, always-expert loses
+    exactly w x base_penalty per step (base_penalty 0.5 here), on the same paired episodes."""
+    at = {w: evaluate_json(runs["novice"], tmp_path / f"n{w}.json", "--cost-weight", str(w)) for w in (0.0, 1.0)}
+    assert at[0.0]["episode_returns"] == at[1.0]["episode_returns"]
+    assert at[0.0]["cost_weight"] == 0.0 and at[1.0]["cost_weight"] == 1.0
+    expert = {w: evaluate_json(runs["expert"], tmp_path / f"e{w}.json", "--cost-weight", str(w)) for w in (0.0, 0.6)}
+    assert expert[0.0]["episode_level_seeds"] == expert[0.6]["episode_level_seeds"]  # paired
+    base, lengths = expert[0.0]["episode_returns"], expert[0.6]["episode_lengths"]
+    charged = [b - 0.6 * 0.5 * n for b, n in zip(base, lengths, strict=True)]
+    assert expert[0.6]["episode_returns"] == pytest.approx(charged, abs=1e-4)
+    assert expert[0.6]["episode_base_rewards"] == expert[0.0]["episode_base_rewards"]
+
+
+def test_a_coordinator_evaluates_after_its_agents_are_deleted(runs, tmp_path):
+    """The novice's and expert's weights travel inside the coordinator's checkpoint."""
+    import shutil
+
+    agents = tmp_path / "agents"
+    for role in ("novice", "expert"):
+        (agents / role).mkdir(parents=True)
+        shutil.copy(runs["agents"][role], agents / role / "last.ckpt")
+    result = duo_ai(
+        "train", "-c", CONFIGS / "procgen_always.yaml", "name=coord", "policy.agent=expert",
+        f"experiments_dir={tmp_path}", f"env.task={GAME}", f"train_novice={agents / 'novice' / 'last.ckpt'}",
+        f"train_expert={agents / 'expert' / 'last.ckpt'}", "coordination.base_penalty=0.5", *TINY, "--no-progress",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    before = evaluate_json(tmp_path / "coord" / "last.ckpt", tmp_path / "before.json")
+    shutil.rmtree(agents)
+    after = evaluate_json(tmp_path / "coord" / "last.ckpt", tmp_path / "after.json")
+    assert after["episode_returns"] == before["episode_returns"] and after["expert_fraction"] == 1.0

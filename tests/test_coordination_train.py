@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from duo_ai.config import load_config
-from duo_ai.coordination.baselines import CALIBRATION_SEED_OFFSET, SCORES, LogitPolicy
+from duo_ai.coordination.baselines import CALIBRATION_SEED_OFFSET, SCORES, LogitPolicy, reselect
 from duo_ai.coordination.sweep import COST_WEIGHTS, cost_sweep, trapezoid_auc
 from duo_ai.core.checkpoint import load_checkpoint
 from duo_ai.core.errors import ConfigError
@@ -71,7 +71,7 @@ def test_ppo_stores_coordination_observations_in_their_own_dtypes(agents, tmp_pa
         trainer.close()
 
 
-CALIBRATION = ["algorithm.num_episodes=2", "algorithm.num_envs=2", "algorithm.rollout_steps=8", "env.num_envs=2"]
+CALIBRATION = ["algorithm.num_episodes=2", "algorithm.num_envs=2", "algorithm.rollout_episodes=2", "env.num_envs=2"]
 
 
 def calibrated(agents, tmp_path, name: str, *overrides: str) -> dict:
@@ -82,7 +82,7 @@ def calibrated(agents, tmp_path, name: str, *overrides: str) -> dict:
 
 def assert_picked_the_best(payload: dict, param: str, log: str) -> None:
     record = payload["calibration"]
-    assert record["param"] == param and record["split"] == "val_sim"
+    assert record["param"] == param and record["split"] == "val_true"  # coordination.selection_split
     assert len(record["candidates"]) == len(record["reward_mean"]) == 3
     best = record["candidates"][int(np.argmax(record["reward_mean"]))]
     assert record["chosen"] == best
@@ -107,15 +107,37 @@ def test_logit_calibration_picks_the_best_threshold(agents, tmp_path):
     assert record["candidates"] == sorted(record["candidates"])  # percentiles 0, 50, 100 of the scores
 
     config = load_config(base=payload["config"])
-    env = make_run_env(config, "val_sim", num_envs=2)
+    assert direct_calibration(config, record) == pytest.approx(record["reward_mean"])
+
+
+def direct_calibration(config, record) -> list[float]:
+    """Each candidate's mean validation reward, evaluated afresh as calibration does."""
+    env = make_run_env(config, record["split"], num_envs=2)
     try:
         policy = LogitPolicy(config.policy, env)
-        for value, reward in zip(record["candidates"], record["reward_mean"], strict=True):
+        rewards = []
+        for value in record["candidates"]:
             policy.set_params({"threshold": torch.tensor(value, dtype=torch.float64)})
-            result = evaluate(policy, env, 2, seed=config.seed + CALIBRATION_SEED_OFFSET, split="val_sim")
-            assert np.mean(result.returns) == pytest.approx(reward)
+            result = evaluate(policy, env, 2, seed=config.seed + CALIBRATION_SEED_OFFSET, split=record["split"])
+            rewards.append(float(np.mean(result.returns)))
+        return rewards
     finally:
         env.close()
+
+
+def test_recalibrating_by_repricing_matches_calibrating_at_that_weight(agents, tmp_path):
+    """The stored validation episodes, re-priced at another weight, are what calibrating there would see."""
+    payload = calibrated(agents, tmp_path, "logit", "policy.percentiles=[0,50,100]", "coordination.agent_temperature=0")
+    record, base_penalty = payload["calibration"], payload["config"]["coordination"]["base_penalty"]
+    for weight in (0.0, 1.0, 2.0):
+        config = load_config(base=payload["config"], overrides=[f"coordination.expert_query_cost_weight={weight}"])
+        direct = direct_calibration(config, record)
+        repriced = [
+            np.mean(np.asarray(ep["base_reward"]) - weight * np.asarray(ep["expert_steps"]) * base_penalty)
+            for ep in record["episodes"]
+        ]
+        assert repriced == pytest.approx(direct), weight
+        assert reselect(record, weight, base_penalty, 0.0) == record["candidates"][int(np.argmax(direct))]
 
 
 @pytest.mark.parametrize(

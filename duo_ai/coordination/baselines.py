@@ -28,7 +28,7 @@ from duo_ai.core.compute import Compute
 from duo_ai.core.errors import CheckpointError, ConfigError
 from duo_ai.core.policy import Policy
 from duo_ai.core.registry import ALGORITHMS, POLICIES
-from duo_ai.evaluation import EvalResult, evaluate
+from duo_ai.evaluation import EvalResult, episode_quotas, evaluate
 from duo_ai.policies.ppo import spaces_of
 
 # Level-sampling seed offset of the validation episodes, apart from training and evaluation seeds.
@@ -109,7 +109,7 @@ class CoordinationPolicy(Policy):
         """How many values of `param` calibration tries."""
         return 0
 
-    def candidates(self, env: gym.vector.VectorEnv, rollout_steps: int, seed: int) -> tuple[list[float], int]:
+    def candidates(self, env: gym.vector.VectorEnv, rollout_episodes: int, seed: int) -> tuple[list[float], int]:
         """Values of `param` to calibrate over, and the env steps spent finding them."""
         return [], 0
 
@@ -153,7 +153,7 @@ class RandomPolicy(CoordinationPolicy):
     def num_candidates(self) -> int:
         return len(self.config.candidates)
 
-    def candidates(self, env: gym.vector.VectorEnv, rollout_steps: int, seed: int) -> tuple[list[float], int]:
+    def candidates(self, env: gym.vector.VectorEnv, rollout_episodes: int, seed: int) -> tuple[list[float], int]:
         return [float(p) for p in self.config.candidates], 0
 
 
@@ -187,34 +187,51 @@ class LogitPolicy(CoordinationPolicy):
     def num_candidates(self) -> int:
         return len(self.config.percentiles)
 
-    def candidates(self, env: gym.vector.VectorEnv, rollout_steps: int, seed: int) -> tuple[list[float], int]:
-        """Percentiles of the novice's scores over `rollout_steps` steps of every env, the novice acting."""
+    def candidates(self, env: gym.vector.VectorEnv, rollout_episodes: int, seed: int) -> tuple[list[float], int]:
+        """Percentiles of the novice's scores over `rollout_episodes` complete episodes, the novice acting.
+
+        Only whole episodes count, with a fixed quota per env (as in evaluation), so the scores are
+        not biased towards the starts of episodes or towards short episodes.
+        """
         obs, _ = env.reset(seed=seed)
         novice = np.full(env.num_envs, NOVICE)
-        scores = []
-        for _ in range(rollout_steps):
-            scores.append(self.scores(obs).numpy())
-            obs, *_ = env.step(novice)
-        values = np.percentile(np.concatenate(scores), self.config.percentiles)
-        return [float(v) for v in values], rollout_steps * env.num_envs
+        quotas, counts = episode_quotas(rollout_episodes, env.num_envs), np.zeros(env.num_envs, dtype=np.int64)
+        current: list[list[np.ndarray]] = [[] for _ in range(env.num_envs)]
+        pooled, steps = [], 0
+        while (counts < quotas).any():
+            scores = self.scores(obs).numpy()
+            for i, score in enumerate(scores):
+                current[i].append(score)
+            obs, _, terminated, truncated, _ = env.step(novice)
+            steps += env.num_envs
+            for i in np.flatnonzero(terminated | truncated):
+                if counts[i] < quotas[i]:
+                    pooled.extend(current[i])
+                    counts[i] += 1
+                current[i] = []
+        values = np.percentile(np.asarray(pooled), self.config.percentiles)
+        return [float(v) for v in values], steps
 
 
 @dataclass
 class CalibrateConfig(AlgorithmConfig):
     """Calibration of a baseline coordinator on the validation split `split`.
 
-    Each candidate is evaluated over `num_episodes` episodes on `num_envs` envs. `rollout_steps`
-    (per env) of novice play on the training split give the logit thresholds. An iteration
+    Each candidate is evaluated over `num_episodes` episodes on `num_envs` envs, and each
+    episode's base reward, expert steps and switches are kept, so the choice can be made again at
+    any other cost weight by re-pricing them (`reselect`). `rollout_episodes` complete episodes of
+    novice play on the training split give the logit thresholds. `split: null` = the run's
+    `coordination.selection_split`. An iteration
     evaluates one candidate, and the run saves after each (`save_freq`).
     """
 
     name: str = "calibrate"
     save_freq: int = checked(1, ge=0)
     # Checked against env.splits with the whole run config (duo_ai.config).
-    split: str = "val_sim"
+    split: str | None = None
     num_episodes: int = checked(64, ge=1)
     num_envs: int = checked(32, ge=1)
-    rollout_steps: int = checked(128, ge=1)
+    rollout_episodes: int = checked(64, ge=1)
 
 
 @ALGORITHMS.register("calibrate")
@@ -251,8 +268,8 @@ class Calibrate(Algorithm):
     def train_iteration(self) -> dict[str, float]:
         param, cfg, sweep = self.policy.param, self.config, self.calibration
         if self.iteration == 0:
-            sweep["candidates"], steps = self.policy.candidates(self.env, cfg.rollout_steps, self.seed)
-            sweep["reward_mean"], sweep["expert_fraction"] = [], []
+            sweep["candidates"], steps = self.policy.candidates(self.env, cfg.rollout_episodes, self.seed)
+            sweep["reward_mean"], sweep["expert_fraction"], sweep["episodes"] = [], [], []
             self.global_step += steps
             self.iteration += 1
             return {"calibrate/num_candidates": float(len(sweep["candidates"]))}
@@ -266,6 +283,7 @@ class Calibrate(Algorithm):
         )
         sweep["reward_mean"].append(float(np.mean(result.returns)))
         sweep["expert_fraction"].append(expert_fraction(result))
+        sweep["episodes"].append({k: result.extra[k] for k in ("base_reward", "expert_steps", "switches")})
         self.global_step += int(np.sum(result.lengths))
         self.iteration += 1
         stats = {
@@ -295,6 +313,23 @@ class Calibrate(Algorithm):
         self.global_step = int(state["global_step"])
         self.iteration = int(state["iteration"])
         self.calibration = state.get("calibration") or self.calibration
+
+
+def reselect(calibration: dict[str, Any], weight: float, base_penalty: float, switch_weight: float) -> float:
+    """The candidate calibration would have chosen at expert-query cost `weight`.
+
+    A baseline's decisions never depend on the cost, so its validation episodes at one weight are
+    its episodes at every weight: re-pricing them (base reward - (weight x expert steps +
+    switch_weight x switches) x base_penalty) gives exactly what calibrating at `weight` gives.
+    """
+    rewards = [
+        np.mean(
+            np.asarray(ep["base_reward"])
+            - (weight * np.asarray(ep["expert_steps"]) + switch_weight * np.asarray(ep["switches"])) * base_penalty
+        )
+        for ep in calibration["episodes"]
+    ]
+    return calibration["candidates"][int(np.argmax(rewards))]
 
 
 BASELINES = ("always", "random", "logit")

@@ -16,14 +16,19 @@ class CoordinationConfig:
 
     Each expert call costs `expert_query_cost_weight x base_penalty`; each change of the acting
     agent within an episode costs `switch_agent_cost_weight x base_penalty`. `base_penalty` is the
-    expert's reward per step (mean episode reward / mean episode length on the training split);
-    null = measure it from the expert over `base_penalty_episodes` episodes.
+    expert's reward per step: the mean episode reward / mean episode length of the expert acting
+    in `base_penalty_split` (the test expert on the test split, as the benchmark defines it), the
+    same unit for every split; null = measure it over `base_penalty_episodes` episodes.
     """
 
     expert_query_cost_weight: float = checked(0.4, ge=0)
     switch_agent_cost_weight: float = checked(0.0, ge=0)
-    base_penalty: float | None = checked(None)
-    base_penalty_episodes: int = checked(64, ge=1)
+    base_penalty: float | None = checked(None, gt=0)
+    base_penalty_episodes: int = checked(500, ge=1)
+    base_penalty_split: str = "test"
+    # Where every method is selected: calibrate's candidates are compared there (its algorithm.split
+    # defaults to this), and a PPO coordinator's pick is its best_<selection_split>.ckpt.
+    selection_split: str = "val_true"
     # Sampling temperature of the novice and expert when they act (0 = greedy).
     agent_temperature: float = checked(1.0, ge=0)
     # Also observe the expert's hidden features and logits (runs the expert on every env, every step).

@@ -119,11 +119,14 @@ class CoordinationEnv(gym.vector.VectorEnv):
             self._episode[key] += value
         done = np.asarray(terminated) | np.asarray(truncated)
         self._prev_agent = np.where(done, -1, agent)
+        base_episode = info.get("episode", {})
         info = {k: v for k, v in info.items() if k not in ("episode", "_episode")}
         info["base_reward"] = base_reward
         info["agent"] = agent
         if done.any():
             info["episode"] = {key: np.where(done, total, 0) for key, total in self._episode.items()}
+            if "level_seed" in base_episode:
+                info["episode"]["level_seed"] = base_episode["level_seed"]
             info["_episode"] = done.copy()
             for total in self._episode.values():
                 total[done] = 0

@@ -1,9 +1,10 @@
 """`base_penalty`: the expert's reward per step, the unit in which expert calls are charged.
 
-Measured by running the expert alone on the training split (mean episode reward / mean episode
-length). The measurement is cached in `base_penalty.json` next to the expert checkpoint, keyed by
-the checkpoint's path, modification time and size and by the measurement settings, so every
-coordinator trained over the same expert (PPO and each baseline) shares one measurement.
+Measured by running the expert that acts in `coordination.base_penalty_split` (the test expert on
+the test split by default) alone there: mean episode reward / mean episode length. The measurement
+is cached in `base_penalty.json` next to the expert checkpoint, keyed by the checkpoint's path,
+modification time and size and by the measurement settings, so every coordinator trained over the
+same expert (PPO and each baseline) shares one measurement.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import numpy as np
 
 from duo_ai.coordination.agents import AgentCheckpoint
 from duo_ai.core.files import atomic_write_text
-from duo_ai.envs import make_env
+from duo_ai.envs import make_env, split_config
 from duo_ai.evaluation import evaluate
 from duo_ai.policies.ppo import PPOPolicy
 
@@ -29,7 +30,7 @@ MEASURE_SEED_OFFSET = 20_000
 def cache_key(config: Any, expert: AgentCheckpoint) -> dict[str, Any]:
     """What the measurement depends on: the expert file's identity and the measurement settings."""
     stat = Path(expert.path).stat()
-    env = config.env
+    env = split_config(config.env, config.coordination.base_penalty_split)
     return {
         "expert": str(Path(expert.path).resolve()),
         "mtime_ns": stat.st_mtime_ns,
@@ -59,9 +60,9 @@ def _write_cache(path: Path, entries: list[dict[str, Any]]) -> bool:
 
 
 def measure_base_penalty(config: Any, expert: PPOPolicy) -> dict[str, float]:
-    """Run the expert on the training split; returns its reward per step, mean reward and length."""
-    episodes = config.coordination.base_penalty_episodes
-    env = make_env(config.env, "train", num_envs=min(config.evaluation.num_envs, episodes))
+    """Run the expert on `base_penalty_split`; returns its reward per step, mean reward and length."""
+    episodes, split = config.coordination.base_penalty_episodes, config.coordination.base_penalty_split
+    env = make_env(config.env, split, num_envs=min(config.evaluation.num_envs, episodes))
     try:
         result = evaluate(
             expert,
@@ -69,7 +70,7 @@ def measure_base_penalty(config: Any, expert: PPOPolicy) -> dict[str, float]:
             episodes,
             config.coordination.agent_temperature,
             seed=config.seed + MEASURE_SEED_OFFSET,
-            split="train",
+            split=split,
         )
     finally:
         env.close()
@@ -95,6 +96,7 @@ def resolve_base_penalty(
         where = f"measured, cached in {cache}" if _write_cache(cache, entries) else "measured, not cached"
     log(
         f"coordination: base_penalty = {hit['base_penalty']:.5g} (expert reward {hit['reward_mean']:.3g} / "
-        f"length {hit['length_mean']:.4g} over {key['episodes']} episodes on train; {where})"
+        f"length {hit['length_mean']:.4g} over {key['episodes']} episodes on "
+        f"{config.coordination.base_penalty_split}; {where})"
     )
     return float(hit["base_penalty"])

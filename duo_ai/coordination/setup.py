@@ -9,13 +9,14 @@ building an environment never changes the config.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import gymnasium as gym
 
-from duo_ai.coordination.agents import build_agent, read_agents, resolve_agent_paths
+from duo_ai.coordination.agents import AgentCheckpoint, build_agent, read_agents, resolve_agent_paths
 from duo_ai.coordination.config import AGENT_KEYS, CoordinationConfig, is_coordination_run
 from duo_ai.coordination.env import CoordinationEnv
 from duo_ai.coordination.penalty import resolve_base_penalty
@@ -50,18 +51,45 @@ class Coordination:
 
 
 def setup_coordination(
-    config: Any, compute: Compute, spaces_env: gym.vector.VectorEnv, log: Callable[[str], None]
+    config: Any,
+    compute: Compute,
+    spaces_env: gym.vector.VectorEnv,
+    log: Callable[[str], None],
+    embedded: dict[str, dict[str, Any]] | None = None,
 ) -> Coordination | None:
     """Resolve a coordination run's agents and base penalty into `config`; None for other runs.
 
     `spaces_env` is any base env of the run's game (the agents read their spaces from it).
+    `embedded`: the agents stored in a coordinator's checkpoint (`embed_agents`), used instead of
+    the checkpoint files the config names, so a coordinator works after those are moved or deleted.
     """
     if not is_coordination_run(config):
         return None
-    resolve_agent_paths(config)
-    checkpoints = read_agents(config)
+    if embedded:
+        checkpoints = {
+            key: AgentCheckpoint(key, agent["path"], agent, agent["game"]) for key, agent in embedded.items()
+        }
+    else:
+        resolve_agent_paths(config)
+        checkpoints = read_agents(config)
     agents = {key: build_agent(checkpoints[key], spaces_env, compute) for key in AGENT_KEYS if key in checkpoints}
-    config.coordination.base_penalty = resolve_base_penalty(
-        config, checkpoints["train_expert"], agents["train_expert"], log
+    coordination = Coordination(config.coordination, agents, base_penalty=0.0)
+    expert_key = coordination.agents_for_split(config.coordination.base_penalty_split)[1]
+    coordination.base_penalty = config.coordination.base_penalty = resolve_base_penalty(
+        config, checkpoints[expert_key], agents[expert_key], log
     )
-    return Coordination(config.coordination, agents, config.coordination.base_penalty)
+    return coordination
+
+
+def embed_agents(config: Any, coordination: Coordination) -> dict[str, dict[str, Any]]:
+    """The agents' weights and configs, to store in every coordinator checkpoint (a few MB each)."""
+    game = f"{config.env.name}/{config.env.task}"
+    return {
+        key: {
+            "path": str(getattr(config, key)),
+            "game": game,
+            "policy_config": dataclasses.asdict(agent.config),
+            "model_state_dict": {k: v.cpu() for k, v in agent.get_params().items()},
+        }
+        for key, agent in coordination.agents.items()
+    }

@@ -129,7 +129,11 @@ class ProcgenVecEnv(gym.vector.VectorEnv):
         self._lengths += 1
         info = self._level_info()
         if first.any():
-            info["episode"] = {"r": np.where(first, self._returns, 0.0), "l": np.where(first, self._lengths, 0)}
+            info["episode"] = {
+                "r": np.where(first, self._returns, 0.0),
+                "l": np.where(first, self._lengths, 0),
+                "level_seed": np.where(first, info.pop("prev_level_seed"), 0),  # the level just played
+            }
             info["_episode"] = first.copy()
             self._returns[first] = 0
             self._lengths[first] = 0
@@ -160,6 +164,7 @@ class ProcgenVecEnv(gym.vector.VectorEnv):
         infos = self._engine.get_info()
         return {
             "level_seed": np.array([i["level_seed"] for i in infos], dtype=np.int64),
+            "prev_level_seed": np.array([i["prev_level_seed"] for i in infos], dtype=np.int64),
             "prev_level_complete": np.array([i["prev_level_complete"] for i in infos], dtype=bool),
         }
 

@@ -17,9 +17,10 @@ from typing import Any
 
 import numpy as np
 
-from duo_ai.build import build_policy, compute_from, config_from_checkpoint, env_maker, seed_everything
+from duo_ai.build import build_policy, compute_from, config_from_checkpoint, env_maker
 from duo_ai.core.checkpoint import load_checkpoint
 from duo_ai.core.errors import ConfigError
+from duo_ai.core.rng import seed_everything
 from duo_ai.evaluation import EVAL_SEED_OFFSET
 from duo_ai.reports import check_output, prepare_output, require
 
@@ -150,7 +151,7 @@ def record_checkpoint(
     seed = config.seed + EVAL_SEED_OFFSET if seed is None else seed
     seed_everything(seed)
     compute = compute_from(config)
-    env = env_maker(config, compute, log, split=split)(split, 1)
+    env = env_maker(config, compute, log, split=split, agents=payload.get("agents"))(split, 1)
     try:
         config.policy.load_path = None
         policy = build_policy(config, env, compute)
