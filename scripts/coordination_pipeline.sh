@@ -1,58 +1,86 @@
 #!/usr/bin/env bash
-# The whole coordination workflow on one Procgen game, then one comparison table of all methods:
-#   1. a novice and a stronger expert (all levels, 5x the steps) with configs/procgen_agent.yaml;
-#   2. the PPO coordinator (configs/procgen_ppo.yaml);
-#   3. the baselines, calibrated on validation: always-novice, always-expert, random, logit-threshold;
-#   4. `duo-ai eval --cost-sweep` of every method on the test levels.
+# The coordination benchmark's protocol on one Procgen game, end to end:
+#   1. agents: a novice (easy mode, 200 levels) and an expert (hard mode, all levels), with
+#      configs/procgen_agent.yaml; the novice is weak on the test split (hard) by distribution shift;
+#   2. coordinators, one per expert-query cost weight (0, 0.2, ..., 1): a PPO coordinator per weight
+#      (configs/procgen_ppo.yaml); the calibrated baselines (random, logit) once, re-calibrated for
+#      every weight at evaluation from their stored validation episodes (exactly what calibrating
+#      at that weight gives); always-novice and always-expert;
+#   3. every method evaluated on the same test levels with the same seed (paired), at every weight;
+#   4. `duo-ai study-report`: table.json, reward against cost weight (PNG), AUC with bootstrap intervals.
 #
-#   scripts/coordination_pipeline.sh            # full scale: the GPU recipe (25M-step expert)
-#   scripts/coordination_pipeline.sh --small    # a 2-core CPU, about 20 minutes (sizes below)
-# Options: --game <procgen game> (default coinrun), --out <folder> (default experiments/coordination),
-#          --threads N (torch CPU threads; default 1 with --small, else 0 = all cores).
+#   scripts/coordination_pipeline.sh            # the GPU recipe (novice 15M steps on easy, expert 25M on hard)
+#   scripts/coordination_pipeline.sh --small    # this 2-core CPU: reproduces results/coordination_coinrun
+#   scripts/coordination_pipeline.sh --smoke    # everything, tiny, in a few minutes (the tests run it)
+# Options: --game G (default coinrun), --out DIR (default experiments/coordination), --threads N
+#          (torch CPU threads; default 1 with --small/--smoke, else 0 = all cores), --weight W (the
+#          study's cost weight, reported in table.json; default 0.4).
 # Runs that already finished (summary.json present) are reused, so a rerun only redoes what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-small=0
+mode=gpu
 game=coinrun
 out=experiments/coordination
 threads=""
+weight=0.4
 while [ $# -gt 0 ]; do
   case "$1" in
-    --small) small=1 ;;
+    --small) mode=small ;;
+    --smoke) mode=smoke ;;
     --game) game=$2; shift ;;
     --out) out=$2; shift ;;
     --threads) threads=$2; shift ;;
-    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+    --weight) weight=$2; shift ;;
+    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
     *) echo "coordination_pipeline: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
 done
-if [ -x .venv/bin/duo-ai ]; then DUO=.venv/bin/duo-ai; PY=.venv/bin/python; else DUO=duo-ai; PY=python3; fi
+if [ -x .venv/bin/duo-ai ]; then DUO=.venv/bin/duo-ai; else DUO=duo-ai; fi
 
-if [ "$small" = 1 ]; then
-  # CPU sizes. Two torch threads on two shared cores stall each other, so one thread by default.
-  threads=${threads:-1}
-  ppo=(env.num_envs=32 algorithm.num_steps=128 algorithm.num_minibatches=4 algorithm.log_freq=4
-       algorithm.save_freq=8 evaluation.num_episodes=0)
-  novice=("${ppo[@]}" algorithm.total_timesteps=40960)                   # 200 easy levels
-  expert=("${ppo[@]}" algorithm.total_timesteps=204800 env.num_levels=0)  # all levels, 5x the steps
-  # hidden_dist: the coordinator reads the novice's features and has no CNN of its own (about 2,000 SPS here).
-  coordinator=("${ppo[@]}" algorithm.total_timesteps=294912 policy.model.feature_type=hidden_dist)
-  coordination=(coordination.base_penalty_episodes=64 evaluation.num_envs=16)
-  calibration=(algorithm.num_episodes=64 algorithm.num_envs=16 algorithm.rollout_episodes=64)
-  scores=(max_prob)
-  eval_args=(-n 200 evaluation.num_envs=20)
-else
-  threads=${threads:-0}
-  novice=(algorithm.total_timesteps=5000000)
-  expert=(env.num_levels=0)
-  coordinator=()
-  coordination=()
-  calibration=()
-  scores=(max_logit max_prob margin neg_entropy energy)
-  eval_args=(-n 1000)
-fi
+weights=(0 0.2 0.4 0.6 0.8 1)
+case $mode in
+  small)  # about 2 hours on a 2-core CPU; the sizes of the committed study
+    threads=${threads:-1}
+    shape=(env.num_envs=32 algorithm.num_steps=128 algorithm.num_minibatches=4 algorithm.log_freq=4)
+    novice=("${shape[@]}" algorithm.total_timesteps=49152)
+    expert=("${shape[@]}" algorithm.total_timesteps=409600)
+    # hidden_dist: the coordinator reads the novice's features and has no CNN of its own (fast on a CPU).
+    ppo=("${shape[@]}" algorithm.total_timesteps=131072 policy.model.feature_type=hidden_dist
+         evaluation.num_episodes=200 evaluation.num_envs=50 evaluation.splits=[val_true])
+    calibration=(algorithm.num_episodes=200 algorithm.num_envs=50 algorithm.rollout_episodes=64)
+    random_grid=("policy.candidates=[0,0.2,0.4,0.6,0.8,1]")
+    logit_grid=("policy.percentiles=[0,20,40,60,80,100]")
+    coordination=(coordination.base_penalty_episodes=1000 evaluation.num_envs=50)
+    test_episodes=1000 ;;
+  smoke)  # minutes: tiny agents that have not learned; checks the plumbing, not the result
+    threads=${threads:-1}
+    shape=(env.num_envs=4 env.num_threads=1 algorithm.num_steps=32 algorithm.num_minibatches=2
+           algorithm.update_epochs=1 algorithm.log_freq=1 "policy.model.channels=[8,16,16]")
+    novice=("${shape[@]}" algorithm.total_timesteps=128)
+    expert=("${shape[@]}" algorithm.total_timesteps=256)
+    ppo=(env.num_envs=4 env.num_threads=1 algorithm.num_steps=32 algorithm.num_minibatches=2 algorithm.update_epochs=1
+         algorithm.total_timesteps=128 policy.model.feature_type=hidden_dist evaluation.num_episodes=2
+         evaluation.num_envs=2 evaluation.splits=[val_true])
+    calibration=(algorithm.num_episodes=2 algorithm.num_envs=2 algorithm.rollout_episodes=2)
+    random_grid=("policy.candidates=[0,1]")
+    logit_grid=("policy.percentiles=[0,100]")
+    # Agents this small earn nothing, so the cost unit is given rather than measured.
+    coordination=(coordination.base_penalty=0.1 evaluation.num_envs=2 env.num_envs=2)
+    weights=(0 1)
+    test_episodes=4 ;;
+  gpu)  # the reference's recipe
+    threads=${threads:-0}
+    novice=(algorithm.total_timesteps=15000000)
+    expert=(algorithm.total_timesteps=25000000)
+    ppo=(algorithm.total_timesteps=5000000)
+    calibration=()
+    random_grid=()
+    logit_grid=()
+    coordination=()
+    test_episodes=1000 ;;
+esac
 common=("env.task=$game" "experiments_dir=$out" "num_threads=$threads")
 
 start=$SECONDS
@@ -69,63 +97,49 @@ train() {
   "$DUO" train -c "$config" "name=$name" overwrite=true "${common[@]}" "$@" --no-progress
 }
 
-stage "novice: $game, 200 levels"
-train novice configs/procgen_agent.yaml "${novice[@]}"
-stage "expert: $game, all levels, longer"
-train expert configs/procgen_agent.yaml "${expert[@]}"
+stage "agents: novice ($game easy, 200 levels), expert ($game hard, all levels)"
+train novice configs/procgen_agent.yaml "${novice[@]}" evaluation.num_episodes=0
+train expert configs/procgen_agent.yaml "${expert[@]}" env.distribution_mode=hard env.num_levels=0 \
+  evaluation.num_episodes=0
 
-agents=("train_novice=$out/novice/last.ckpt" "train_expert=$out/expert/last.ckpt" "${coordination[@]}")
-baseline=("${agents[@]}" evaluation.num_episodes=0)  # evaluated below, with everything else
-stage "PPO coordinator"
-train ppo configs/procgen_ppo.yaml "${agents[@]}" "${coordinator[@]}"
-stage "baselines: always-novice, always-expert, random, logit"
-methods=(always_novice always_expert random)
-train always_novice configs/procgen_always.yaml "${baseline[@]}" policy.agent=novice
-train always_expert configs/procgen_always.yaml "${baseline[@]}" policy.agent=expert
-train random configs/procgen_random.yaml "${baseline[@]}" "${calibration[@]}"
-for score in "${scores[@]}"; do
-  train "logit_$score" configs/procgen_logit.yaml "${baseline[@]}" "${calibration[@]}" "policy.score=$score"
-  methods+=("logit_$score")
-done
-methods+=(ppo)
+# The real pair acts everywhere here (test_* default to train_*): every method is selected on
+# val_true (held-out hard levels) with it, and the cost unit is the expert's reward per step on test.
+pair=("train_novice=$out/novice/last.ckpt" "train_expert=$out/expert/last.ckpt" "${coordination[@]}")
 
-stage "evaluation on the test levels, with the cost sweep"
-mkdir -p "$out/eval"
-for m in "${methods[@]}"; do
-  ckpt=$out/$m/last.ckpt
-  [ -f "$out/$m/best_val_true.ckpt" ] && ckpt=$out/$m/best_val_true.ckpt  # the PPO run's model selection
-  "$DUO" eval --checkpoint "$ckpt" --split test --cost-sweep --json "$out/eval/$m.json" "${eval_args[@]}" \
-    "num_threads=$threads" >/dev/null
-  echo "evaluated $m"
+stage "baselines: always-novice, always-expert, random and logit (calibrated on val_true)"
+train always_novice configs/procgen_always.yaml "${pair[@]}" policy.agent=novice evaluation.num_episodes=0
+train always_expert configs/procgen_always.yaml "${pair[@]}" policy.agent=expert evaluation.num_episodes=0
+train random configs/procgen_random.yaml "${pair[@]}" "${calibration[@]}" "${random_grid[@]}" \
+  evaluation.num_episodes=0
+train logit configs/procgen_logit.yaml "${pair[@]}" "${calibration[@]}" "${logit_grid[@]}" policy.score=max_prob \
+  evaluation.num_episodes=0
+
+stage "PPO coordinators, one per cost weight (${weights[*]})"
+for w in "${weights[@]}"; do
+  train "ppo_w$w" configs/procgen_ppo.yaml "${pair[@]}" "${ppo[@]}" "coordination.expert_query_cost_weight=$w"
 done
 
-stage "comparison ($game, test levels)"
-"$PY" - "$out/eval" "${methods[@]}" <<'EOF'
-import json
-import sys
-from pathlib import Path
+stage "evaluation: every method, every weight, the same $test_episodes test episodes"
+# evaluate <method> <checkpoint> <weight>
+evaluate() {
+  local file=$out/evals/$1/w$3.json
+  mkdir -p "$out/evals/$1"
+  [ -f "$file" ] && { echo "reusing $file"; return; }
+  "$DUO" eval --checkpoint "$2" --split test -n "$test_episodes" --seed 1 --cost-weight "$3" --json "$file" \
+    "num_threads=$threads" evaluation.num_envs=50 >/dev/null
+  echo "evaluated $1 at weight $3"
+}
+# Always-agents do not depend on the weight: one evaluation each, re-priced by the report.
+evaluate always_novice "$out/always_novice/last.ckpt" 0
+evaluate always_expert "$out/always_expert/last.ckpt" 0
+for w in "${weights[@]}"; do
+  evaluate random "$out/random/last.ckpt" "$w"
+  evaluate logit "$out/logit/last.ckpt" "$w"
+  best=$out/ppo_w$w/best_val_true.ckpt  # PPO's model selection on the selection split
+  [ -f "$best" ] || best=$out/ppo_w$w/last.ckpt
+  evaluate ppo "$best" "$w"
+done
 
-folder, methods = Path(sys.argv[1]), sys.argv[2:]
-header = ("method", "reward", "base reward", "expert fraction", "episode length", "AUC")
-rows = []
-for m in methods:
-    r = json.loads((folder / f"{m}.json").read_text())
-    rows.append((
-        m,
-        f"{r['reward_mean']:.2f} ± {r['reward_ci95']:.2f}",
-        f"{r['base_reward_mean']:.2f}",
-        f"{r['expert_fraction']:.3f}",
-        f"{r['episode_length_mean']:.0f}",
-        f"{r['auc']:.3f}",
-    ))
-widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
-line = lambda row: "| " + " | ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))) + " |"
-print(line(header))
-print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
-for row in rows:
-    print(line(row))
-first = json.loads((folder / f"{methods[0]}.json").read_text())
-print(f"\nreward: mean ± 95% CI over {first['num_episodes']} episodes at expert_query_cost_weight 0.4; "
-      "AUC: area under reward vs cost weight 0, 0.2, ..., 1 (same episodes).")
-EOF
+stage "report"
+"$DUO" study-report "$out/evals" --weight "$weight" -o "$out/report" --root "$out"
 echo "wall-clock: $((SECONDS - start))s"

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from duo_ai.coordination.agents import AgentCheckpoint
+from duo_ai.core.errors import ConfigError
 from duo_ai.core.files import atomic_write_text
 from duo_ai.envs import make_env, split_config
 from duo_ai.evaluation import evaluate
@@ -99,4 +100,10 @@ def resolve_base_penalty(
         f"length {hit['length_mean']:.4g} over {key['episodes']} episodes on "
         f"{config.coordination.base_penalty_split}; {where})"
     )
+    if hit["base_penalty"] <= 0:
+        raise ConfigError(
+            f"the expert earns {hit['reward_mean']:.3g} per episode on {config.coordination.base_penalty_split}, so "
+            "its reward per step cannot be the unit of the query cost; train the expert longer or set "
+            "coordination.base_penalty"
+        )
     return float(hit["base_penalty"])
