@@ -266,3 +266,13 @@ def test_checkpoints_default_to_paths_relative_to_the_output_folder(evals, tmp_p
     again = study_report(evals, 0.0, evals / "report")
     assert set(again["methods"]) == {"ppo", "always_expert", "always_novice"}
     assert set(study_report(evals, 0.0, evals / "report")["methods"]) == set(again["methods"])
+
+
+def test_readme_documents_the_command_and_every_key_of_table_json(evals, tmp_path):
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert "duo-ai study-report" in text
+    table = study_report(evals, 0.5, tmp_path / "report")
+    keys = {*table, *table["methods"]["ppo"], *table["methods"]["ppo"]["auc_diff_vs_best_always"]}
+    keys |= {*table["methods"]["ppo"]["diff_vs_best_always"], *table["per_weight"]["ppo"][0]}
+    keys -= {"outputs", "interval", "bootstrap", "evals"}  # what the command returns besides; self-describing
+    assert not [key for key in sorted(keys) if f'"{key}"' not in text]
