@@ -398,10 +398,13 @@ def study_report(
                 f"{auc['value']:.3g} [{auc['low']:.3g}, {auc['high']:.3g}]",
             )
         )
+    weights_text = ", ".join(f"{x:g}" for x in table["weights"])
     report = Table(
-        title=f"{table['env']} / {table['split']}: {table['num_episodes']} paired episodes, cost weight {w}",
-        caption=f"ranked by AUC over weights {', '.join(f'{x:g}' for x in table['weights'])} [95% bootstrap]; "
-        f"diff: paired, per episode; * = its 95% interval excludes 0",
+        title=escape(f"{table['env']} / {table['split']}: {table['num_episodes']} paired episodes, cost weight {w}"),
+        caption=escape(
+            f"ranked by AUC over weights {weights_text} [95% bootstrap]; "
+            f"diff: paired, per episode; * = its 95% interval excludes 0"
+        ),
     )
     columns = ("method", f"reward at {w}\n± 95%", "expert\nfraction", f"diff vs\n{best or 'always'}", "AUC\n[95%]")
     for i, column in enumerate(columns):
