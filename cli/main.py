@@ -367,6 +367,64 @@ def compare(
     out.print(table)
 
 
+@app.command("study-report")
+def study_report(
+    evals: Path = typer.Argument(..., help="Folder of a study's evaluations: <method>/w<weight>.json."),
+    weight: float = typer.Option(..., "--weight", "-w", help="The study's expert-query cost weight, e.g. 0.4."),
+    output: Path = typer.Option(..., "--output", "-o", help="Folder to write table.json and reward_vs_cost.png/.svg."),
+    root: Path | None = typer.Option(
+        None, "--root", help="Folder that table.json's checkpoint paths are relative to. Default: the output folder."
+    ),
+    weights: str | None = typer.Option(
+        None,
+        "--weights",
+        help="The study's cost weights, e.g. 0,0.2,0.4,0.6,0.8,1; each method needs them all. "
+        "Default: every weight some method was evaluated at.",
+    ),
+) -> None:
+    """Compare a coordination study's methods on paired test episodes: table, AUC intervals, figure."""
+    from duo_ai.reports.study import parse_weights, ranked
+    from duo_ai.reports.study import study_report as make_report
+
+    try:
+        table = make_report(evals, weight, output, root, None if weights is None else parse_weights(weights))
+    except DuoAIError as e:
+        fail(str(e))
+    w, best = f"{table['cost_weight']:g}", table["best_always"]
+    rows = []
+    for name in ranked(table):
+        m, auc, diff = (
+            table["methods"][name],
+            table["methods"][name]["auc"],
+            table["methods"][name]["diff_vs_best_always"],
+        )
+        rows.append(
+            (
+                escape(name),
+                f"{m['reward_mean']:.3g} ± {m['reward_ci95']:.2g}",
+                f"{m['expert_fraction']:.1%}",
+                "-" if diff is None else f"{diff['mean']:+.3g} ± {diff['ci95']:.2g}" + "*" * diff["excludes_zero"],
+                f"{auc['value']:.3g} [{auc['low']:.3g}, {auc['high']:.3g}]",
+            )
+        )
+    weights_text = ", ".join(f"{x:g}" for x in table["weights"])
+    report = Table(
+        title=escape(f"{table['env']} / {table['split']}: {table['num_episodes']} paired episodes, cost weight {w}"),
+        caption=escape(
+            f"ranked by AUC over weights {weights_text} [95% bootstrap]; "
+            f"diff: paired, per episode; * = its 95% interval excludes 0"
+        ),
+    )
+    columns = ("method", f"reward at {w}\n± 95%", "expert\nfraction", f"diff vs\n{best or 'always'}", "AUC\n[95%]")
+    for i, column in enumerate(columns):
+        width = max(len(row[i]) for row in rows) if i else None  # numbers are never wrapped
+        report.add_column(escape(column), justify="right" if i else "left", min_width=width)
+    for row in rows:
+        report.add_row(*row)
+    out.print(report)
+    out.print(f"wrote {', '.join(table['outputs'])}", highlight=False, soft_wrap=True)
+
+
 def _cell(value: dict) -> str:
     if value["high"] > value["low"]:
         return f"{value['estimate']:.3g} [{value['low']:.3g}, {value['high']:.3g}]"
