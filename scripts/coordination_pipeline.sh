@@ -14,7 +14,8 @@
 #   scripts/coordination_pipeline.sh --smoke    # everything, tiny, in a few minutes (the tests run it)
 # Options: --game G (default coinrun), --out DIR (default experiments/coordination), --threads N
 #          (torch CPU threads; default 1 with --small/--smoke, else 0 = all cores), --weight W (the
-#          study's cost weight, reported in table.json; default 0.4).
+#          study's cost weight, reported in table.json; default 0.4), --novice CKPT / --expert CKPT
+#          (use these agents instead of training them), --episodes N (test episodes per evaluation).
 # Runs that already finished (summary.json present) are reused, so a rerun only redoes what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,7 +24,10 @@ mode=gpu
 game=coinrun
 out=experiments/coordination
 threads=""
-weight=0.4
+weight=""
+novice_ckpt=""
+expert_ckpt=""
+episodes=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --small) mode=small ;;
@@ -32,7 +36,10 @@ while [ $# -gt 0 ]; do
     --out) out=$2; shift ;;
     --threads) threads=$2; shift ;;
     --weight) weight=$2; shift ;;
-    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+    --novice) novice_ckpt=$2; shift ;;
+    --expert) expert_ckpt=$2; shift ;;
+    --episodes) episodes=$2; shift ;;
+    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
     *) echo "coordination_pipeline: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -69,6 +76,7 @@ case $mode in
     # Agents this small earn nothing, so the cost unit is given rather than measured.
     coordination=(coordination.base_penalty=0.1 evaluation.num_envs=2 env.num_envs=2)
     weights=(0 1)
+    weight=${weight:-1}
     test_episodes=4 ;;
   gpu)  # the reference's recipe
     threads=${threads:-0}
@@ -81,6 +89,8 @@ case $mode in
     coordination=()
     test_episodes=1000 ;;
 esac
+weight=${weight:-0.4}
+test_episodes=${episodes:-$test_episodes}
 common=("env.task=$game" "experiments_dir=$out" "num_threads=$threads")
 
 start=$SECONDS
@@ -98,13 +108,20 @@ train() {
 }
 
 stage "agents: novice ($game easy, 200 levels), expert ($game hard, all levels)"
-train novice configs/procgen_agent.yaml "${novice[@]}" evaluation.num_episodes=0
-train expert configs/procgen_agent.yaml "${expert[@]}" env.distribution_mode=hard env.num_levels=0 \
-  evaluation.num_episodes=0
+if [ -z "$novice_ckpt" ]; then
+  train novice configs/procgen_agent.yaml "${novice[@]}" evaluation.num_episodes=0
+  novice_ckpt=$out/novice/last.ckpt
+fi
+if [ -z "$expert_ckpt" ]; then
+  train expert configs/procgen_agent.yaml "${expert[@]}" env.distribution_mode=hard env.num_levels=0 \
+    evaluation.num_episodes=0
+  expert_ckpt=$out/expert/last.ckpt
+fi
+echo "novice: $novice_ckpt; expert: $expert_ckpt"
 
 # The real pair acts everywhere here (test_* default to train_*): every method is selected on
 # val_true (held-out hard levels) with it, and the cost unit is the expert's reward per step on test.
-pair=("train_novice=$out/novice/last.ckpt" "train_expert=$out/expert/last.ckpt" "${coordination[@]}")
+pair=("train_novice=$novice_ckpt" "train_expert=$expert_ckpt" "${coordination[@]}")
 
 stage "baselines: always-novice, always-expert, random and logit (calibrated on val_true)"
 train always_novice configs/procgen_always.yaml "${pair[@]}" policy.agent=novice evaluation.num_episodes=0

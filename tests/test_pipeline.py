@@ -1,0 +1,46 @@
+"""scripts/coordination_pipeline.sh --smoke: the whole protocol end to end, tiny (about a minute).
+
+Agents, the baselines (calibrated once, re-calibrated per weight at evaluation), one PPO
+coordinator per weight, paired test evaluations at every weight, and the study report.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_smoke_pipeline_runs_the_whole_protocol(tmp_path):
+    out = tmp_path / "study"
+    bin_dir = str(Path(sys.executable).parent)  # the duo-ai of this environment
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "COLUMNS": "120"}
+    done = subprocess.run(
+        ["bash", "scripts/coordination_pipeline.sh", "--smoke", "--game", "starpilot", "--out", str(out)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    for method in ("always_novice", "always_expert", "random", "logit"):
+        assert (out / method / "last.ckpt").is_file(), method
+    assert (out / "ppo_w0" / "last.ckpt").is_file() and (out / "ppo_w1" / "last.ckpt").is_file()
+
+    table = json.loads((out / "report" / "table.json").read_text())
+    assert table["cost_weight"] == 1 and table["split"] == "test"
+    methods = table["methods"]
+    assert set(methods) == {"always_novice", "always_expert", "random", "logit", "ppo"}
+    for name, row in methods.items():
+        for key in ("checkpoint", "reward_mean", "reward_ci95", "expert_fraction", "num_episodes"):
+            assert key in row, (name, key)
+        assert (out / row["checkpoint"]).is_file(), row["checkpoint"]  # relative to the study folder
+        assert row["num_episodes"] == 4
+    assert methods["always_novice"]["expert_fraction"] == 0 and methods["always_expert"]["expert_fraction"] == 1
+    novice = [w["reward_mean"] for w in table["per_weight"]["always_novice"]]
+    assert novice[0] == novice[-1]  # never asks: the same reward at every weight
+    with Image.open(out / "report" / "reward_vs_cost.png") as image:
+        assert image.size[0] > 500 and image.size[1] > 300
