@@ -130,7 +130,7 @@ def train(
             with Trainer(cfg, resume=resume is not None, show_progress=progress) as trainer:
                 trainer.run()
     except DuoAIError as e:
-        fail(str(e))
+        fail(str(e), getattr(e, "exit_code", 2))
     except KeyboardInterrupt:
         err.print("interrupted")
         raise typer.Exit(130) from None
@@ -241,7 +241,7 @@ def bench(
             check_writable(json_out, "--json file")
         report = run_bench(workload, config or None, overrides or [], baseline, log=lambda m: err.print(m))
     except DuoAIError as e:
-        fail(str(e))
+        fail(str(e), getattr(e, "exit_code", 2))
     s = report["settings"]
     table = Table(
         title=f"{s['game']}: {s['num_envs']} envs x {s['num_steps']} steps, "
