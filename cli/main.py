@@ -231,6 +231,7 @@ def bench(
 
     The defaults are the Procgen recipe's shape (64 envs x 256 steps, 8 minibatches, 3 epochs),
     a few minutes per loop on a CPU; `--num-envs 8 --num-steps 32 --iterations 1` runs in seconds.
+    Under torchrun the envs are split over the processes and rank 0 reports total and per-process SPS.
     """
     from duo_ai.bench import Workload, run_bench
     from duo_ai.core.files import atomic_write_text, check_writable
@@ -242,10 +243,13 @@ def bench(
         report = run_bench(workload, config or None, overrides or [], baseline, log=lambda m: err.print(m))
     except DuoAIError as e:
         fail(str(e), getattr(e, "exit_code", 2))
+    if report is None:  # a data-parallel bench's rank > 0: rank 0 reports
+        return
     s = report["settings"]
+    where = f"{s['device']} x {s['world_size']} processes" if s["world_size"] > 1 else s["device"]
     table = Table(
         title=f"{s['game']}: {s['num_envs']} envs x {s['num_steps']} steps, "
-        f"{s['num_minibatches']} minibatches x {s['update_epochs']} epochs on {s['device']} "
+        f"{s['num_minibatches']} minibatches x {s['update_epochs']} epochs on {where} "
         f"({s['precision']}, channels_last={s['channels_last']}, compile={s['compile']}, threads={s['num_threads']})"
     )
     table.add_column("measure")
@@ -254,6 +258,8 @@ def bench(
         ("environment only (SPS)", report["env_sps"], ",.0f"),
         ("compute bound (SPS)", report["bound_sps"], ",.0f"),
         ("training loop (SPS)", report["train_sps"], ",.0f"),
+        ("processes (torchrun)", report["world_size"], "d"),
+        ("training loop per process (SPS)", report["per_process_sps"], ",.0f"),
         ("loop efficiency (loop / bound)", report["loop_efficiency"], ".1%"),
         ("fp32 eager baseline loop (SPS)", report["baseline_sps"], ",.0f"),
         ("speedup vs baseline", report["speedup_vs_baseline"], ".2f"),
