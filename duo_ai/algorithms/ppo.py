@@ -195,7 +195,8 @@ class PPO(Algorithm):
         if not self.config.normalize_reward:
             return None
         if self.distributed:
-            return SharedReturnNormalizer(self.num_envs, self.config.gamma, self.total_envs, all_reduce_host)
+            reduce = lambda sums: all_reduce_host(sums, "the reward normaliser's reduction")  # noqa: E731
+            return SharedReturnNormalizer(self.num_envs, self.config.gamma, self.total_envs, reduce)
         return ReturnNormalizer(self.num_envs, self.config.gamma)
 
     # -- one iteration ---------------------------------------------------------------------------

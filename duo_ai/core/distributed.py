@@ -17,6 +17,7 @@ from __future__ import annotations
 import datetime
 import hashlib
 import os
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -114,7 +115,9 @@ def stop() -> None:
 
 
 def _first_line(error: BaseException) -> str:
-    return (str(error).strip().splitlines() or [type(error).__name__])[0][:300]
+    """The gist of a torch.distributed error: its first line, without gloo's source location."""
+    line = (str(error).strip().splitlines() or [type(error).__name__])[0]
+    return re.sub(r"^\[[^\]]*\.(cc|cpp):\d+\]\s*", "", line)[:300]
 
 
 def _collective(what: str, call: Callable[[], T]) -> T:
