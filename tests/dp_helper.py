@@ -41,12 +41,12 @@ TINY = [
 ]
 
 
-def synthetic_batch(rows: int) -> RolloutBatch:
+def synthetic_batch(rows: int, device: torch.device) -> RolloutBatch:
     """The same batch in every process: the first half's advantages centred at +1, the second's at -3."""
     g = torch.Generator().manual_seed(0)
     half = rows // 2
     advantages = torch.cat([torch.randn(half, generator=g) + 1.0, 3.0 * torch.randn(half, generator=g) - 3.0])
-    return RolloutBatch(
+    batch = RolloutBatch(
         obs=torch.randint(0, 256, (rows, 3, 64, 64), dtype=torch.uint8, generator=g),
         actions=torch.randint(0, 15, (rows,), generator=g),
         logprobs=torch.full((rows,), -float(np.log(15))) + 0.1 * torch.randn(rows, generator=g),
@@ -54,6 +54,7 @@ def synthetic_batch(rows: int) -> RolloutBatch:
         returns=torch.randn(rows, generator=g),
         values=torch.randn(rows, generator=g),
     )
+    return RolloutBatch(*(t.to(device) for t in vars(batch).values()))
 
 
 def gradients(algo: PPO) -> dict[str, torch.Tensor]:
@@ -61,10 +62,10 @@ def gradients(algo: PPO) -> dict[str, torch.Tensor]:
 
 
 def check_gradients(algo: PPO, ctx: ProcessContext, out: Path) -> None:
-    rows = 64
-    batch = synthetic_batch(2 * rows)
-    own = batch[torch.arange(ctx.rank * rows, (ctx.rank + 1) * rows)]
-    moments = advantage_moments(own.advantages, torch.arange(rows), 1)[0]
+    rows, device = 64, algo.compute.device
+    batch = synthetic_batch(2 * rows, device)
+    own = batch[torch.arange(ctx.rank * rows, (ctx.rank + 1) * rows, device=device)]
+    moments = advantage_moments(own.advantages, torch.arange(rows, device=device), 1)[0]
     algo.optimizer.zero_grad(set_to_none=True)
     loss, _ = algo.minibatch_loss(own, moments)
     loss.backward()
@@ -78,7 +79,7 @@ def check_gradients(algo: PPO, ctx: ProcessContext, out: Path) -> None:
     torch.save(gradients(algo), out / f"grads_local_moments_rank{ctx.rank}.pt")
     if ctx.is_main:  # one process over the whole batch: its own minibatch statistics, no collective
         algo.optimizer.zero_grad(set_to_none=True)
-        loss, _ = algo.minibatch_loss(batch[torch.arange(2 * rows)])
+        loss, _ = algo.minibatch_loss(batch)
         loss.backward()
         torch.save(gradients(algo), out / "grads_one_process.pt")
     algo.optimizer.zero_grad(set_to_none=True)
