@@ -39,7 +39,7 @@ def global_update_stats(
     the returns by the values is computed over every process's rollout.
     """
     r, res = returns.double(), (returns - values).double()
-    n = torch.tensor(float(r.numel()), dtype=torch.float64, device=r.device)
+    n = torch.full((), r.numel(), dtype=torch.float64, device=r.device)  # a fill, not a host-to-device copy
     moments = torch.stack([n, r.sum(), r.square().sum(), res.sum(), res.square().sum()])
     total = all_reduce_sum_(torch.cat([means.double(), moments]), "the update statistics")
     n, sr, qr, sres, qres = total[5:].unbind()
