@@ -249,10 +249,7 @@ def run_bench(
     ctx = ProcessContext.from_env()
     check_world_size(config, ctx.world_size)
     distributed.start(ctx, resolve_device(device_name(config, ctx)), config.distributed_timeout_s)
-    try:
-        report = measure_all(config, workload, config_path, list(overrides), baseline, log, ctx)
-    finally:
-        distributed.stop()
+    report = measure_all(config, workload, config_path, list(overrides), baseline, log, ctx)
     return report if ctx.is_main else None
 
 

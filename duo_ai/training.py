@@ -173,8 +173,8 @@ class Trainer:
         self.close()
 
     def close(self) -> None:
-        """Close everything the run opened: progress display, log file, TensorBoard, environments,
-        and (data-parallel) the process group.
+        """Close everything the run opened: progress display, log file, TensorBoard, environments.
+        (A data-parallel run's process group lasts until the process ends: `--seeds` runs share it.)
 
         A run that replaced another (`overwrite=true`) and ends before its first checkpoint puts
         the other one back.
@@ -182,7 +182,6 @@ class Trainer:
         self.logger.close()
         self.parts.close()
         self.restore_replaced_run()
-        distributed.stop()
 
     def restore_replaced_run(self) -> None:
         note = self.folder.abandon() if self.folder is not None else None

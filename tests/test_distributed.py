@@ -143,16 +143,18 @@ def test_the_shared_reward_normaliser_is_one_normaliser_over_all_envs():
 
 @pytest.fixture(scope="module")
 def dp_run(tmp_path_factory) -> tuple[Path, Path, tuple[str, str]]:
-    """A 2-process run launched by hand, each rank in its own working folder with experiments_dir=exp."""
+    """Two 2-process runs (`--seeds 1,2`: one process group for both) launched by hand, each rank in
+    its own working folder with experiments_dir=exp; returns seed 1's run folder."""
     base = tmp_path_factory.mktemp("dp")
     cwd = [base / "rank0", base / "rank1"]
     for folder in cwd:
         folder.mkdir()
     port = free_port()
-    procs = [launch(r, port, cwd[r], *RUN, "experiments_dir=exp", "name=dp") for r in range(2)]
+    procs = [launch(r, port, cwd[r], *RUN, "experiments_dir=exp", "name=dp", "--seeds", "1,2") for r in range(2)]
     results = [finish(p) for p in procs]
     assert [code for code, _ in results] == [0, 0], results
-    return cwd[0] / "exp" / "dp", cwd[1], (results[0][1], results[1][1])
+    assert (cwd[0] / "exp" / "dp_s2" / "last.ckpt").is_file()
+    return cwd[0] / "exp" / "dp_s1", cwd[1], (results[0][1], results[1][1])
 
 
 def test_only_rank_0_writes_and_logs_the_global_run(dp_run):

@@ -14,6 +14,7 @@ evaluates alone: it lasts as long as rank 0 is alive (up to `MAIN_WAIT_S`).
 
 from __future__ import annotations
 
+import atexit
 import datetime
 import hashlib
 import os
@@ -78,7 +79,11 @@ _GROUPS: dict[str, Any] = {}
 
 
 def start(ctx: ProcessContext, device: torch.device, timeout_s: float) -> None:
-    """Join the job's process group (NCCL for a CUDA device, else gloo); a no-op for one process."""
+    """Join the job's process group (NCCL for a CUDA device, else gloo); a no-op for one process.
+
+    The group lasts as long as the process (left at exit, or by `stop`): runs one after the other
+    in the same processes (`--seeds`) share it, since a torchrun job's rendezvous happens once.
+    """
     if not ctx.distributed or torch.distributed.is_initialized():
         return
     missing = [name for name in ("MASTER_ADDR", "MASTER_PORT") if not os.environ.get(name)]
@@ -105,10 +110,12 @@ def start(ctx: ProcessContext, device: torch.device, timeout_s: float) -> None:
             "(torchrun does), check MASTER_ADDR/MASTER_PORT and the network, or unset WORLD_SIZE"
         ) from None
     _GROUPS.update(ctx=ctx, host=host, wait=wait, timeout_s=timeout_s, backend=backend)
+    atexit.register(stop)
 
 
 def stop() -> None:
-    """Leave the process group (after an error too: gloo then exits cleanly)."""
+    """Leave the process group (after an error too: gloo then exits cleanly). Only at the end of the
+    process's work: a torchrun job cannot join a group again."""
     if torch.distributed.is_initialized():
         torch.distributed.destroy_process_group()
     _GROUPS.clear()
