@@ -245,6 +245,13 @@ def bench(
         fail(str(e), getattr(e, "exit_code", 2))
     if report is None:  # a data-parallel bench's rank > 0: rank 0 reports
         return
+    out.print(bench_table(report))
+    if json_out is not None:
+        atomic_write_text(json_out, json.dumps(report, indent=2))
+
+
+def bench_table(report: dict) -> Table:
+    """`duo-ai bench`'s report as a table."""
     s = report["settings"]
     where = f"{s['device']} x {s['world_size']} processes" if s["world_size"] > 1 else s["device"]
     table = Table(
@@ -270,9 +277,7 @@ def bench(
     ]
     for name, value, fmt in rows:
         table.add_row(name, "-" if value is None else format(value, fmt))
-    out.print(table)
-    if json_out is not None:
-        atomic_write_text(json_out, json.dumps(report, indent=2))
+    return table
 
 
 @app.command()

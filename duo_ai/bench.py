@@ -267,7 +267,6 @@ def measure_all(
         log = lambda message: None  # noqa: E731
     # Other processes on the machine skew every number here: record how busy it was.
     load_before = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
-    batch_size = workload.num_envs * workload.num_steps
     local_envs = workload.num_envs // ctx.world_size
     log(f"environment: {local_envs} x {config.env.task}, random actions" + _per_process(ctx))
     env_sps = measure_env(config, max(workload.num_steps, 200), seed=config.seed, ctx=ctx)
@@ -301,11 +300,18 @@ def measure_all(
     }
     if baseline:
         report.update(measure_baseline(workload, config_path, overrides, loop["sps"], log, ctx))
-    report["settings"] = {
-        **settings,
+    report["settings"] = {**settings, **settings_of_run(config, workload, ctx), "load_average_before": load_before}
+    report["settings"]["load_average_after"] = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    return report
+
+
+def settings_of_run(config: Config, workload: Workload, ctx: ProcessContext) -> dict[str, Any]:
+    """The workload, its batch shapes (minibatches per process) and the machine, for the report."""
+    batch_size = workload.num_envs * workload.num_steps
+    return {
         **asdict(workload),
         "world_size": ctx.world_size,
-        "num_envs_per_process": local_envs,
+        "num_envs_per_process": workload.num_envs // ctx.world_size,
         "batch_size": batch_size,
         "minibatch_size": batch_size // ctx.world_size // workload.num_minibatches,
         "distribution_mode": config.env.distribution_mode,
@@ -313,10 +319,7 @@ def measure_all(
         "torch": torch.__version__,
         "cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
         "machine": platform.processor() or platform.machine(),
-        "load_average_before": load_before,
-        "load_average_after": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
     }
-    return report
 
 
 def _per_process(ctx: ProcessContext) -> str:

@@ -110,7 +110,9 @@ def build_run(config: Config, ctx: ProcessContext | None = None, log: Log = prin
     ctx = ctx or ProcessContext()
     check_world_size(config, ctx.world_size)
     seed = ctx.seed(config.seed)
-    seed_everything(seed)
+    # The run's own seed (rank 0's) while a coordination run resolves its agents and measures its
+    # base penalty, so every process of a data-parallel run measures the same one.
+    seed_everything(config.seed)
     compute = compute_from(config, ctx)
     make = env_maker(config, compute, log)
     seed_everything(seed)  # the same initial weights whether or not the base penalty was measured just now

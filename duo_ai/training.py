@@ -69,6 +69,13 @@ class Trainer:
         except BaseException:
             distributed.stop()
             raise
+        if self.ctx.distributed:  # what the build resolved into the config (a coordination run's base penalty)
+            try:
+                distributed.check_same_config(self.ctx, config_to_yaml(config), " after building")
+            except BaseException:
+                self.parts.close()
+                distributed.stop()
+                raise
         try:
             state = self.start(resume, show_progress, early)
         except BaseException:

@@ -229,8 +229,11 @@ def _error_of(kind: str, message: str) -> DuoAIError:
     return cls(message) if isinstance(cls, type) and issubclass(cls, DuoAIError) else DuoAIError(message)
 
 
-def check_same_config(ctx: ProcessContext, resolved: str) -> None:
-    """Refuse to train when the processes resolved different configs (a hash of each, all-gathered)."""
+def check_same_config(ctx: ProcessContext, resolved: str, stage: str = "") -> None:
+    """Refuse to train when the processes resolved different configs (a hash of each, all-gathered).
+
+    `stage` says when, for the message (e.g. after building, when a coordination run has measured
+    its base penalty into the config)."""
     if not ctx.distributed:
         return
     digest = hashlib.sha256(resolved.encode()).hexdigest()
@@ -243,6 +246,6 @@ def check_same_config(ctx: ProcessContext, resolved: str) -> None:
     if differ:
         ranks = ", ".join(map(str, differ))
         raise ConfigError(
-            f"the processes resolved different configs (rank(s) {ranks} differ from rank 0): start every "
+            f"the processes resolved different configs{stage} (rank(s) {ranks} differ from rank 0): start every "
             "process with the same command, config files and overrides"
         )
