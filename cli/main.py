@@ -130,7 +130,7 @@ def train(
             with Trainer(cfg, resume=resume is not None, show_progress=progress) as trainer:
                 trainer.run()
     except DuoAIError as e:
-        fail(str(e))
+        fail(str(e), getattr(e, "exit_code", 2))
     except KeyboardInterrupt:
         err.print("interrupted")
         raise typer.Exit(130) from None
@@ -240,6 +240,7 @@ def bench(
 
     The defaults are the Procgen recipe's shape (64 envs x 256 steps, 8 minibatches, 3 epochs),
     a few minutes per loop on a CPU; `--num-envs 8 --num-steps 32 --iterations 1` runs in seconds.
+    Under torchrun the envs are split over the processes and rank 0 reports total and per-process SPS.
     """
     from duo_ai.bench import Workload, run_bench
     from duo_ai.core.files import atomic_write_text, check_writable
@@ -250,11 +251,21 @@ def bench(
             check_writable(json_out, "--json file")
         report = run_bench(workload, config or None, overrides or [], baseline, log=lambda m: err.print(m))
     except DuoAIError as e:
-        fail(str(e))
+        fail(str(e), getattr(e, "exit_code", 2))
+    if report is None:  # a data-parallel bench's rank > 0: rank 0 reports
+        return
+    out.print(bench_table(report))
+    if json_out is not None:
+        atomic_write_text(json_out, json.dumps(report, indent=2))
+
+
+def bench_table(report: dict) -> Table:
+    """`duo-ai bench`'s report as a table."""
     s = report["settings"]
+    where = f"{s['device']} x {s['world_size']} processes" if s["world_size"] > 1 else s["device"]
     table = Table(
         title=f"{s['game']}: {s['num_envs']} envs x {s['num_steps']} steps, "
-        f"{s['num_minibatches']} minibatches x {s['update_epochs']} epochs on {s['device']} "
+        f"{s['num_minibatches']} minibatches x {s['update_epochs']} epochs on {where} "
         f"({s['precision']}, channels_last={s['channels_last']}, compile={s['compile']}, threads={s['num_threads']})"
     )
     table.add_column("measure")
@@ -263,6 +274,8 @@ def bench(
         ("environment only (SPS)", report["env_sps"], ",.0f"),
         ("compute bound (SPS)", report["bound_sps"], ",.0f"),
         ("training loop (SPS)", report["train_sps"], ",.0f"),
+        ("processes (torchrun)", report["world_size"], "d"),
+        ("training loop per process (SPS)", report["per_process_sps"], ",.0f"),
         ("loop efficiency (loop / bound)", report["loop_efficiency"], ".1%"),
         ("fp32 eager baseline loop (SPS)", report["baseline_sps"], ",.0f"),
         ("speedup vs baseline", report["speedup_vs_baseline"], ".2f"),
@@ -273,9 +286,7 @@ def bench(
     ]
     for name, value, fmt in rows:
         table.add_row(name, "-" if value is None else format(value, fmt))
-    out.print(table)
-    if json_out is not None:
-        atomic_write_text(json_out, json.dumps(report, indent=2))
+    return table
 
 
 @app.command()

@@ -11,6 +11,11 @@ One run measures, on one workload (game, num_envs x num_steps, minibatches, epoc
 
 `loop_efficiency = train_sps / bound_sps` is the share of the loop's time spent in the network,
 so what is left (env stepping, storage, GAE, Python) is `1 - loop_efficiency`.
+
+Under torchrun (`torchrun --nproc-per-node N duo-ai bench ...`) the workload is one data-parallel
+PPO: `--num-envs` is the total, split over the processes, and the update synchronises them as in
+training. `train_sps` (= `total_sps`) and `bound_sps` count every process's steps,
+`per_process_sps` one process's share, `env_sps` one process's envs alone. Rank 0 reports.
 """
 
 from __future__ import annotations
@@ -29,8 +34,11 @@ import numpy as np
 import torch
 
 from duo_ai.algorithms.ppo import PPO, RolloutBatch
-from duo_ai.build import build_run, compute_from, env_maker
-from duo_ai.config import Config, load_config
+from duo_ai.build import build_run, compute_from, device_name, env_maker
+from duo_ai.config import Config, check_world_size, load_config
+from duo_ai.core import distributed
+from duo_ai.core.compute import resolve_device
+from duo_ai.core.distributed import ProcessContext
 from duo_ai.core.errors import ConfigError
 
 
@@ -85,9 +93,12 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def measure_env(config: Config, num_steps: int, seed: int = 0) -> float:
-    """Environment steps per second with uniformly random actions, after a short warm-up."""
-    env = env_maker(config, compute_from(config), log=lambda message: None)("train", seed=seed)
+def measure_env(config: Config, num_steps: int, seed: int = 0, ctx: ProcessContext | None = None) -> float:
+    """Environment steps per second with uniformly random actions, after a short warm-up (this
+    process's share of the envs under torchrun)."""
+    ctx = ctx or ProcessContext()
+    make = env_maker(config, compute_from(config, ctx), log=lambda message: None)
+    env = make("train", num_envs=config.env.num_envs // ctx.world_size, seed=ctx.seed(seed))
     try:
         env.reset(seed=seed)
         rng = np.random.default_rng(seed)
@@ -106,9 +117,9 @@ def measure_env(config: Config, num_steps: int, seed: int = 0) -> float:
         env.close()
 
 
-def build_ppo(config: Config) -> PPO:
+def build_ppo(config: Config, ctx: ProcessContext | None = None) -> PPO:
     """The PPO of a training run, built exactly as `duo-ai train` builds it (no run folder)."""
-    return build_run(config, log=lambda message: None).algorithm
+    return build_run(config, ctx, log=lambda message: None).algorithm
 
 
 def synthetic_batch(algo: PPO, rng: np.random.Generator) -> RolloutBatch:
@@ -164,7 +175,7 @@ def measure_bound(algo: PPO, seed: int = 0) -> dict[str, float]:
         "inference_ms_per_step": 1000 * act_seconds,
         "update_seconds_per_iteration": update_seconds,
         "bound_seconds_per_iteration": bound_seconds,
-        "bound_sps": algo.batch_size / bound_seconds,
+        "bound_sps": algo.global_batch_size / bound_seconds,
     }
 
 
@@ -182,7 +193,8 @@ def measure_loop(algo: PPO, iterations: int, warmup: int) -> dict[str, float]:
     synchronize(algo.compute.device)
     elapsed = time.perf_counter() - start
     return {
-        "sps": iterations * algo.batch_size / elapsed,
+        "sps": iterations * algo.global_batch_size / elapsed,
+        "per_process_sps": iterations * algo.batch_size / elapsed,
         "seconds_per_iteration": elapsed / iterations,
         "rollout_seconds_per_iteration": rollout / iterations,
         "update_seconds_per_iteration": update / iterations,
@@ -202,11 +214,16 @@ def settings_of(config: Config, algo: PPO) -> dict[str, Any]:
 
 
 def measure_baseline(
-    workload: Workload, config_path: Any, overrides: list[str], train_sps: float, log: Callable[[str], None]
+    workload: Workload,
+    config_path: Any,
+    overrides: list[str],
+    train_sps: float,
+    log: Callable[[str], None],
+    ctx: ProcessContext | None = None,
 ) -> dict[str, Any]:
     """The same training loop in plain fp32, eager: the report's baseline fields."""
     config = bench_config(workload, config_path, [*overrides, "precision=fp32", "compile=false"])
-    algo = build_ppo(config)
+    algo = build_ppo(config, ctx)
     settings = settings_of(config, algo)
     log(f"baseline loop (fp32, eager): {workload.warmup} warm-up + {workload.iterations} iterations")
     loop = measure_loop(algo, workload.iterations, workload.warmup)
@@ -225,16 +242,36 @@ def run_bench(
     overrides: list[str] = (),
     baseline: bool = True,
     log: Callable[[str], None] = print,
-) -> dict[str, Any]:
-    """Measure env, bound, training loop and fp32 baseline loop on one workload; returns the report."""
+) -> dict[str, Any] | None:
+    """Measure env, bound, training loop and fp32 baseline loop on one workload; returns the report
+    (under torchrun: on rank 0, None on the other ranks)."""
     config = bench_config(workload, config_path, list(overrides))
+    ctx = ProcessContext.from_env()
+    check_world_size(config, ctx.world_size)
+    distributed.start(ctx, resolve_device(device_name(config, ctx)), config.distributed_timeout_s)
+    report = measure_all(config, workload, config_path, list(overrides), baseline, log, ctx)
+    return report if ctx.is_main else None
+
+
+def measure_all(
+    config: Config,
+    workload: Workload,
+    config_path: Any,
+    overrides: list[str],
+    baseline: bool,
+    log: Callable[[str], None],
+    ctx: ProcessContext,
+) -> dict[str, Any]:
+    """`run_bench`'s measurements, in every process of a data-parallel bench alike."""
+    if not ctx.is_main:
+        log = lambda message: None  # noqa: E731
     # Other processes on the machine skew every number here: record how busy it was.
     load_before = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
-    batch_size = workload.num_envs * workload.num_steps
-    log(f"environment: {workload.num_envs} x {config.env.task}, random actions")
-    env_sps = measure_env(config, max(workload.num_steps, 200), seed=config.seed)
+    local_envs = workload.num_envs // ctx.world_size
+    log(f"environment: {local_envs} x {config.env.task}, random actions" + _per_process(ctx))
+    env_sps = measure_env(config, max(workload.num_steps, 200), seed=config.seed, ctx=ctx)
 
-    algo = build_ppo(config)
+    algo = build_ppo(config, ctx)
     settings = settings_of(config, algo)
     log(f"training loop ({settings['precision']}): {workload.warmup} warm-up + {workload.iterations} iterations")
     loop = measure_loop(algo, workload.iterations, workload.warmup)
@@ -249,6 +286,9 @@ def run_bench(
     report: dict[str, Any] = {
         "env_sps": env_sps,
         "train_sps": loop["sps"],
+        "world_size": ctx.world_size,
+        "per_process_sps": loop["per_process_sps"],
+        "total_sps": loop["sps"],
         "baseline_sps": None,
         "speedup_vs_baseline": None,
         "bound_sps": bound["bound_sps"],
@@ -259,18 +299,28 @@ def run_bench(
         "loop": loop,
     }
     if baseline:
-        report.update(measure_baseline(workload, config_path, overrides, loop["sps"], log))
-    report["settings"] = {
-        **settings,
+        report.update(measure_baseline(workload, config_path, overrides, loop["sps"], log, ctx))
+    report["settings"] = {**settings, **settings_of_run(config, workload, ctx), "load_average_before": load_before}
+    report["settings"]["load_average_after"] = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    return report
+
+
+def settings_of_run(config: Config, workload: Workload, ctx: ProcessContext) -> dict[str, Any]:
+    """The workload, its batch shapes (minibatches per process) and the machine, for the report."""
+    batch_size = workload.num_envs * workload.num_steps
+    return {
         **asdict(workload),
+        "world_size": ctx.world_size,
+        "num_envs_per_process": workload.num_envs // ctx.world_size,
         "batch_size": batch_size,
-        "minibatch_size": batch_size // workload.num_minibatches,
+        "minibatch_size": batch_size // ctx.world_size // workload.num_minibatches,
         "distribution_mode": config.env.distribution_mode,
         "num_levels": config.env.num_levels,
         "torch": torch.__version__,
         "cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
         "machine": platform.processor() or platform.machine(),
-        "load_average_before": load_before,
-        "load_average_after": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
     }
-    return report
+
+
+def _per_process(ctx: ProcessContext) -> str:
+    return f" in each of {ctx.world_size} processes" if ctx.distributed else ""

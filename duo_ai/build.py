@@ -14,7 +14,7 @@ from typing import Any
 import gymnasium as gym
 import torch
 
-from duo_ai.config import Config, load_config
+from duo_ai.config import Config, check_world_size, load_config
 from duo_ai.coordination.config import is_coordination_run
 from duo_ai.coordination.setup import Coordination, setup_coordination
 from duo_ai.core.algorithm import Algorithm
@@ -35,13 +35,24 @@ def config_from_checkpoint(payload: dict[str, Any], paths: Any = None, overrides
     return load_config(paths, overrides, base=stored)
 
 
+def device_name(config: Config, ctx: ProcessContext | None = None) -> str:
+    """`config.device`, except that under torchrun `auto`/`cuda` mean this process's own GPU,
+    cuda:LOCAL_RANK (an explicit `cuda:N`, `cpu` or `mps` is taken as it is)."""
+    device = config.device
+    if ctx is not None and ctx.distributed and device in ("auto", "cuda") and torch.cuda.is_available():
+        device = f"cuda:{ctx.local_rank}"
+    return device
+
+
 def compute_from(config: Config, ctx: ProcessContext | None = None) -> Compute:
     """The resolved device/precision/layout settings; under torchrun each process takes its own GPU."""
-    device = config.device
-    if ctx is not None and ctx.world_size > 1 and device in ("auto", "cuda") and torch.cuda.is_available():
-        device = f"cuda:{ctx.local_rank}"
     return Compute.from_settings(
-        device, config.precision, config.channels_last, config.compile, config.num_threads, config.cache_host_memory
+        device_name(config, ctx),
+        config.precision,
+        config.channels_last,
+        config.compile,
+        config.num_threads,
+        config.cache_host_memory,
     )
 
 
@@ -95,18 +106,30 @@ def build_run(
     config: Config, ctx: ProcessContext | None = None, log: Log = print, agents: dict | None = None
 ) -> RunParts:
     """Seed, then build compute, environments, policy and algorithm for a training run
-    (`agents`: a resumed coordinator's embedded novice/expert)."""
+    (`agents`: a resumed coordinator's embedded novice and expert).
+
+    Under torchrun (`ctx.world_size` processes, the process group started) each process builds
+    `env.num_envs / world_size` training envs with its own seed; the algorithm synchronises them.
+    """
     ctx = ctx or ProcessContext()
+    check_world_size(config, ctx.world_size)
     seed = ctx.seed(config.seed)
-    seed_everything(seed)
+    # The run's own seed (rank 0's) while a coordination run resolves its agents and measures its
+    # base penalty, so every process of a data-parallel run measures the same one.
+    seed_everything(config.seed)
     compute = compute_from(config, ctx)
     make = env_maker(config, compute, log, agents=agents)
     seed_everything(seed)  # the same initial weights whether or not the base penalty was measured just now
-    env = make("train", seed=seed)
+    env = make("train", num_envs=config.env.num_envs // ctx.world_size, seed=seed)
     try:
         policy = build_policy(config, env, compute)
         algorithm = ALGORITHMS.get(config.algorithm.name)(
-            config.algorithm, policy, env, seed=seed, make_env=lambda split, n: make(split, n, seed=config.seed)
+            config.algorithm,
+            policy,
+            env,
+            seed=seed,
+            make_env=lambda split, n: make(split, n, seed=config.seed),
+            ctx=ctx,
         )
     except BaseException:
         env.close()

@@ -94,6 +94,8 @@ class Config:
     # Rolling checkpoints kept under <run>/checkpoints/ (last.ckpt names the newest).
     keep_checkpoints: int = checked(3, ge=1)
     experiments_dir: str = checked("experiments", test=bool, allowed="a folder path")
+    # Data-parallel runs (torchrun): the longest wait for the rendezvous or any collective, in seconds.
+    distributed_timeout_s: float = checked(300.0, gt=0)
     env: EnvConfig = field(default_factory=EnvConfig)
     policy: Any = field(default_factory=lambda: {"name": "ppo", "model": "impala_ppo"})
     algorithm: Any = field(default_factory=lambda: dict(QUICKSTART_ALGORITHM))
@@ -180,6 +182,29 @@ def check_run(config: Config) -> None:
             f"algorithm.num_minibatches={algo.num_minibatches} does not divide the rollout of "
             f"algorithm.num_steps x env.num_envs = {algo.num_steps} x {config.env.num_envs} = "
             f"{algo.num_steps * config.env.num_envs} steps; pick a divisor of it"
+        )
+
+
+def check_world_size(config: Config, world_size: int) -> None:
+    """Checks of a data-parallel run over `world_size` processes: env.num_envs (the total) splits
+    evenly, each process's rollout splits into the minibatches, the algorithm can run in parallel."""
+    if world_size <= 1:
+        return
+    algo, num_envs = config.algorithm, config.env.num_envs
+    if not getattr(ALGORITHMS.get(algo.name), "data_parallel", False):
+        raise ConfigError(
+            f"algorithm {algo.name} runs in one process; launch it without torchrun (WORLD_SIZE={world_size})"
+        )
+    if num_envs % world_size:
+        raise ConfigError(
+            f"env.num_envs={num_envs} is the total over the {world_size} processes and must split evenly; "
+            f"use a multiple of {world_size} (e.g. {(num_envs // world_size + 1) * world_size})"
+        )
+    local = algo.num_steps * num_envs // world_size
+    if isinstance(algo, PPOConfig) and local % algo.num_minibatches:
+        raise ConfigError(
+            f"algorithm.num_minibatches={algo.num_minibatches} does not divide each process's rollout of "
+            f"algorithm.num_steps x env.num_envs / {world_size} processes = {local} steps; pick a divisor of it"
         )
 
 

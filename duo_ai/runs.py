@@ -118,6 +118,7 @@ RESUMABLE = (
     "compile",
     "cache_host_memory",
     "env.num_threads",
+    "distributed_timeout_s",
 )
 
 

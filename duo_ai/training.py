@@ -15,6 +15,11 @@ process writes files. The folder is checked and opened by `duo_ai.runs.RunFolder
 Exact resume: every checkpoint is taken between iterations and holds the whole state (weights,
 the algorithm's state with the games in flight, every RNG), and the state at the last iteration
 boundary is what an interrupted run saves, so `--resume` continues as if never stopped.
+
+Data-parallel (`torchrun --nproc-per-node N duo-ai train ...`): every process runs this same loop
+on its share of the envs. Rank 0 alone writes the run folder and evaluates (the others wait for
+it); at each iteration boundary it gathers every process's own state (envs, episodes, RNG) into
+`rank_states`, so a checkpoint resumes each process exactly, with the same number of processes.
 """
 
 from __future__ import annotations
@@ -25,15 +30,17 @@ import time
 from pathlib import Path
 from typing import Any
 
-from duo_ai.build import build_run
-from duo_ai.config import Config, config_to_dict, config_to_yaml, validate
+from duo_ai.build import build_run, device_name
+from duo_ai.config import Config, check_world_size, config_to_dict, config_to_yaml, validate
 from duo_ai.coordination.setup import embed_agents
+from duo_ai.core import distributed
 from duo_ai.core.checkpoint import CheckpointStore, load_checkpoint, save_checkpoint
-from duo_ai.core.distributed import ProcessContext
+from duo_ai.core.compute import resolve_device
+from duo_ai.core.distributed import ProcessContext, gather_to_main, on_main, scatter_from_main, wait_for_main
 from duo_ai.core.errors import CheckpointError, ConfigError
 from duo_ai.core.files import atomic_write_text
 from duo_ai.core.rng import get_rng_state, isolated_rng, set_rng_state
-from duo_ai.evaluation import EVAL_SEED_OFFSET, EvalResult, evaluate, scalar_metrics
+from duo_ai.evaluation import EVAL_SEED_OFFSET, EvalResult, evaluate
 from duo_ai.logger import RunLogger, console
 from duo_ai.runs import RunFolder, run_info
 
@@ -48,61 +55,120 @@ class Trainer:
         self.store = CheckpointStore(self.run_dir, config.keep_checkpoints)
         self.best: dict[str, float] = {}
         self.train_seconds, self.segments = 0.0, 1
+        self.rank_states: list[dict[str, Any]] | None = None  # data-parallel, on rank 0: see gather_rank_states
+        self.folder: RunFolder | None = None
         # Check the config, the experiments folder and the run folder, then build: a bad value,
         # game, split or agent fails before any folder is touched.
         validate(config)
-        self.folder = RunFolder(config, resume) if self.ctx.is_main else None
+        check_world_size(config, self.ctx.world_size)
+        self.join_job()
         # Messages of the build (e.g. the coordination set-up) reach train.log once it exists.
         early: list[str] = []
-        state = self.load_latest(early) if resume else None
-        self.parts = build_run(config, self.ctx, log=early.append, agents=state and state.get("agents"))
         try:
-            if state is not None:
-                self.restore(state, early)
-            self.finished = resume and self.parts.algorithm.done
-            enabled = self.ctx.is_main and not self.finished
-            if enabled:
-                self.folder.open(early.append)
-            resume_step = None if state is None else self.parts.algorithm.global_step
-            self.logger = RunLogger(self.run_dir, config, show_progress, enabled, resume_step=resume_step)
-            for message in early:
-                self.logger.info(message)
-            if enabled:
-                atomic_write_text(self.run_dir / "config.yaml", config_to_yaml(config))
-                self.record_run_info(resume)
+            self.folder = on_main(self.ctx, lambda: RunFolder(config, resume))
+            agents = self.embedded_agents() if resume else None
+            self.parts = build_run(config, self.ctx, log=early.append, agents=agents)
+        except BaseException:
+            distributed.stop()
+            raise
+        if self.ctx.distributed:  # what the build resolved into the config (a coordination run's base penalty)
+            try:
+                distributed.check_same_config(self.ctx, config_to_yaml(config), " after building")
+            except BaseException:
+                self.parts.close()
+                distributed.stop()
+                raise
+        try:
+            state = self.start(resume, show_progress, early)
         except BaseException:
             if hasattr(self, "logger"):
                 self.logger.close()
             self.parts.close()
             self.restore_replaced_run()
+            distributed.stop()
             raise
         if state is not None:
             set_rng_state(state["rng"])  # last, after everything that draws random numbers while building
         coordination = self.parts.make_env.coordination
         # A coordinator's checkpoints carry its novice and expert, so they work wherever they are moved.
-        self.agents = embed_agents(config, coordination) if coordination is not None else None
-        self.snapshot = self.payload()  # the state at the last iteration boundary
+        self.agents = embed_agents(config, coordination) if coordination is not None and self.ctx.is_main else None
+        self.gather_rank_states()
+        self.snapshot = self.payload() if self.ctx.is_main else None  # the state at the last iteration boundary
         self.snapshot_saved = state is not None  # a resumed run starts from what is on disk
 
-    def load_latest(self, early: list[str]) -> dict[str, Any]:
-        """The newest readable checkpoint of the run (noting any skipped as unreadable)."""
+    def embedded_agents(self) -> dict[str, Any] | None:
+        """The novice and expert stored in the run's newest checkpoint (a resumed coordinator), if readable here."""
+        try:
+            return self.store.load_latest()[0].get("agents")
+        except (CheckpointError, OSError):
+            return None  # the resume itself reports it, or the agents come from the files the config names
+
+    def join_job(self) -> None:
+        """Data-parallel: join the other processes and check that all resolved the same config."""
+        if not self.ctx.distributed:
+            return
+        device = resolve_device(device_name(self.config, self.ctx))
+        distributed.start(self.ctx, device, self.config.distributed_timeout_s)
+        try:
+            distributed.check_same_config(self.ctx, config_to_yaml(self.config))
+        except BaseException:
+            distributed.stop()
+            raise
+
+    def start(self, resume: bool, show_progress: bool, early: list[str]) -> dict[str, Any] | None:
+        """Restore a resumed run, open the run folder and its logger (rank 0); returns the restored state."""
+        state = self.restore(early) if resume else None
+        self.finished = resume and self.parts.algorithm.done
+        enabled = self.ctx.is_main and not self.finished
+        on_main(self.ctx, lambda: self.folder.open(early.append) if enabled else None)
+        resume_step = None if state is None else self.parts.algorithm.global_step
+        self.logger = RunLogger(self.run_dir, self.config, show_progress, enabled, resume_step=resume_step)
+        for message in early:
+            self.logger.info(message)
+        if enabled:
+            atomic_write_text(self.run_dir / "config.yaml", config_to_yaml(self.config))
+            self.record_run_info(resume)
+        return state
+
+    def restore(self, early: list[str]) -> dict[str, Any]:
+        """Load the newest readable checkpoint of the run into the parts; returns this process's state.
+
+        Data-parallel, rank 0 reads it and hands each process its own part.
+        """
+        if self.ctx.distributed:
+            state = scatter_from_main(on_main(self.ctx, lambda: self.states_of_ranks(self.read_checkpoint(early))))
+        else:
+            state = self.read_checkpoint(early)
+        self.parts.policy.set_params(state["model_state_dict"])
+        self.parts.algorithm.load_state_dict(state)
+        if self.ctx.is_main:
+            self.best = self.best_on_disk(state.get("best", {}))
+        self.train_seconds = float(state.get("train_seconds", 0.0))
+        self.segments = int(state.get("segments", 1)) + 1
+        return state
+
+    def read_checkpoint(self, early: list[str]) -> dict[str, Any]:
+        """The newest readable checkpoint, checked to resume exactly with this many processes."""
         state, path, skipped = self.store.load_latest()
         for reason in skipped:
             early.append(f"resume: skipped an unreadable checkpoint ({reason})")
-        if "rng" not in state:
+        if "rng" not in state and "rank_states" not in state:
             raise CheckpointError(f"{path} was written by an older duo-ai without the state to resume exactly")
-        state["path"] = str(path)
+        saved, now = int(state.get("world_size", 1)), self.ctx.world_size
+        if saved != now:
+            how = f"torchrun with {saved} processes in all" if saved > 1 else "one process (no torchrun)"
+            raise ConfigError(
+                f"cannot resume {self.run_dir} in {now} process(es): it was trained in {saved}, and each process's "
+                f"envs and random streams are in its checkpoint; resume it with {how}"
+            )
+        early.append(f"resumed from {path} at step {int(state['global_step']):,} (iteration {int(state['iteration'])})")
         return state
 
-    def restore(self, state: dict[str, Any], early: list[str]) -> None:
-        """Put a checkpoint's state into the built parts."""
-        self.parts.policy.set_params(state["model_state_dict"])
-        self.parts.algorithm.load_state_dict(state)
-        self.best = self.best_on_disk(state.get("best", {}))
-        self.train_seconds = float(state.get("train_seconds", 0.0))
-        self.segments = int(state.get("segments", 1)) + 1
-        algo = self.parts.algorithm
-        early.append(f"resumed from {state['path']} at step {algo.global_step:,} (iteration {algo.iteration})")
+    @staticmethod
+    def states_of_ranks(state: dict[str, Any]) -> list[dict[str, Any]]:
+        """A data-parallel checkpoint as each process's whole state: the shared part plus its own."""
+        own = state.pop("rank_states")
+        return [{**state, **rank_state} for rank_state in own]
 
     def best_on_disk(self, stored: dict[str, float]) -> dict[str, float]:
         """Best evaluation reward per split: the best_<split>.ckpt files are the truth (last.ckpt may be older)."""
@@ -127,6 +193,7 @@ class Trainer:
 
     def close(self) -> None:
         """Close everything the run opened: progress display, log file, TensorBoard, environments.
+        (A data-parallel run's process group lasts until the process ends: `--seeds` runs share it.)
 
         A run that replaced another (`overwrite=true`) and ends before its first checkpoint puts
         the other one back.
@@ -164,6 +231,7 @@ class Trainer:
         try:
             while not algo.done:
                 stats = algo.train_iteration()
+                self.gather_rank_states()
                 it = algo.iteration
                 self.logger.update(it, algo.global_step, stats)
                 if freq.log_freq > 0 and it % freq.log_freq == 0:
@@ -177,8 +245,9 @@ class Trainer:
         except KeyboardInterrupt:
             # The state of the last finished iteration: a step counter never counts untrained steps.
             self.save_snapshot()
-            step = self.snapshot["global_step"]
-            self.logger.info(f"interrupted; saved the state at step {step:,} to last.ckpt, resume with --resume")
+            if self.ctx.is_main:
+                step = self.snapshot["global_step"]
+                self.logger.info(f"interrupted; saved the state at step {step:,} to last.ckpt, resume with --resume")
             raise
         if last_eval != algo.iteration:
             results = self.evaluate_splits()
@@ -190,12 +259,18 @@ class Trainer:
         """Evaluate on each `evaluation.splits`; keep `best_<split>.ckpt` of the best mean reward.
 
         Each evaluation draws from its own seeded random stream, so it neither shifts training's
-        random numbers nor depends on them.
+        random numbers nor depends on them. Data-parallel, rank 0 evaluates while the others wait.
         """
+        if self.config.evaluation.num_episodes < 1:
+            return {}
+        results = self.evaluate_here() if self.ctx.is_main else {}
+        if self.ctx.distributed:
+            wait_for_main()
+        return results
+
+    def evaluate_here(self) -> dict[str, EvalResult]:
         ev = self.config.evaluation
         results: dict[str, EvalResult] = {}
-        if ev.num_episodes < 1:
-            return results
         for i, split in enumerate(ev.splits):
             seed = self.config.seed + EVAL_SEED_OFFSET * (i + 1)
             env = self.parts.make_env(split, min(ev.num_envs, ev.num_episodes))
@@ -211,15 +286,19 @@ class Trainer:
             self.logger.log_eval(split, metrics, algo.global_step, algo.iteration)
             if metrics["reward_mean"] > self.best.get(split, -float("inf")):
                 self.best[split] = metrics["reward_mean"]
-                summary = scalar_metrics(metrics)
+                summary = {k: v for k, v in metrics.items() if k != "episode_returns"}
                 self.write(self.run_dir / f"best_{split}.ckpt", {**self.payload(), "eval_metrics": summary})
         return results
 
     # -- checkpoints -----------------------------------------------------------------------------
     def payload(self) -> dict[str, Any]:
-        """The whole state now (call between iterations): weights, configs, algorithm state, RNGs."""
+        """The whole state now (call between iterations): weights, configs, algorithm state, RNGs.
+
+        Data-parallel (rank 0): each process's own part (`Algorithm.process_state_dict` and its
+        RNGs) is under `rank_states`, in rank order, with `world_size`.
+        """
         parts = self.parts
-        return {
+        payload = {
             "model_state_dict": {k: v.cpu() for k, v in parts.policy.get_params().items()},
             "policy_config": dataclasses.asdict(parts.policy.config),
             "config": config_to_dict(self.config),
@@ -230,9 +309,21 @@ class Trainer:
             "segments": self.segments,
             **({"agents": self.agents} if self.agents else {}),
         }
+        if self.rank_states is not None:
+            for key in self.rank_states[0]:
+                payload.pop(key, None)
+            payload.update(world_size=self.ctx.world_size, rank_states=self.rank_states)
+        return payload
+
+    def gather_rank_states(self) -> None:
+        """Data-parallel: every process's own state at this iteration boundary, gathered on rank 0."""
+        if self.ctx.distributed:
+            own = {**self.parts.algorithm.process_state_dict(), "rng": get_rng_state()}
+            self.rank_states = gather_to_main(own)
 
     def take_snapshot(self) -> None:
-        self.snapshot, self.snapshot_saved = self.payload(), False
+        if self.ctx.is_main:
+            self.snapshot, self.snapshot_saved = self.payload(), False
 
     def save_snapshot(self) -> None:
         """Write the last iteration boundary's state as the newest rolling checkpoint (once)."""
@@ -256,7 +347,7 @@ class Trainer:
             "seconds": seconds,
             "sps": algo.global_step / seconds if seconds > 0 else 0.0,
             "segments": self.segments,
-            "eval": {s: scalar_metrics(r.metrics()) for s, r in results.items()},
+            "eval": {s: {k: v for k, v in r.metrics().items() if k != "episode_returns"} for s, r in results.items()},
         }
         if self.ctx.is_main:
             atomic_write_text(self.run_dir / "summary.json", json.dumps(summary, indent=2))
@@ -269,6 +360,8 @@ class Trainer:
     def already_finished(self) -> dict[str, Any]:
         """Resuming a finished run changes nothing: say so and return its summary."""
         algo = self.parts.algorithm
+        if not self.ctx.is_main:
+            return {}
         console.print(
             f"run {self.run_dir} already finished at step {algo.global_step:,} (iteration {algo.iteration}); "
             "nothing to do. To train longer, resume with a larger algorithm.total_timesteps",

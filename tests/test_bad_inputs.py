@@ -71,7 +71,7 @@ CASES = [
     (["train", "seed=4294967296"], ["seed=4294967296", "[0, 2**31-1]"]),
     (["train", "num_threads=-2"], ["num_threads=-2", ">= 0"]),
     (["train", "device=gpu"], ["device='gpu'", "cuda:N"]),
-    (["train", "precision=fp16"], ["precision='fp16'", "auto, fp32, bf16"]),
+    (["train", "precision=fp8"], ["precision='fp8'", "auto, fp32, bf16, fp16"]),
     # environment
     (["train", "env.num_envs=0"], ["env.num_envs=0", ">= 1"]),
     (["train", "env.num_levels=-1"], ["env.num_levels=-1"]),

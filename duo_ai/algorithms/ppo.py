@@ -10,6 +10,13 @@ One iteration, in the order `PPO.train_iteration` runs it:
 
 Names follow CleanRL's `ppo.py`. A time-limit truncation is not a termination: its last reward
 gets `gamma * V(final observation)` added, so the cut-off future is bootstrapped, not zeroed.
+
+Data-parallel (one of `ctx.world_size` processes under torchrun, as CleanRL's multi-GPU PPO): the
+env holds this process's share of the envs, every process starts from rank 0's weights, and the
+update is the one a single process would make over all envs' rollouts: gradients averaged every
+minibatch, advantages normalised by the minibatch's global mean and std, the reward normaliser
+running over all envs (`SharedReturnNormalizer`); `global_step` and the logged statistics count
+every process (`duo_ai.algorithms.parallel`). One process takes none of these paths.
 """
 
 from __future__ import annotations
@@ -25,10 +32,12 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from duo_ai.algorithms.normalize import ReturnNormalizer
+from duo_ai.algorithms.normalize import ReturnNormalizer, SharedReturnNormalizer
+from duo_ai.algorithms.parallel import advantage_moments, global_episode_means, global_update_stats
 from duo_ai.algorithms.storage import ObsBuffer, index_obs, stack_obs
 from duo_ai.core.algorithm import Algorithm, AlgorithmConfig, EnvFactory
 from duo_ai.core.checks import checked
+from duo_ai.core.distributed import ProcessContext, all_reduce_host, average_gradients, broadcast_from_main_
 from duo_ai.core.errors import ConfigError
 from duo_ai.core.registry import ALGORITHMS
 from duo_ai.policies.ppo import PPOPolicy, log_prob_and_entropy
@@ -128,6 +137,7 @@ class PPO(Algorithm):
     """Trains a `PPOPolicy` on a vector env, one rollout-and-update iteration at a time."""
 
     config_cls = PPOConfig
+    data_parallel = True
 
     def __init__(
         self,
@@ -136,13 +146,17 @@ class PPO(Algorithm):
         env: gym.vector.VectorEnv,
         seed: int = 0,
         make_env: EnvFactory | None = None,
+        ctx: ProcessContext | None = None,
     ) -> None:
         if not isinstance(policy, PPOPolicy):
             raise ConfigError(f"algorithm ppo trains a ppo policy, not {type(policy).__name__}")
-        super().__init__(config, policy, env, seed, make_env)
+        super().__init__(config, policy, env, seed, make_env, ctx)
         self.compute = policy.compute
-        self.num_envs = env.num_envs
-        self.batch_size = config.num_steps * self.num_envs
+        self.distributed = self.ctx.distributed
+        self.num_envs = env.num_envs  # this process's envs
+        self.total_envs = self.num_envs * self.ctx.world_size
+        self.batch_size = config.num_steps * self.num_envs  # this process's rows of each update
+        self.global_batch_size = self.batch_size * self.ctx.world_size
         if self.batch_size % config.num_minibatches:
             raise ConfigError(
                 f"num_steps x num_envs = {self.batch_size} is not divisible by "
@@ -150,8 +164,12 @@ class PPO(Algorithm):
             )
         self.minibatch_size = self.batch_size // config.num_minibatches
         # Enough iterations to take at least total_timesteps steps.
-        self.num_iterations = max(1, math.ceil(config.total_timesteps / self.batch_size))
-        self.optimizer = torch.optim.Adam(policy.model.parameters(), lr=config.learning_rate, eps=config.adam_eps)
+        self.num_iterations = max(1, math.ceil(config.total_timesteps / self.global_batch_size))
+        cuda = self.compute.device.type == "cuda"
+        params = policy.model.parameters()
+        # CUDA: the fused Adam kernel, which also takes fp16's loss scale without a host sync.
+        self.optimizer = torch.optim.Adam(params, lr=config.learning_rate, eps=config.adam_eps, fused=cuda or None)
+        self.scaler = torch.amp.GradScaler("cuda") if self.compute.needs_grad_scaler else None
 
         # Rollout buffers, [T, N] (obs: [T, N, *obs_shape], uint8 frames stay uint8).
         device, T, N = self.compute.device, config.num_steps, self.num_envs
@@ -161,10 +179,25 @@ class PPO(Algorithm):
         self.rewards = torch.zeros((T, N), device=device)
         self.dones = torch.zeros((T, N), device=device)
         self.values = torch.zeros((T, N), device=device)
+        # CUDA: each step's rewards and dones pass through pinned host memory, two slots in turn.
+        self.host_step = torch.empty((2, 2, N), pin_memory=True) if cuda else None
 
-        self.normalizer = ReturnNormalizer(N, config.gamma) if config.normalize_reward else None
+        self.normalizer = self.make_normalizer()
+        # Data-parallel: truncation bootstraps wait here until the rollout's rewards are normalised.
+        shared = isinstance(self.normalizer, SharedReturnNormalizer)
+        self.bootstraps = torch.zeros((T, N), device=device) if shared else None
         self.episodes = EpisodeTracker()
+        if self.distributed:
+            broadcast_from_main_(policy.model.state_dict().values())  # every process starts from rank 0's weights
         self.next_obs, _ = env.reset(seed=seed)
+
+    def make_normalizer(self) -> ReturnNormalizer | None:
+        if not self.config.normalize_reward:
+            return None
+        if self.distributed:
+            reduce = lambda sums: all_reduce_host(sums, "the reward normaliser's reduction")  # noqa: E731
+            return SharedReturnNormalizer(self.num_envs, self.config.gamma, self.total_envs, reduce)
+        return ReturnNormalizer(self.num_envs, self.config.gamma)
 
     # -- one iteration ---------------------------------------------------------------------------
     def train_iteration(self) -> dict[str, float]:
@@ -180,16 +213,23 @@ class PPO(Algorithm):
         stats.update(
             {
                 "charts/learning_rate": lr,
-                "charts/sps": self.batch_size / elapsed,
+                "charts/sps": self.global_batch_size / elapsed,
                 "charts/rollout_seconds": rollout_seconds,
                 "charts/update_seconds": elapsed - rollout_seconds,
             }
         )
-        recent = self.episodes.mean("r")
+        recent, length = self.episode_means()
         if recent is not None:
             stats["charts/episode_return"] = recent
-            stats["charts/episode_length"] = self.episodes.mean("l")
+            stats["charts/episode_length"] = length
         return stats
+
+    def episode_means(self) -> tuple[float | None, float | None]:
+        """Mean return and length of the recent episodes (of every process's when data-parallel)."""
+        if self.distributed:
+            return global_episode_means(self.episodes.recent)
+        recent = self.episodes.mean("r")
+        return recent, None if recent is None else self.episodes.mean("l")
 
     def anneal_learning_rate(self) -> float:
         """Linear decay to 0 over the run when `anneal_lr`; returns this iteration's learning rate."""
@@ -219,10 +259,47 @@ class PPO(Algorithm):
             reward = torch.from_numpy(np.asarray(reward, dtype=np.float32))
             cut = truncated & ~terminated
             if cut.any():
-                reward = reward.to(self.compute.device) + self.bootstrap(info, cut)
-            self.rewards[step].copy_(reward, non_blocking=True)
-            self.dones[step].copy_(torch.from_numpy(done.astype(np.float32)), non_blocking=True)
-            self.global_step += self.num_envs
+                reward = self.add_bootstrap(step, reward, info, cut)
+            if self.host_step is not None and reward.device.type == "cpu":
+                self.stage_step(step, reward, done)
+            else:
+                self.rewards[step].copy_(reward, non_blocking=True)
+                self.dones[step].copy_(torch.from_numpy(done.astype(np.float32)), non_blocking=True)
+            self.global_step += self.total_envs
+        if self.bootstraps is not None:
+            self.normalise_rewards()
+
+    def stage_step(self, step: int, reward: torch.Tensor, done: np.ndarray) -> None:
+        """CUDA: rewards and dones to the device through pinned memory, without waiting for it.
+
+        Slot `step % 2` is refilled two steps later, after the next step has waited for its
+        actions, so its copy is done by then.
+        """
+        stage = self.host_step[step % 2]
+        stage[0].copy_(reward)
+        stage[1].copy_(torch.from_numpy(done))
+        self.rewards[step].copy_(stage[0], non_blocking=True)
+        self.dones[step].copy_(stage[1], non_blocking=True)
+
+    def add_bootstrap(self, step: int, reward: torch.Tensor, info: dict, cut: np.ndarray) -> torch.Tensor:
+        """`reward` + `gamma * V(final observation)` where a time limit cut the episode.
+
+        Data-parallel with reward normalisation, the bootstrap is kept aside and added once the
+        rollout's rewards are normalised (`normalise_rewards`), as one process adds it after scaling.
+        """
+        extra = self.bootstrap(info, cut)
+        if self.bootstraps is None:
+            return reward.to(self.compute.device) + extra
+        self.bootstraps[step] = extra
+        return reward
+
+    def normalise_rewards(self) -> None:
+        """Data-parallel: scale the rollout's rewards by the running return std over every process's
+        envs (one reduction per rollout), then add the truncation bootstraps kept aside."""
+        scaled = torch.from_numpy(self.normalizer.normalise())
+        self.rewards.copy_(scaled)
+        self.rewards.add_(self.bootstraps)
+        self.bootstraps.zero_()
 
     def bootstrap(self, info: dict, cut: np.ndarray) -> torch.Tensor:
         """[N] `gamma * V(final observation)` where a time limit cut the episode (`cut`), else 0."""
@@ -254,16 +331,23 @@ class PPO(Algorithm):
         cfg = self.config
         self.policy.train()
         totals = torch.zeros(5, device=self.compute.device)
+        global_adv = self.distributed and cfg.norm_adv
         for _ in range(cfg.update_epochs):
             order = torch.randperm(self.batch_size, device=self.compute.device)
-            for start in range(0, self.batch_size, self.minibatch_size):
-                totals += self.update_minibatch(batch[order[start : start + self.minibatch_size]])
+            moments = advantage_moments(batch.advantages, order, cfg.num_minibatches) if global_adv else None
+            for i, start in enumerate(range(0, self.batch_size, self.minibatch_size)):
+                minibatch = batch[order[start : start + self.minibatch_size]]
+                totals += self.update_minibatch(minibatch, None if moments is None else moments[i])
 
         num_updates = cfg.update_epochs * cfg.num_minibatches
-        var_returns = batch.returns.var()
-        explained = torch.where(var_returns > 0, 1 - (batch.returns - batch.values).var() / var_returns, torch.nan)
-        # The one host sync of the update.
-        pg, v, ent, kl, clipfrac, explained = torch.cat([totals / num_updates, explained[None]]).tolist()
+        if self.distributed:
+            summary = global_update_stats(totals / num_updates, batch.returns, batch.values, self.ctx.world_size)
+        else:
+            var_returns = batch.returns.var()
+            residual = (batch.returns - batch.values).var()
+            explained = torch.where(var_returns > 0, 1 - residual / var_returns, torch.nan)
+            summary = torch.cat([totals / num_updates, explained[None]])
+        pg, v, ent, kl, clipfrac, explained = summary.tolist()  # the one host sync of the update
         return {
             "loss/policy": pg,
             "loss/value": v,
@@ -273,19 +357,38 @@ class PPO(Algorithm):
             "loss/explained_variance": explained,
         }
 
-    def update_minibatch(self, mb: RolloutBatch) -> torch.Tensor:
-        """One gradient step on a minibatch; returns its stats as a device tensor (no host sync)."""
-        loss, stats = self.minibatch_loss(mb)
+    def update_minibatch(self, mb: RolloutBatch, adv_moments: torch.Tensor | None = None) -> torch.Tensor:
+        """One gradient step on a minibatch; returns its stats as a device tensor (no host sync).
+
+        Data-parallel, the gradients are averaged over the processes before clipping, so every
+        process clips and steps on the same gradient and keeps the same weights.
+        """
+        loss, stats = self.minibatch_loss(mb, adv_moments)
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        if self.scaler is None:
+            loss.backward()
+        else:
+            self.scaler.scale(loss).backward()
+        if self.distributed:
+            average_gradients(self.policy.model.parameters(), self.ctx.world_size)
+        if self.scaler is not None:
+            self.scaler.unscale_(self.optimizer)
         torch.nn.utils.clip_grad_norm_(self.policy.model.parameters(), self.config.max_grad_norm)
-        self.optimizer.step()
+        if self.scaler is None:
+            self.optimizer.step()
+        else:
+            self.scaler.step(self.optimizer)  # skipped (the same way in every process) on inf/nan gradients
+            self.scaler.update()
         return stats
 
-    def minibatch_loss(self, mb: RolloutBatch) -> tuple[torch.Tensor, torch.Tensor]:
+    def minibatch_loss(
+        self, mb: RolloutBatch, adv_moments: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Clipped PPO loss of one minibatch, and its stats [policy, value, entropy, approx_kl, clipfrac].
 
         The forward runs in the configured precision; everything from the logits on is fp32.
+        `adv_moments` (mean, std) normalise the advantages instead of the minibatch's own: those of
+        the minibatch over every process, when data-parallel.
         """
         cfg = self.config
         new_logprob, entropy, new_value = self.policy.evaluate_actions(mb.obs, mb.actions)
@@ -294,7 +397,8 @@ class PPO(Algorithm):
 
         adv = mb.advantages
         if cfg.norm_adv:
-            adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+            mean, std = (adv.mean(), adv.std()) if adv_moments is None else adv_moments.unbind()
+            adv = (adv - mean) / (std + 1e-8)
         pg_loss = torch.max(-adv * ratio, -adv * ratio.clamp(1 - cfg.clip_coef, 1 + cfg.clip_coef)).mean()
 
         v_unclipped = (new_value - mb.returns) ** 2
@@ -317,11 +421,20 @@ class PPO(Algorithm):
         """Everything besides the weights that continuing exactly needs, taken between iterations:
         optimizer, counters, reward normaliser, the episodes in flight (the env's game states where
         the env can save them) and the recent episode statistics."""
-        can_save = hasattr(self.env, "get_state")
-        return {
+        state = {
             "optim_state_dict": copy.deepcopy(self.optimizer.state_dict()),
             "global_step": self.global_step,
             "iteration": self.iteration,
+            **self.process_state_dict(),
+        }
+        if self.scaler is not None:
+            state["grad_scaler"] = self.scaler.state_dict()
+        return state
+
+    def process_state_dict(self) -> dict[str, Any]:
+        """This process's own part: its envs' games and discounted returns, its recent episodes."""
+        can_save = hasattr(self.env, "get_state")
+        return {
             "reward_normalizer": self.normalizer.state_dict() if self.normalizer else None,
             "env_state": self.env.get_state() if can_save else None,
             "recent_episodes": list(self.episodes.recent),
@@ -329,6 +442,8 @@ class PPO(Algorithm):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.optimizer.load_state_dict(state["optim_state_dict"])
+        if self.scaler is not None and state.get("grad_scaler"):
+            self.scaler.load_state_dict(state["grad_scaler"])
         self.global_step = int(state["global_step"])
         self.iteration = int(state["iteration"])
         if self.normalizer is not None and state.get("reward_normalizer"):

@@ -3,6 +3,9 @@
 Frames stay uint8 (the model scales them), so the standard recipe's 256 x 64 rollout of
 3x64x64 frames takes 201 MB rather than 805 MB of float32. Image buffers are laid out
 channels-last in memory, matching what Procgen delivers and what channels-last convs want.
+
+On a CUDA device each step's frames pass through pinned (page-locked) host buffers, two used in
+turn, so the host-to-device copy is a true asynchronous DMA that never waits on the GPU.
 """
 
 from __future__ import annotations
@@ -14,13 +17,21 @@ import numpy as np
 import torch
 
 
-def _alloc(space: gym.spaces.Box, num_steps: int, num_envs: int, device: torch.device, channels_last: bool):
+def _alloc(
+    space: gym.spaces.Box,
+    num_steps: int,
+    num_envs: int,
+    device: torch.device,
+    channels_last: bool,
+    pin_memory: bool = False,
+):
     dtype = torch.from_numpy(np.zeros((), dtype=space.dtype)).dtype
     shape = tuple(space.shape)
     if channels_last and len(shape) == 3:
         c, h, w = shape
-        return torch.empty((num_steps, num_envs, h, w, c), dtype=dtype, device=device).permute(0, 1, 4, 2, 3)
-    return torch.empty((num_steps, num_envs, *shape), dtype=dtype, device=device)
+        data = torch.empty((num_steps, num_envs, h, w, c), dtype=dtype, device=device, pin_memory=pin_memory)
+        return data.permute(0, 1, 4, 2, 3)
+    return torch.empty((num_steps, num_envs, *shape), dtype=dtype, device=device, pin_memory=pin_memory)
 
 
 class ObsBuffer:
@@ -29,20 +40,39 @@ class ObsBuffer:
     def __init__(
         self, space: gym.Space, num_steps: int, num_envs: int, device: torch.device, channels_last: bool
     ) -> None:
-        if isinstance(space, gym.spaces.Dict):
-            self.data: Any = {k: _alloc(s, num_steps, num_envs, device, channels_last) for k, s in space.spaces.items()}
-        else:
-            self.data = _alloc(space, num_steps, num_envs, device, channels_last)
+        spaces = space.spaces if isinstance(space, gym.spaces.Dict) else {None: space}
+        data = {k: _alloc(s, num_steps, num_envs, device, channels_last) for k, s in spaces.items()}
+        self.data: Any = data if isinstance(space, gym.spaces.Dict) else data[None]
+        # CUDA: two pinned host slots per observation key, used in turn (cpu: copy straight in).
+        cpu, pinned = torch.device("cpu"), device.type == "cuda"
+        self.staging = [
+            {k: _alloc(s, 1, num_envs, cpu, channels_last, pin_memory=True)[0] for k, s in spaces.items()}
+            for _ in range(2 if pinned else 0)
+        ]
+        # When each slot's last copy is done: a slot is refilled only after it (in a rollout it
+        # always is by then, as every step waits for its actions).
+        self.copied = [torch.cuda.Event() for _ in self.staging]
 
     def write(self, step: int, obs: Any) -> Any:
         """Copy a batch of observations into slot `step` and return that slot (a device tensor view)."""
+        if not self.staging:
+            if isinstance(self.data, dict):
+                return {k: self._copy(self.data[k][step], obs[k]) for k in self.data}
+            return self._copy(self.data[step], obs)
+        stage, copied = self.staging[step % 2], self.copied[step % 2]
+        copied.synchronize()
         if isinstance(self.data, dict):
-            return {k: self._copy(self.data[k][step], obs[k]) for k in self.data}
-        return self._copy(self.data[step], obs)
+            out = {k: self._copy(self.data[k][step], obs[k], stage[k]) for k in self.data}
+        else:
+            out = self._copy(self.data[step], obs, stage[None])
+        copied.record()
+        return out
 
     @staticmethod
-    def _copy(dst: torch.Tensor, src: Any) -> torch.Tensor:
+    def _copy(dst: torch.Tensor, src: Any, stage: torch.Tensor | None = None) -> torch.Tensor:
         src = src if isinstance(src, torch.Tensor) else torch.from_numpy(np.asarray(src))
+        if stage is not None and src.device.type == "cpu":
+            src = stage.copy_(src)  # pageable -> pinned on the host, then an asynchronous DMA
         dst.copy_(src, non_blocking=True)
         return dst
 

@@ -25,6 +25,7 @@ from duo_ai.coordination.env import EXPERT, NOVICE
 from duo_ai.core.algorithm import Algorithm, AlgorithmConfig, EnvFactory
 from duo_ai.core.checks import Rule, checked
 from duo_ai.core.compute import Compute
+from duo_ai.core.distributed import ProcessContext
 from duo_ai.core.errors import CheckpointError, ConfigError
 from duo_ai.core.policy import Policy
 from duo_ai.core.registry import ALGORITHMS, POLICIES
@@ -253,13 +254,14 @@ class Calibrate(Algorithm):
         env: gym.vector.VectorEnv,
         seed: int = 0,
         make_env: EnvFactory | None = None,
+        ctx: ProcessContext | None = None,
     ) -> None:
         if not isinstance(policy, CoordinationPolicy):
             raise ConfigError(
                 f"algorithm calibrate sets up baseline coordinators ({', '.join(BASELINES)}), "
                 f"not {type(policy).__name__}; train a ppo policy with algorithm.name=ppo"
             )
-        super().__init__(config, policy, env, seed, make_env)
+        super().__init__(config, policy, env, seed, make_env, ctx)
         self.num_iterations = 0 if policy.param is None else 1 + policy.num_candidates()
         # The sweep as it runs: candidates, their validation rewards and expert fractions, the choice.
         self.calibration: dict[str, Any] = {"param": policy.param, "split": config.split}

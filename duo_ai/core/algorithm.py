@@ -15,6 +15,7 @@ from typing import Any
 import gymnasium as gym
 
 from duo_ai.core.checks import checked
+from duo_ai.core.distributed import ProcessContext
 from duo_ai.core.policy import Policy
 
 # Builds the vector env of a split with a number of copies (e.g. a validation split for calibration).
@@ -39,18 +40,31 @@ class AlgorithmConfig:
 class Algorithm(abc.ABC):
     """Trains `policy` on `env`. `config_cls` is the dataclass of its config section.
 
-    `global_step` counts environment steps consumed, `iteration` finished iterations, and
-    `num_iterations` the iterations a run takes.
+    `global_step` counts environment steps consumed (by all processes of a data-parallel run),
+    `iteration` finished iterations, and `num_iterations` the iterations a run takes.
+
+    An algorithm with `data_parallel = True` can run as one of `ctx.world_size` processes under
+    torchrun, each on its own share of the environments; the others refuse to.
     """
 
     config_cls: type[AlgorithmConfig]
+    data_parallel: bool = False
 
-    def __init__(self, config: Any, policy: Policy, env: gym.vector.VectorEnv, seed: int, make_env: EnvFactory):
+    def __init__(
+        self,
+        config: Any,
+        policy: Policy,
+        env: gym.vector.VectorEnv,
+        seed: int,
+        make_env: EnvFactory,
+        ctx: ProcessContext | None = None,
+    ):
         self.config = config
         self.policy = policy
         self.env = env
         self.seed = seed
         self.make_env = make_env
+        self.ctx = ctx or ProcessContext()
         self.global_step = 0
         self.iteration = 0
         self.num_iterations = 0
@@ -73,6 +87,12 @@ class Algorithm(abc.ABC):
     @abc.abstractmethod
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore what `state_dict` returned."""
+
+    def process_state_dict(self) -> dict[str, Any]:
+        """The part of `state_dict()` that is this process's own in a data-parallel run (its
+        environments, its episodes); the rest is the same in every process. A checkpoint of such
+        a run holds each process's part under `rank_states`."""
+        return {}
 
     def close(self) -> None:  # noqa: B027  (optional hook: most algorithms open nothing themselves)
         """Release what the algorithm opened itself (e.g. validation environments)."""

@@ -17,7 +17,8 @@ import torch
 
 from duo_ai.core.errors import ConfigError
 
-PRECISIONS = ("auto", "fp32", "bf16")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def resolve_device(name: str) -> torch.device:
@@ -41,6 +42,14 @@ def bf16_supported(device: torch.device) -> bool:
         # Without native bf16 instructions the CPU emulates bf16 and autocast is slower than fp32.
         return _cpu_has_bf16_flags()
     return False
+
+
+def auto_precision(device: torch.device) -> str:
+    """bf16 where the hardware has bf16 units; on a CUDA GPU without them (before Ampere) fp16 with a
+    gradient scaler, which its tensor cores run fast; else fp32."""
+    if bf16_supported(device):
+        return "bf16"
+    return "fp16" if device.type == "cuda" else "fp32"
 
 
 def _cpu_has_bf16_flags() -> bool:
@@ -75,21 +84,28 @@ class Compute:
             raise ConfigError(f"precision {precision!r} is unknown; use one of {', '.join(PRECISIONS)}")
         dev = resolve_device(device)
         if precision == "auto":
-            precision = "bf16" if bf16_supported(dev) else "fp32"
+            precision = auto_precision(dev)
+        if precision == "fp16" and dev.type != "cuda":
+            raise ConfigError(f"precision fp16 (with a gradient scaler) is for CUDA devices, not {dev}; use bf16, fp32")
         if dev.type == "cpu":
             set_cpu_threads(num_threads)
             if cache_host_memory:
                 keep_freed_host_memory()
         return cls(
             device=dev,
-            dtype=torch.bfloat16 if precision == "bf16" else None,
+            dtype=DTYPES.get(precision),
             channels_last=channels_last,
             compile=compile,
         )
 
     @property
     def precision(self) -> str:
-        return "bf16" if self.dtype == torch.bfloat16 else "fp32"
+        return {dtype: name for name, dtype in DTYPES.items()}.get(self.dtype, "fp32")
+
+    @property
+    def needs_grad_scaler(self) -> bool:
+        """fp16 gradients underflow without loss scaling (bf16 has fp32's range and needs none)."""
+        return self.dtype == torch.float16
 
     def autocast(self) -> contextlib.AbstractContextManager:
         """Mixed-precision context for forward passes; a no-op in fp32."""

@@ -20,3 +20,12 @@ class CheckpointError(DuoAIError):
 
 class EnvError(DuoAIError):
     """An environment that cannot be built as configured (unknown game, bad split...)."""
+
+
+class DistributedError(DuoAIError):
+    """Data-parallel processes that cannot work together: no rendezvous, a rank that died or hung.
+
+    Not the user's input at fault as such, so the CLI exits with code 1 (still one line, no traceback).
+    """
+
+    exit_code = 1
