@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 import duo_ai.coordination.penalty as penalty
-from duo_ai.coordination.baselines import AlwaysPolicy, AlwaysPolicyConfig
+from duo_ai.coordination.baselines import AlwaysPolicy, AlwaysPolicyConfig, RandomPolicy, RandomPolicyConfig
+from duo_ai.coordination.env import keyed_sample
 from duo_ai.core.errors import CheckpointError, ConfigError
 from duo_ai.evaluation import evaluate
 from tests.coord_fixtures import CONFIGS, agent_checkpoints, coordination_config, make_run_env, train
@@ -52,8 +53,12 @@ def rollout(agents, tmp_path_factory):
     )
     env = make_run_env(config, "train", num_envs=4)
     calls = {"expert": [], "novice": [], "game": [], "novice_reset": [], "expert_reset": []}
-    record_calls(env.expert, "act", calls["expert"], keep_output=True)
-    record_calls(env.novice, "act", calls["novice"], keep_output=True)
+    record_calls(env.expert, "act", calls["expert"])
+    record_calls(env.novice, "act", calls["novice"])
+    # The agents' sampled actions: env._sample(logits, envs) -> actions, novice first at each observation.
+    samples = calls["sample"] = []
+    sample = env._sample
+    env._sample = lambda logits, envs: samples.append((logits, envs, sample(logits, envs))) or samples[-1][2]
     record_calls(env.base_env, "step", calls["game"])
     record_calls(env.novice, "reset", calls["novice_reset"])
     record_calls(env.expert, "reset", calls["expert_reset"])
@@ -62,8 +67,8 @@ def rollout(agents, tmp_path_factory):
     steps, ended = [], 0
     while ended < 3:
         actions = np.array(SCRIPT[len(steps)]) if len(steps) < len(SCRIPT) else rng.integers(0, 2, 4)
-        before = len(calls["expert"])
-        frames, novice_action = np.array(obs["base_obs"]), calls["novice"][-1][1]
+        before, sampled = len(calls["expert"]), len(samples)
+        frames, novice_action = np.array(obs["base_obs"]), samples[-1][2]
         obs, reward, terminated, truncated, info = env.step(actions)
         done = terminated | truncated
         steps.append(
@@ -72,6 +77,7 @@ def rollout(agents, tmp_path_factory):
                 "frames": frames,
                 "novice_action": novice_action,
                 "expert_calls": calls["expert"][before:],
+                "expert_samples": samples[sampled : len(samples) - 1],  # the last one is the next novice's
                 "game_action": calls["game"][-1],
                 "reward": reward,
                 "info": info,
@@ -149,15 +155,17 @@ def test_expert_runs_only_for_the_envs_that_ask(rollout):
             assert step["expert_calls"] == []
             np.testing.assert_array_equal(step["game_action"], step["novice_action"])
             continue
-        [(frames, expert_action)] = step["expert_calls"]
+        [frames] = step["expert_calls"]
         np.testing.assert_array_equal(frames, step["frames"][ask])  # exactly the askers' frames
+        [(_, envs, expert_action)] = step["expert_samples"]
+        np.testing.assert_array_equal(envs, np.flatnonzero(ask))
         np.testing.assert_array_equal(step["game_action"][ask], expert_action)
         np.testing.assert_array_equal(step["game_action"][~ask], step["novice_action"][~ask])
     assert any(not s["actions"].any() for s in steps) and any(s["actions"].all() for s in steps)
     # The novice runs once per observation, batched over all envs.
     _, calls = rollout
     assert len(calls["novice"]) == len(steps) + 1
-    assert all(frames.shape[0] == 4 for frames, _ in calls["novice"])
+    assert all(frames.shape[0] == 4 for frames in calls["novice"])
 
 
 def test_both_agents_reset_with_the_done_mask(rollout):
@@ -265,3 +273,40 @@ def test_bad_agents_give_one_line_errors(agents, coordinator_checkpoint, tmp_pat
     assert "\n" not in message
     for fragment in fragments:
         assert fragment in message
+
+
+@pytest.mark.parametrize("temperature", [1.0, 0.5])
+def test_keyed_sampling_draws_from_the_softmax(temperature):
+    logits = np.array([2.0, 1.0, 0.0, -1.0, 0.5], dtype=np.float32)
+    n = 40_000
+    keys = [np.arange(n) % 7, np.arange(n) // 7, np.zeros(n, dtype=np.int64)]
+    actions = keyed_sample(np.tile(logits, (n, 1)), temperature, seed=3, keys=keys)
+    expected = np.exp(logits / temperature) / np.exp(logits / temperature).sum()
+    np.testing.assert_allclose(np.bincount(actions, minlength=5) / n, expected, atol=0.01)
+    # A pure function of (seed, keys): the same keys in another order give the same actions.
+    order = np.random.default_rng(0).permutation(n)
+    again = keyed_sample(np.tile(logits, (n, 1)), temperature, seed=3, keys=[k[order] for k in keys])
+    np.testing.assert_array_equal(again, actions[order])
+    other_seed = keyed_sample(np.tile(logits, (n, 1)), temperature, seed=4, keys=keys)
+    assert 0.2 < (other_seed != actions).mean() < 0.9
+    assert (keyed_sample(np.tile(logits, (3, 1)), 0, seed=3, keys=[np.arange(3)]) == 0).all()  # argmax
+
+
+def test_never_asking_plays_exactly_always_novices_episodes(agents, tmp_path):
+    """Common random numbers: whatever draws the coordinator makes, the agents' noise is keyed on
+    (seed, env, episode, step), so coordinators that decide alike play identical episodes."""
+
+    def run(policy_cls, policy_config, seed):
+        env = make_run_env(coordination_config(agents, tmp_path), "test", num_envs=2)
+        try:
+            metrics = evaluate(policy_cls(policy_config, env), env, num_episodes=4, seed=seed).metrics()
+        finally:
+            env.close()
+        return {k: metrics[k] for k in ("episode_returns", "episode_lengths", "episode_level_seeds")}
+
+    never = run(RandomPolicy, RandomPolicyConfig(prob=0.0), seed=7)  # draws torch.rand at every step
+    assert never == run(AlwaysPolicy, AlwaysPolicyConfig(agent="novice"), seed=7)
+    assert run(RandomPolicy, RandomPolicyConfig(prob=1.0), seed=7) == run(
+        AlwaysPolicy, AlwaysPolicyConfig(agent="expert"), seed=7
+    )
+    assert run(AlwaysPolicy, AlwaysPolicyConfig(agent="novice"), seed=8) != never  # other seed, other episodes

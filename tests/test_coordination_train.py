@@ -194,3 +194,30 @@ def test_cost_sweep_recharges_the_same_episodes():
         assert row["reward_std"] == pytest.approx(np.std([9.9 - 5 * row["cost_weight"], 4], ddof=1))
     assert [row["cost_weight"] for row in sweep["cost_sweep"]] == list(COST_WEIGHTS)
     assert sweep["auc"] == pytest.approx(6.95 - 1.25)
+
+
+def test_a_ppo_coordinator_resumes_bit_identically(agents, tmp_path):
+    """Stopped after 4 of 8 iterations (128 steps per env: episodes have ended) and resumed, a
+    coordinator ends with the weights of one never stopped: the checkpoint carries the coordination
+    env (games, episode totals, the agents' pending actions and the keys of their sampling noise)."""
+    from tests.conftest import cli
+
+    run = [
+        *agent_overrides(agents),
+        *TINY,
+        *TINY_PPO,
+        f"env.task={GAME}",
+        f"experiments_dir={tmp_path}",
+        "policy.model.feature_type=hidden_dist",
+        "--no-progress",
+    ]
+    whole = cli("train", "-c", CONFIGS / "procgen_ppo.yaml", *run, "name=whole", "algorithm.total_timesteps=1024")
+    assert whole.exit_code == 0, whole.output
+    half = cli("train", "-c", CONFIGS / "procgen_ppo.yaml", *run, "name=half", "algorithm.total_timesteps=512")
+    assert half.exit_code == 0, half.output
+    resumed = cli("train", "--resume", tmp_path / "half", "algorithm.total_timesteps=1024", "--no-progress")
+    assert resumed.exit_code == 0, resumed.output
+    a, b = (load_checkpoint(tmp_path / name / "last.ckpt") for name in ("whole", "half"))
+    assert a["global_step"] == b["global_step"] == 1024
+    assert b["env_state"]["episode_index"] == a["env_state"]["episode_index"] and any(b["env_state"]["episode_index"])
+    assert all(torch.equal(a["model_state_dict"][k], b["model_state_dict"][k]) for k in a["model_state_dict"])

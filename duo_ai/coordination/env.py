@@ -5,6 +5,12 @@ step it runs the novice once, batched over all envs, to get the novice's action,
 and logits; the coordinator observes these with the frame. When the coordinator answers 1 for an
 env, the expert acts there instead, and only those envs are given to the expert.
 
+The agents' random choices are common random numbers: the Gumbel noise that turns an agent's
+logits into a sampled action is a pure function of (seed, env, episode, step in the episode), the
+same whichever agent acts and whatever the coordinator did before. Two coordinators evaluated with
+the same seed therefore play identical episodes for as long as their decisions agree (a never-ask
+coordinator plays exactly always-novice's episodes), which makes paired comparisons tight.
+
 Reward: `base_reward - query_cost * asked - switch_cost * switched`, where `query_cost =
 expert_query_cost_weight x base_penalty`, `switch_cost = switch_agent_cost_weight x base_penalty`,
 and `switched` is 1 when the acting agent differs from the previous step's within the episode.
@@ -18,6 +24,7 @@ import gymnasium as gym
 import numpy as np
 
 from duo_ai.coordination.config import CoordinationConfig
+from duo_ai.core.rng import counter_uniforms
 from duo_ai.policies.ppo import PPOPolicy
 
 NOVICE, EXPERT = 0, 1
@@ -76,6 +83,9 @@ class CoordinationEnv(gym.vector.VectorEnv):
             "switches": np.zeros(n, dtype=np.int64),
         }
         self._prev_agent = np.full(n, -1, dtype=np.int64)  # -1: no one has acted yet this episode
+        # Keys of the agents' common random numbers: the reset seed and each env's episode count.
+        self._seed = 0
+        self._episode_index = np.zeros(n, dtype=np.int64)
         self._frames: np.ndarray | None = None
         self._actions: dict[str, np.ndarray] = {}
 
@@ -98,6 +108,8 @@ class CoordinationEnv(gym.vector.VectorEnv):
         for total in self._episode.values():
             total[:] = 0
         self._prev_agent[:] = -1
+        self._seed = int(seed) if seed is not None else int(np.random.default_rng().integers(2**63))
+        self._episode_index[:] = 0
         return self._observe(frames), info
 
     def step(self, actions: Any) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, np.ndarray, dict]:
@@ -130,6 +142,7 @@ class CoordinationEnv(gym.vector.VectorEnv):
             info["_episode"] = done.copy()
             for total in self._episode.values():
                 total[done] = 0
+            self._episode_index[done] += 1
         self.novice.reset(done)
         self.expert.reset(done)
         return self._observe(frames), reward, terminated, truncated, info
@@ -151,6 +164,8 @@ class CoordinationEnv(gym.vector.VectorEnv):
             "episode": {k: v.tolist() for k, v in self._episode.items()},
             "prev_agent": self._prev_agent.tolist(),
             "actions": {k: v.tolist() for k, v in self._actions.items()},
+            "seed": self._seed,
+            "episode_index": self._episode_index.tolist(),
         }
 
     def set_state(self, state: dict[str, Any]) -> dict[str, np.ndarray]:
@@ -159,6 +174,9 @@ class CoordinationEnv(gym.vector.VectorEnv):
         for key, values in state["episode"].items():
             self._episode[key][:] = values
         self._prev_agent[:] = state["prev_agent"]
+        # Checkpoints from before the agents' keyed sampling hold no keys: start the keys afresh.
+        self._seed = state.get("seed", 0)
+        self._episode_index[:] = state.get("episode_index", 0)
         pending = {k: np.asarray(v, dtype=np.int64) for k, v in state["actions"].items()}
         obs = self._observe(self._frames)  # recomputes features; the sampled actions are then restored
         self._actions = pending
@@ -174,12 +192,10 @@ class CoordinationEnv(gym.vector.VectorEnv):
         return obs
 
     def _run(self, role: str, agent: PPOPolicy, frames: np.ndarray) -> dict[str, np.ndarray]:
-        action, out = agent.act(frames, temperature=self.temperature, return_model_output=True)
-        self._actions[role] = action.cpu().numpy()
-        return {
-            f"{role}_hidden": out.hidden.float().cpu().numpy(),
-            f"{role}_logits": out.logits.float().cpu().numpy(),
-        }
+        _, out = agent.act(frames, temperature=0, return_model_output=True)
+        logits = out.logits.float().cpu().numpy()
+        self._actions[role] = self._sample(logits, np.arange(self.num_envs))
+        return {f"{role}_hidden": out.hidden.float().cpu().numpy(), f"{role}_logits": logits}
 
     def _expert_actions(self, ask: np.ndarray) -> np.ndarray:
         """Game actions of the expert for the envs in `ask` (other entries are unused zeros)."""
@@ -187,5 +203,20 @@ class CoordinationEnv(gym.vector.VectorEnv):
             return self._actions["expert"]
         actions = np.zeros(self.num_envs, dtype=np.int64)
         if ask.any():
-            actions[ask] = self.expert.act(self._frames[ask], temperature=self.temperature).cpu().numpy()
+            _, out = self.expert.act(self._frames[ask], temperature=0, return_model_output=True)
+            actions[ask] = self._sample(out.logits.float().cpu().numpy(), np.flatnonzero(ask))
         return actions
+
+    def _sample(self, logits: np.ndarray, envs: np.ndarray) -> np.ndarray:
+        """The agents' actions for `envs`, keyed on (seed, env, episode, step in the episode)."""
+        keys = [envs, self._episode_index[envs], self._episode["l"][envs]]
+        return keyed_sample(logits, self.temperature, self._seed, keys)
+
+
+def keyed_sample(logits: np.ndarray, temperature: float, seed: int, keys: list[np.ndarray]) -> np.ndarray:
+    """One action per row of `logits`, drawn from softmax(logits / temperature) (argmax at temperature
+    0) by Gumbel-max, with the noise a pure function of `seed` and the row's `keys`."""
+    if temperature == 0:
+        return logits.argmax(axis=-1)
+    gumbel = -np.log(-np.log(counter_uniforms(seed, keys, logits.shape[-1])))
+    return (logits / temperature + gumbel).argmax(axis=-1)

@@ -54,3 +54,32 @@ def isolated_rng(seed: int | None = None) -> Iterator[None]:
         yield
     finally:
         set_rng_state(saved)
+
+
+# splitmix64's constants: the golden-ratio increment and its finaliser's two multipliers.
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_MIX1, _MIX2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
+
+
+def _mix64(z: np.ndarray) -> np.ndarray:
+    """splitmix64's finaliser: a bijection of uint64 that spreads every input bit over the output."""
+    z = (z ^ (z >> np.uint64(30))) * _MIX1
+    z = (z ^ (z >> np.uint64(27))) * _MIX2
+    return z ^ (z >> np.uint64(31))
+
+
+def counter_uniforms(key: int, counters: list[np.ndarray], size: int) -> np.ndarray:
+    """Uniform numbers in (0, 1), shape [n, size]: a pure function of `key`, the n rows of `counters`
+    (each an integer array of length n) and the column.
+
+    Counter-based, like Philox: the number for (key, counters, column) is the same whoever asks and
+    however many numbers were drawn before, so two runs that reach the same counters draw the same
+    numbers (common random numbers), and nothing needs saving for an exact resume.
+    """
+    with np.errstate(over="ignore"):
+        z = np.full(len(counters[0]), np.uint64(key % 2**64), dtype=np.uint64)
+        for counter in counters:
+            z = _mix64(z + _GOLDEN * (np.asarray(counter).astype(np.uint64) + np.uint64(1)))
+        z = _mix64(z[:, None] + _GOLDEN * np.arange(1, size + 1, dtype=np.uint64))
+        z = _mix64(z)
+    return ((z >> np.uint64(11)).astype(np.float64) + 0.5) * 2.0**-53
