@@ -3,9 +3,11 @@
 #   1. agents: a novice (easy mode, 200 levels) and an expert (hard mode, all levels), with
 #      configs/procgen_agent.yaml; the novice is weak on the test split (hard) by distribution shift;
 #   2. coordinators, one per expert-query cost weight (0, 0.2, ..., 1): a PPO coordinator per weight
-#      (configs/procgen_ppo.yaml); the calibrated baselines (random, logit) once, re-calibrated for
-#      every weight at evaluation from their stored validation episodes (exactly what calibrating
-#      at that weight gives); always-novice and always-expert;
+#      (configs/procgen_ppo.yaml), plus one at weight 2 as a sanity check (at weight 0 a coordinator
+#      that learned asks the expert nearly always, at weight 2 nearly never); the calibrated
+#      baselines (random, logit) once, re-calibrated for every weight at evaluation from their
+#      stored validation episodes (exactly what calibrating at that weight gives); always-novice
+#      and always-expert;
 #   3. every method evaluated on the same test levels with the same seed (paired), at every weight;
 #   4. `duo-ai study-report`: table.json, reward against cost weight (PNG), AUC with bootstrap intervals.
 #
@@ -15,7 +17,9 @@
 # Options: --game G (default coinrun), --out DIR (default experiments/coordination), --threads N
 #          (torch CPU threads; default 1 with --small/--smoke, else 0 = all cores), --weight W (the
 #          study's cost weight, reported in table.json; default 0.4), --novice CKPT / --expert CKPT
-#          (use these agents instead of training them), --episodes N (test episodes per evaluation).
+#          (use these agents instead of training them), --episodes N (test episodes per evaluation),
+#          --jobs N (run up to N independent trainings/evaluations at once, each logging to
+#          DIR/logs/; default 1; with --threads 1, --jobs 2 uses both cores of a 2-core CPU).
 # Runs that already finished (summary.json present) are reused, so a rerun only redoes what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,6 +32,7 @@ weight=""
 novice_ckpt=""
 expert_ckpt=""
 episodes=""
+jobs_max=1
 while [ $# -gt 0 ]; do
   case "$1" in
     --small) mode=small ;;
@@ -39,14 +44,19 @@ while [ $# -gt 0 ]; do
     --novice) novice_ckpt=$2; shift ;;
     --expert) expert_ckpt=$2; shift ;;
     --episodes) episodes=$2; shift ;;
-    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+    --jobs) jobs_max=$2; shift ;;
+    -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
     *) echo "coordination_pipeline: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
 done
-if [ -x .venv/bin/duo-ai ]; then DUO=.venv/bin/duo-ai; else DUO=duo-ai; fi
+case $jobs_max in
+  ''|*[!0-9]*|0) echo "coordination_pipeline: --jobs must be a whole number >= 1, got '$jobs_max'" >&2; exit 2 ;;
+esac
+if [ -x .venv/bin/duo-ai ]; then DUO=.venv/bin/duo-ai PY=.venv/bin/python; else DUO=duo-ai PY=python3; fi
 
 weights=(0 0.2 0.4 0.6 0.8 1)
+sanity_weight=2  # not in the AUC: only checks that the PPO coordinator responds to the cost
 case $mode in
   small)  # a 2-core CPU, the sizes of results/coordination_coinrun: ~40 min for the agents'
           # 377k steps, ~30-45 min for the rest
@@ -54,14 +64,17 @@ case $mode in
     shape=(env.num_envs=32 algorithm.num_steps=128 algorithm.num_minibatches=4 algorithm.log_freq=4)
     novice=("${shape[@]}" algorithm.total_timesteps=16384)
     expert=("${shape[@]}" algorithm.total_timesteps=360448)
-    # hidden_dist: the coordinator reads the novice's features and has no CNN of its own (fast on a CPU).
-    ppo=("${shape[@]}" algorithm.total_timesteps=65536 policy.model.feature_type=hidden_dist
+    # hidden_dist: the coordinator reads the novice's features and has no CNN of its own (fast on
+    # a CPU); its two linear heads learn at a higher rate than a CNN, and a smaller entropy bonus
+    # lets it settle on one agent where that is best (chosen on val_true at weights 0 and 2).
+    ppo=("${shape[@]}" algorithm.total_timesteps=131072 policy.model.feature_type=hidden_dist
+         algorithm.learning_rate=0.003 algorithm.ent_coef=0.001 algorithm.eval_freq=8
          evaluation.num_episodes=100 evaluation.num_envs=50 evaluation.splits=[val_true])
     calibration=(algorithm.num_episodes=100 algorithm.num_envs=50 algorithm.rollout_episodes=64)
     random_grid=("policy.candidates=[0,0.2,0.4,0.6,0.8,1]")
     logit_grid=("policy.percentiles=[0,20,40,60,80,100]")
     coordination=(coordination.base_penalty_episodes=1000 evaluation.num_envs=50)
-    test_episodes=500 ;;
+    test_episodes=1000 ;;
   smoke)  # minutes: tiny agents that have not learned; checks the plumbing, not the result
     threads=${threads:-1}
     shape=(env.num_envs=4 env.num_threads=1 algorithm.num_steps=32 algorithm.num_minibatches=2
@@ -97,6 +110,32 @@ common=("env.task=$game" "experiments_dir=$out" "num_threads=$threads")
 start=$SECONDS
 stage() { echo; echo "== [$(date +%H:%M:%S), +$((SECONDS - start))s] $*"; }
 
+# spawn <name> <command...>: run it now, or with --jobs N > 1 in the background (at most N at once,
+# its output in $out/logs/<name>.log); join waits for them all, and a failed one ends the pipeline.
+pids=()
+spawn() {
+  local name=$1
+  shift
+  if [ "$jobs_max" -le 1 ]; then
+    "$@"
+    return
+  fi
+  while [ "$(jobs -rp | wc -l)" -ge "$jobs_max" ]; do
+    wait -n || { echo "coordination_pipeline: a job failed; see $out/logs/" >&2; exit 1; }
+  done
+  mkdir -p "$out/logs"
+  echo "started $name (log: $out/logs/$name.log)"
+  "$@" >"$out/logs/$name.log" 2>&1 &
+  pids+=("$!")
+}
+join() {
+  local pid
+  for pid in "${pids[@]}"; do
+    wait "$pid" || { echo "coordination_pipeline: a job failed; see $out/logs/" >&2; exit 1; }
+  done
+  pids=()
+}
+
 # train <run name> <config> <overrides...>: skipped when the run already finished.
 train() {
   local name=$1 config=$2
@@ -124,21 +163,7 @@ echo "novice: $novice_ckpt; expert: $expert_ckpt"
 # val_true (held-out hard levels) with it, and the cost unit is the expert's reward per step on test.
 pair=("train_novice=$novice_ckpt" "train_expert=$expert_ckpt" "${coordination[@]}")
 
-stage "baselines: always-novice, always-expert, random and logit (calibrated on val_true)"
-train always_novice configs/procgen_always.yaml "${pair[@]}" policy.agent=novice evaluation.num_episodes=0
-train always_expert configs/procgen_always.yaml "${pair[@]}" policy.agent=expert evaluation.num_episodes=0
-train random configs/procgen_random.yaml "${pair[@]}" "${calibration[@]}" "${random_grid[@]}" \
-  evaluation.num_episodes=0
-train logit configs/procgen_logit.yaml "${pair[@]}" "${calibration[@]}" "${logit_grid[@]}" policy.score=max_prob \
-  evaluation.num_episodes=0
-
-stage "PPO coordinators, one per cost weight (${weights[*]})"
-for w in "${weights[@]}"; do
-  train "ppo_w$w" configs/procgen_ppo.yaml "${pair[@]}" "${ppo[@]}" "coordination.expert_query_cost_weight=$w"
-done
-
-stage "evaluation: every method, every weight, the same $test_episodes test episodes"
-# evaluate <method> <checkpoint> <weight>
+# evaluate <method> <checkpoint> <weight>: test episodes, paired (the same --seed, episodes and envs).
 evaluate() {
   local file=$out/evals/$1/w$3.json
   mkdir -p "$out/evals/$1"
@@ -147,16 +172,56 @@ evaluate() {
     "num_threads=$threads" evaluation.num_envs=50 >/dev/null
   echo "evaluated $1 at weight $3"
 }
+
+stage "the gate, before any coordinator: always-novice and always-expert, $test_episodes test episodes each"
+# The first run measures base_penalty (cached beside the expert) before the others start.
+train always_novice configs/procgen_always.yaml "${pair[@]}" policy.agent=novice evaluation.num_episodes=0
+train always_expert configs/procgen_always.yaml "${pair[@]}" policy.agent=expert evaluation.num_episodes=0
 # Always-agents do not depend on the weight: one evaluation each, re-priced by the report.
-evaluate always_novice "$out/always_novice/last.ckpt" 0
-evaluate always_expert "$out/always_expert/last.ckpt" 0
-for w in "${weights[@]}"; do
-  evaluate random "$out/random/last.ckpt" "$w"
-  evaluate logit "$out/logit/last.ckpt" "$w"
+spawn eval_always_novice evaluate always_novice "$out/always_novice/last.ckpt" 0
+spawn eval_always_expert evaluate always_expert "$out/always_expert/last.ckpt" 0
+join
+"$PY" -c 'import json, sys
+novice, expert = (json.load(open(path)) for path in sys.argv[1:3])
+n, e = novice["base_reward_mean"], expert["base_reward_mean"]
+even = (e - n) / (expert["base_penalty"] * expert["expert_steps_mean"]) if e > n else 0.0
+print(f"gate: novice {n:.2f}, expert {e:.2f} on test: the novice gets {n / e:.3f} of the expert (the benchmark "
+      f"wants at most about 0.55); always-expert and always-novice break even at cost weight {even:.2f}")' \
+  "$out/evals/always_novice/w0.json" "$out/evals/always_expert/w0.json"
+
+stage "baselines: random and logit (calibrated on val_true)"
+spawn random train random configs/procgen_random.yaml "${pair[@]}" "${calibration[@]}" "${random_grid[@]}" \
+  evaluation.num_episodes=0
+spawn logit train logit configs/procgen_logit.yaml "${pair[@]}" "${calibration[@]}" "${logit_grid[@]}" \
+  policy.score=max_prob evaluation.num_episodes=0
+
+stage "PPO coordinators, one per cost weight (${weights[*]}), and at weight $sanity_weight"
+for w in "${weights[@]}" "$sanity_weight"; do
+  spawn "ppo_w$w" train "ppo_w$w" configs/procgen_ppo.yaml "${pair[@]}" "${ppo[@]}" \
+    "coordination.expert_query_cost_weight=$w"
+done
+join
+# Sanity: the expert fraction of the PPO coordinators at weight 0 and $sanity_weight on the selection split.
+for w in 0 "$sanity_weight"; do
+  "$PY" -c 'import json, sys
+evals = json.load(open(sys.argv[1]))["eval"]
+split = "val_true" if "val_true" in evals else next(iter(evals))
+fraction = evals[split]["expert_fraction"]
+print(f"sanity: PPO at weight {sys.argv[2]} asks the expert on {fraction:.1%} of {split} steps")' \
+    "$out/ppo_w$w/summary.json" "$w"
+done
+
+stage "evaluation: every coordinator at every weight (the study's first), the same $test_episodes test episodes"
+ordered=("$weight")
+for w in "${weights[@]}"; do [ "$w" = "$weight" ] || ordered+=("$w"); done
+for w in "${ordered[@]}"; do
+  spawn "eval_random_w$w" evaluate random "$out/random/last.ckpt" "$w"
+  spawn "eval_logit_w$w" evaluate logit "$out/logit/last.ckpt" "$w"
   best=$out/ppo_w$w/best_val_true.ckpt  # PPO's model selection on the selection split
   [ -f "$best" ] || best=$out/ppo_w$w/last.ckpt
-  evaluate ppo "$best" "$w"
+  spawn "eval_ppo_w$w" evaluate ppo "$best" "$w"
 done
+join
 
 stage "report"
 "$DUO" study-report "$out/evals" --weight "$weight" -o "$out/report" --root "$out"

@@ -22,13 +22,18 @@ def test_smoke_pipeline_runs_the_whole_protocol(tmp_path):
     bin_dir = str(Path(sys.executable).parent)  # the duo-ai of this environment
     env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "COLUMNS": "120"}
     done = subprocess.run(
-        ["bash", "scripts/coordination_pipeline.sh", "--smoke", "--game", "starpilot", "--out", str(out)],
+        ["bash", "scripts/coordination_pipeline.sh", "--smoke", "--game", "starpilot", "--out", str(out),
+         "--jobs", "2"],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     for method in ("always_novice", "always_expert", "random", "logit"):
         assert (out / method / "last.ckpt").is_file(), method
-    assert (out / "ppo_w0" / "last.ckpt").is_file() and (out / "ppo_w1" / "last.ckpt").is_file()
+    for w in (0, 1, 2):  # one PPO coordinator per weight, and the sanity check's at weight 2
+        assert (out / f"ppo_w{w}" / "last.ckpt").is_file(), w
+    for w in (0, 2):
+        assert f"sanity: PPO at weight {w} asks the expert on " in done.stdout
+    assert (out / "logs" / "eval_ppo_w1.log").is_file()  # --jobs 2: each background job's own log
 
     table = json.loads((out / "report" / "table.json").read_text())
     assert table["cost_weight"] == 1 and table["split"] == "test"
@@ -44,3 +49,13 @@ def test_smoke_pipeline_runs_the_whole_protocol(tmp_path):
     assert novice[0] == novice[-1]  # never asks: the same reward at every weight
     with Image.open(out / "report" / "reward_vs_cost.png") as image:
         assert image.size[0] > 500 and image.size[1] > 300
+
+
+def test_pipeline_refuses_bad_options_in_one_line_before_any_work(tmp_path):
+    for args, fragment in ((["--jobs", "0"], "--jobs must be a whole number >= 1"), (["--bogus"], "unknown argument")):
+        done = subprocess.run(
+            ["bash", "scripts/coordination_pipeline.sh", "--smoke", "--out", str(tmp_path / "x"), *args],
+            cwd=ROOT, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert done.returncode == 2 and fragment in done.stderr and len(done.stderr.splitlines()) == 1
+        assert not (tmp_path / "x").exists()
