@@ -415,15 +415,15 @@ def study_report(
                 f"{m['reward_mean']:.3g} ± {m['reward_ci95']:.2g}",
                 f"{m['expert_fraction']:.1%}",
                 "-" if diff is None else f"{diff['mean']:+.3g} ± {diff['ci95']:.2g}" + "*" * diff["excludes_zero"],
-                f"{auc['value']:.3g} [{auc['low']:.3g}, {auc['high']:.3g}]",
+                "-" if auc is None else f"{auc['value']:.3g} [{auc['low']:.3g}, {auc['high']:.3g}]",
             )
         )
     weights_text = ", ".join(f"{x:g}" for x in table["weights"])
     report = Table(
         title=escape(f"{table['env']} / {table['split']}: {table['num_episodes']} paired episodes, cost weight {w}"),
         caption=escape(
-            f"ranked by AUC over weights {weights_text} [95% bootstrap]; "
-            f"diff: paired, per episode; * = its 95% interval excludes 0"
+            (f"ranked by AUC over weights {weights_text} [95% bootstrap]; " if len(table["weights"]) > 1 else "")
+            + "diff: paired, per episode; * = its 95% interval excludes 0"
         ),
     )
     columns = ("method", f"reward at {w}\n± 95%", "expert\nfraction", f"diff vs\n{best or 'always'}", "AUC\n[95%]")

@@ -22,6 +22,7 @@ from duo_ai.reports.study import (
     NUM_RESAMPLES,
     load_study,
     paired_diff,
+    ranked,
     study_report,
     summarize,
 )
@@ -182,7 +183,7 @@ def test_a_different_level_seed_breaks_the_pairing(evals):
         ("levels", [], ["ppo/w1.json breaks the pairing", "episode 0 is level 7"]),
         ("missing_weight", [], ["missing evaluations: ppo at w1 (", "per weight 0, 0.5, 1;"]),
         ("", ["--weights", "0,0.25,0.5,1"], ["missing evaluations: ppo at w0.25; random at w0.25"]),
-        ("", ["--weights", "0.5"], ["--weights takes two or more distinct"]),
+        ("", ["--weights", "0.5,0.5"], ["--weights takes distinct comma-separated weights"]),
         ("penalty", [], ["always_novice/w0.json breaks the pairing", "base_penalty is 0.25"]),
         ("split", [], ["always_novice/w0.json breaks the pairing", "split is 'train'"]),
         ("episodes", [], ["ppo/w0.json", "has 3 values but num_episodes is 4"]),
@@ -276,3 +277,21 @@ def test_readme_documents_the_command_and_every_key_of_table_json(evals, tmp_pat
     keys |= {*table["methods"]["ppo"]["diff_vs_best_always"], *table["per_weight"]["ppo"][0]}
     keys -= {"outputs", "interval", "bootstrap", "evals"}  # what the command returns besides; self-describing
     assert not [key for key in sorted(keys) if f'"{key}"' not in text]
+
+
+def test_one_weight_compares_the_methods_there_without_an_auc(evals, tmp_path):
+    """`--weights W`: the paired comparison at the study's weight alone (e.g. on more episodes than
+    the AUC's evaluations), ranked by reward; a single always_* file is re-priced to W."""
+    out = tmp_path / "report"
+    result = cli("study-report", evals, "--weight", "0.5", "--weights", "0.5", "-o", out, "--root", evals.parent)
+    assert result.exit_code == 0, result.output
+    table = json.loads((out / "table.json").read_text())
+    assert table["weights"] == [0.5] and table["best_always_auc"] is None
+    assert all(m["auc"] is None and m["auc_diff_vs_best_always"] is None for m in table["methods"].values())
+    assert table["methods"]["ppo"]["reward_mean"] == pytest.approx(1.5)
+    # always-expert re-priced to 0.5: 10 - 0.5 x 0.5 x length, lengths 5..8 (mean 6.5)
+    assert table["methods"]["always_expert"]["reward_mean"] == pytest.approx(10 - 0.25 * 6.5)
+    assert ranked(table)[0] == "always_expert"  # 8.375, then ppo and always-novice (both 1.5)
+    assert "ranked by AUC" not in result.stdout
+    with Image.open(out / "reward_vs_cost.png") as image:
+        assert image.size == (900, 550)

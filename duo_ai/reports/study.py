@@ -227,13 +227,13 @@ def study_weights(found: dict[str, dict[float, Path]]) -> list[float]:
 
 
 def parse_weights(text: str) -> list[float]:
-    """`"0,0.2,1"` -> [0.0, 0.2, 1.0]: two or more distinct finite weights >= 0, sorted."""
+    """`"0,0.2,1"` -> [0.0, 0.2, 1.0]: distinct finite weights >= 0, sorted (one weight: no AUC)."""
     try:
         weights = sorted(float(part) for part in text.split(",") if part.strip())
     except ValueError:
         weights = []
-    if len(weights) < 2 or len(set(weights)) != len(weights) or not all(math.isfinite(w) and w >= 0 for w in weights):
-        raise ConfigError(f"--weights takes two or more distinct comma-separated weights >= 0 (e.g. 0,0.5,1): {text!r}")
+    if not weights or len(set(weights)) != len(weights) or not all(math.isfinite(w) and w >= 0 for w in weights):
+        raise ConfigError(f"--weights takes distinct comma-separated weights >= 0 (e.g. 0,0.5,1): {text!r}")
     return weights
 
 
@@ -252,8 +252,6 @@ def check_complete(found: dict[str, dict[float, Path]], weights: list[float]) ->
             f"missing evaluations: {'; '.join(missing)} (a method needs a file per weight "
             f"{', '.join(f'{w:g}' for w in weights)}; only a single always_* file is re-priced)"
         )
-    if len(weights) < 2:
-        raise ConfigError(f"the study has only cost weight {weights[0]:g}; the AUC needs two or more weights")
 
 
 def assemble(name: str, files: list[EvalFile], weights: list[float]) -> Method:
@@ -374,7 +372,10 @@ def summarize(study: Study, weight: float, root: Path) -> dict[str, Any]:
     k = weight_index(study, weight)
     weights = study.weights
     best, other = best_always(study, lambda m: float(m.rewards[k].mean()))
-    best_auc, _ = best_always(study, lambda m: trapezoid_auc(weights, m.rewards.mean(axis=1)))
+    # One weight (a comparison at the study's weight alone, e.g. on more episodes) has no AUC.
+    has_auc = len(weights) > 1
+    best_auc, _ = best_always(study, lambda m: trapezoid_auc(weights, m.rewards.mean(axis=1)) if has_auc else 0.0)
+    best_auc = best_auc if has_auc else None
     per_weight = {name: [weight_row(m, i, w, root) for i, w in enumerate(weights)] for name, m in study.methods.items()}
     methods = {}
     for name, m in study.methods.items():
@@ -386,7 +387,7 @@ def summarize(study: Study, weight: float, root: Path) -> dict[str, Any]:
             "repriced": m.repriced,
             "diff_vs_best_always": None if best is None else paired_diff(m.rewards[k], best.rewards[k], best.name),
             "diff_vs_other_always": None if other is None else paired_diff(m.rewards[k], other.rewards[k], other.name),
-            "auc": auc_interval(weights, m.rewards),
+            "auc": auc_interval(weights, m.rewards) if has_auc else None,
             "auc_diff_vs_best_always": None if best_auc is None else auc_diff(weights, m, best_auc),
         }
     first = study.first.data
@@ -417,8 +418,10 @@ def weight_index(study: Study, weight: float) -> int:
 
 
 def ranked(table: dict[str, Any]) -> list[str]:
-    """Method names by AUC, highest first."""
-    return sorted(table["methods"], key=lambda name: -table["methods"][name]["auc"]["value"])
+    """Method names by AUC (by reward at the study weight when there is one weight), highest first."""
+    methods = table["methods"]
+    key = (lambda m: m["auc"]["value"]) if len(table["weights"]) > 1 else (lambda m: m["reward_mean"])
+    return sorted(methods, key=lambda name: -key(methods[name]))
 
 
 def study_report(
@@ -451,7 +454,8 @@ def render(table: dict[str, Any], fmt: str) -> bytes:
         mean = np.array([r["reward_mean"] for r in rows])
         half = np.array([r["reward_ci95"] for r in rows])
         color, style = f"C{i % 10}", "--" if name.startswith(ALWAYS) else "-"
-        label = f"{name} (AUC {table['methods'][name]['auc']['value']:.3g})"
+        auc = table["methods"][name]["auc"]
+        label = name if auc is None else f"{name} (AUC {auc['value']:.3g})"
         ax.plot(weights, mean, style, color=color, marker="o", markersize=4, label=label)
         ax.fill_between(weights, mean - half, mean + half, color=color, alpha=0.15, linewidth=0)
     ax.axvline(table["cost_weight"], color="0.4", linestyle=":", label=f"study weight {table['cost_weight']:g}")
