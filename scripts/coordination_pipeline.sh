@@ -10,6 +10,8 @@
 #      and always-expert;
 #   3. every method evaluated on the same test levels with the same seed (paired), at every weight;
 #   4. `duo-ai study-report`: table.json, reward against cost weight (PNG), AUC with bootstrap intervals.
+#   With --auc-episodes N (--small: 100), the study's weight is evaluated on --episodes (DIR/evals,
+#   DIR/report) and every weight, for the AUC, on N episodes (DIR/evals_auc, DIR/report_auc).
 #
 #   scripts/coordination_pipeline.sh            # the GPU recipe (novice 15M steps on easy, expert 25M on hard)
 #   scripts/coordination_pipeline.sh --small    # this 2-core CPU: reproduces results/coordination_coinrun
@@ -18,6 +20,7 @@
 #          (torch CPU threads; default 1 with --small/--smoke, else 0 = all cores), --weight W (the
 #          study's cost weight, reported in table.json; default 0.4), --novice CKPT / --expert CKPT
 #          (use these agents instead of training them), --episodes N (test episodes per evaluation),
+#          --auc-episodes N (test episodes per evaluation at the other weights, see 4.),
 #          --jobs N (run up to N independent trainings/evaluations at once, each logging to
 #          DIR/logs/; default 1; with --threads 1, --jobs 2 uses both cores of a 2-core CPU).
 # Runs that already finished (summary.json present) are reused, so a rerun only redoes what is missing.
@@ -32,6 +35,7 @@ weight=""
 novice_ckpt=""
 expert_ckpt=""
 episodes=""
+auc_episodes=""
 jobs_max=1
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -45,7 +49,8 @@ while [ $# -gt 0 ]; do
     --expert) expert_ckpt=$2; shift ;;
     --episodes) episodes=$2; shift ;;
     --jobs) jobs_max=$2; shift ;;
-    -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
+    --auc-episodes) auc_episodes=$2; shift ;;
+    -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
     *) echo "coordination_pipeline: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -53,13 +58,18 @@ done
 case $jobs_max in
   ''|*[!0-9]*|0) echo "coordination_pipeline: --jobs must be a whole number >= 1, got '$jobs_max'" >&2; exit 2 ;;
 esac
+case ${auc_episodes:-1} in
+  *[!0-9]*|0) echo "coordination_pipeline: --auc-episodes must be a whole number >= 1, got '$auc_episodes'" >&2
+    exit 2 ;;
+esac
 if [ -x .venv/bin/duo-ai ]; then DUO=.venv/bin/duo-ai PY=.venv/bin/python; else DUO=duo-ai PY=python3; fi
 
 weights=(0 0.2 0.4 0.6 0.8 1)
 sanity_weight=2  # not in the AUC: only checks that the PPO coordinator responds to the cost
 case $mode in
-  small)  # a 2-core CPU, the sizes of results/coordination_coinrun: ~40 min for the agents'
-          # 377k steps, ~30-45 min for the rest
+  small)  # a 2-core CPU, the sizes of results/coordination_coinrun. The agents' 377k steps take
+          # ~80 min on an AVX2-only CPU (fp32, ~80 SPS per core), ~40 min with bf16 units; the
+          # rest ~75 min with --jobs 2 on an AVX2-only CPU (see results/coordination_coinrun)
     threads=${threads:-1}
     shape=(env.num_envs=32 algorithm.num_steps=128 algorithm.num_minibatches=4 algorithm.log_freq=4)
     novice=("${shape[@]}" algorithm.total_timesteps=16384)
@@ -74,7 +84,10 @@ case $mode in
     random_grid=("policy.candidates=[0,0.2,0.4,0.6,0.8,1]")
     logit_grid=("policy.percentiles=[0,20,40,60,80,100]")
     coordination=(coordination.base_penalty_episodes=1000 evaluation.num_envs=50)
-    test_episodes=1000 ;;
+    # 1,000 paired episodes at the study's weight; the AUC's six weights on 100 each (a policy that
+    # rarely asks plays the novice's ~550-step episodes: ~15 min per 1,000 on one AVX2 core).
+    test_episodes=1000
+    auc_episodes=${auc_episodes:-100} ;;
   smoke)  # minutes: tiny agents that have not learned; checks the plumbing, not the result
     threads=${threads:-1}
     shape=(env.num_envs=4 env.num_threads=1 algorithm.num_steps=32 algorithm.num_minibatches=2
@@ -105,6 +118,7 @@ case $mode in
 esac
 weight=${weight:-0.4}
 test_episodes=${episodes:-$test_episodes}
+auc_episodes=${auc_episodes:-$test_episodes}
 common=("env.task=$game" "experiments_dir=$out" "num_threads=$threads")
 
 start=$SECONDS
@@ -163,14 +177,16 @@ echo "novice: $novice_ckpt; expert: $expert_ckpt"
 # val_true (held-out hard levels) with it, and the cost unit is the expert's reward per step on test.
 pair=("train_novice=$novice_ckpt" "train_expert=$expert_ckpt" "${coordination[@]}")
 
-# evaluate <method> <checkpoint> <weight>: test episodes, paired (the same --seed, episodes and envs).
+# evaluate <method> <checkpoint> <weight> [<episodes> <folder>]: test episodes (default $test_episodes, into
+# $out/evals), paired: the same --seed, number of episodes and envs for every method.
 evaluate() {
-  local file=$out/evals/$1/w$3.json
-  mkdir -p "$out/evals/$1"
+  local episodes=${4:-$test_episodes} folder=${5:-$out/evals}
+  local file=$folder/$1/w$3.json
+  mkdir -p "$folder/$1"
   [ -f "$file" ] && { echo "reusing $file"; return; }
-  "$DUO" eval --checkpoint "$2" --split test -n "$test_episodes" --seed 1 --cost-weight "$3" --json "$file" \
+  "$DUO" eval --checkpoint "$2" --split test -n "$episodes" --seed 1 --cost-weight "$3" --json "$file" \
     "num_threads=$threads" evaluation.num_envs=50 >/dev/null
-  echo "evaluated $1 at weight $3"
+  echo "evaluated $1 at weight $3 on $episodes episodes"
 }
 
 stage "the gate, before any coordinator: always-novice and always-expert, $test_episodes test episodes each"
@@ -211,18 +227,33 @@ print(f"sanity: PPO at weight {sys.argv[2]} asks the expert on {fraction:.1%} of
     "$out/ppo_w$w/summary.json" "$w"
 done
 
-stage "evaluation: every coordinator at every weight (the study's first), the same $test_episodes test episodes"
-ordered=("$weight")
-for w in "${weights[@]}"; do [ "$w" = "$weight" ] || ordered+=("$w"); done
-for w in "${ordered[@]}"; do
-  spawn "eval_random_w$w" evaluate random "$out/random/last.ckpt" "$w"
-  spawn "eval_logit_w$w" evaluate logit "$out/logit/last.ckpt" "$w"
-  best=$out/ppo_w$w/best_val_true.ckpt  # PPO's model selection on the selection split
+# evaluate_coordinators <weight> [<episodes> <folder>]: random, logit and PPO (its pick on the selection split).
+evaluate_coordinators() {
+  local w=$1 best=$out/ppo_w$1/best_val_true.ckpt
   [ -f "$best" ] || best=$out/ppo_w$w/last.ckpt
-  spawn "eval_ppo_w$w" evaluate ppo "$best" "$w"
-done
-join
+  spawn "eval_random_w$w${3:+_auc}" evaluate random "$out/random/last.ckpt" "$w" "${@:2}"
+  spawn "eval_logit_w$w${3:+_auc}" evaluate logit "$out/logit/last.ckpt" "$w" "${@:2}"
+  spawn "eval_ppo_w$w${3:+_auc}" evaluate ppo "$best" "$w" "${@:2}"
+}
 
-stage "report"
-"$DUO" study-report "$out/evals" --weight "$weight" -o "$out/report" --root "$out"
+if [ "$auc_episodes" = "$test_episodes" ]; then
+  stage "evaluation: every coordinator at every weight (the study's first), the same $test_episodes test episodes"
+  ordered=("$weight")
+  for w in "${weights[@]}"; do [ "$w" = "$weight" ] || ordered+=("$w"); done
+  for w in "${ordered[@]}"; do evaluate_coordinators "$w"; done
+  join
+  stage "report"
+  "$DUO" study-report "$out/evals" --weight "$weight" -o "$out/report" --root "$out"
+else
+  stage "evaluation at the study's weight $weight: every coordinator, the same $test_episodes test episodes"
+  evaluate_coordinators "$weight"
+  join
+  "$DUO" study-report "$out/evals" --weight "$weight" --weights "$weight" -o "$out/report" --root "$out"
+  stage "evaluation for the AUC: every method at every weight (${weights[*]}), the same $auc_episodes test episodes"
+  spawn eval_always_novice_auc evaluate always_novice "$out/always_novice/last.ckpt" 0 "$auc_episodes" "$out/evals_auc"
+  spawn eval_always_expert_auc evaluate always_expert "$out/always_expert/last.ckpt" 0 "$auc_episodes" "$out/evals_auc"
+  for w in "${weights[@]}"; do evaluate_coordinators "$w" "$auc_episodes" "$out/evals_auc"; done
+  join
+  "$DUO" study-report "$out/evals_auc" --weight "$weight" -o "$out/report_auc" --root "$out"
+fi
 echo "wall-clock: $((SECONDS - start))s"

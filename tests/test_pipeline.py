@@ -23,7 +23,7 @@ def test_smoke_pipeline_runs_the_whole_protocol(tmp_path):
     env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "COLUMNS": "120"}
     done = subprocess.run(
         ["bash", "scripts/coordination_pipeline.sh", "--smoke", "--game", "starpilot", "--out", str(out),
-         "--jobs", "2"],
+         "--jobs", "2", "--auc-episodes", "2"],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
@@ -45,14 +45,25 @@ def test_smoke_pipeline_runs_the_whole_protocol(tmp_path):
         assert (out / row["checkpoint"]).is_file(), row["checkpoint"]  # relative to the study folder
         assert row["num_episodes"] == 4
     assert methods["always_novice"]["expert_fraction"] == 0 and methods["always_expert"]["expert_fraction"] == 1
-    novice = [w["reward_mean"] for w in table["per_weight"]["always_novice"]]
+    assert table["weights"] == [1] and table["methods"]["ppo"]["auc"] is None  # the study's weight alone
+
+    # --auc-episodes 2: every weight on 2 paired episodes, for the AUC.
+    auc = json.loads((out / "report_auc" / "table.json").read_text())
+    assert auc["weights"] == [0, 1] and auc["num_episodes"] == 2 and set(auc["methods"]) == set(methods)
+    novice = [w["reward_mean"] for w in auc["per_weight"]["always_novice"]]
     assert novice[0] == novice[-1]  # never asks: the same reward at every weight
-    with Image.open(out / "report" / "reward_vs_cost.png") as image:
-        assert image.size[0] > 500 and image.size[1] > 300
+    assert all(m["auc"] is not None for m in auc["methods"].values())
+    for report in ("report", "report_auc"):
+        with Image.open(out / report / "reward_vs_cost.png") as image:
+            assert image.size[0] > 500 and image.size[1] > 300
 
 
 def test_pipeline_refuses_bad_options_in_one_line_before_any_work(tmp_path):
-    for args, fragment in ((["--jobs", "0"], "--jobs must be a whole number >= 1"), (["--bogus"], "unknown argument")):
+    for args, fragment in (
+        (["--jobs", "0"], "--jobs must be a whole number >= 1"),
+        (["--auc-episodes", "x"], "--auc-episodes must be a whole number >= 1"),
+        (["--bogus"], "unknown argument"),
+    ):
         done = subprocess.run(
             ["bash", "scripts/coordination_pipeline.sh", "--smoke", "--out", str(tmp_path / "x"), *args],
             cwd=ROOT, capture_output=True, text=True, timeout=60,
