@@ -374,8 +374,7 @@ def summarize(study: Study, weight: float, root: Path) -> dict[str, Any]:
     best, other = best_always(study, lambda m: float(m.rewards[k].mean()))
     # One weight (a comparison at the study's weight alone, e.g. on more episodes) has no AUC.
     has_auc = len(weights) > 1
-    best_auc, _ = best_always(study, lambda m: trapezoid_auc(weights, m.rewards.mean(axis=1)) if has_auc else 0.0)
-    best_auc = best_auc if has_auc else None
+    best_auc = best_always(study, lambda m: trapezoid_auc(weights, m.rewards.mean(axis=1)))[0] if has_auc else None
     per_weight = {name: [weight_row(m, i, w, root) for i, w in enumerate(weights)] for name, m in study.methods.items()}
     methods = {}
     for name, m in study.methods.items():
