@@ -23,7 +23,8 @@
 #          --auc-episodes N (test episodes per evaluation at the other weights, see 4.),
 #          --jobs N (run up to N independent trainings/evaluations at once, each logging to
 #          DIR/logs/; default 1; with --threads 1, --jobs 2 uses both cores of a 2-core CPU).
-# Runs that already finished (summary.json present) are reused, so a rerun only redoes what is missing.
+# Runs that already finished (summary.json present) are reused and runs that were stopped part-way
+# (a last.ckpt, no summary.json) resume, so a rerun only redoes what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -50,7 +51,7 @@ while [ $# -gt 0 ]; do
     --episodes) episodes=$2; shift ;;
     --jobs) jobs_max=$2; shift ;;
     --auc-episodes) auc_episodes=$2; shift ;;
-    -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,28p' "$0"; exit 0 ;;
     *) echo "coordination_pipeline: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -150,12 +151,18 @@ join() {
   pids=()
 }
 
-# train <run name> <config> <overrides...>: skipped when the run already finished.
+# train <run name> <config> <overrides...>: skipped when the run already finished, resumed from its
+# last.ckpt (its own saved config) when it was stopped part-way, else started afresh.
 train() {
   local name=$1 config=$2
   shift 2
   if [ -f "$out/$name/summary.json" ]; then
     echo "reusing $out/$name"
+    return
+  fi
+  if [ -f "$out/$name/last.ckpt" ]; then
+    echo "resuming $out/$name from its last.ckpt"
+    "$DUO" train --resume "$out/$name" "num_threads=$threads" --no-progress
     return
   fi
   "$DUO" train -c "$config" "name=$name" overwrite=true "${common[@]}" "$@" --no-progress

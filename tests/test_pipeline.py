@@ -57,6 +57,19 @@ def test_smoke_pipeline_runs_the_whole_protocol(tmp_path):
         with Image.open(out / report / "reward_vs_cost.png") as image:
             assert image.size[0] > 500 and image.size[1] > 300
 
+    # A rerun reuses what finished and resumes a run that has a last.ckpt but no summary.json
+    # (here a finished one, so the resume has nothing left to train).
+    (out / "ppo_w1" / "summary.json").unlink()
+    again = subprocess.run(
+        ["bash", "scripts/coordination_pipeline.sh", "--smoke", "--game", "starpilot", "--out", str(out),
+         "--auc-episodes", "2"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert f"resuming {out}/ppo_w1 from its last.ckpt" in again.stdout
+    assert "already finished at step 128" in " ".join((again.stdout + again.stderr).split())  # wrapped lines
+    assert f"reusing {out}/ppo_w0" in again.stdout
+
 
 def test_pipeline_refuses_bad_options_in_one_line_before_any_work(tmp_path):
     for args, fragment in (
