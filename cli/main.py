@@ -201,6 +201,41 @@ def evaluate(
         atomic_write_text(json_out, json.dumps(metrics, indent=2))
 
 
+@app.command()
+def export(
+    checkpoint: Path = typer.Argument(..., help="A .ckpt written by duo-ai train, or a run folder (its last.ckpt)."),
+    output: Path = typer.Option(..., "--output", "-o", help="The new, smaller .ckpt (must not exist)."),
+    agents: bool = typer.Option(
+        True,
+        "--agents/--without-agents",
+        help="Coordinators: keep the embedded novice and expert (a few MB). Without them, evaluate with "
+        "train_novice=<novice.ckpt> train_expert=<expert.ckpt>.",
+    ),
+) -> None:
+    """Write a checkpoint cut down to what evaluating it needs (weights, configs, calibration, agents).
+
+    The optimizer, the games' states and the random streams, which only --resume needs, are left
+    out: the file evaluates, plays videos and initialises policy.load_path, but does not resume.
+    """
+    from duo_ai.export import export_checkpoint
+
+    try:
+        report = export_checkpoint(checkpoint, output, with_agents=agents)
+    except DuoAIError as e:
+        fail(str(e))
+    out.print(
+        f"wrote {output}: {report['target_bytes'] / 1e6:.2f} MB (from {report['source_bytes'] / 1e6:.2f} MB); "
+        f"left out: {', '.join(report['left_out']) or 'nothing'}",
+        highlight=False,
+    )
+    if report["needs_agents"]:
+        out.print(
+            f"evaluate it with: duo-ai eval --checkpoint {output} "
+            "train_novice=<novice.ckpt> train_expert=<expert.ckpt>",
+            highlight=False,
+        )
+
+
 def print_metrics(checkpoint: Path, metrics: dict) -> None:
     """The evaluation table, and for a cost sweep the reward at each cost weight."""
     table = Table(title=f"{checkpoint} on {metrics['env']} / {metrics['split']}")

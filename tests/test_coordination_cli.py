@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 
 from cli.main import app
 from duo_ai.coordination.sweep import COST_WEIGHTS
+from tests.conftest import assert_user_error
 from tests.coord_fixtures import CONFIGS, GAME, TINY, TINY_PPO, agent_checkpoints
 
 runner = CliRunner()
@@ -151,3 +152,37 @@ def test_a_coordinator_evaluates_after_its_agents_are_deleted(runs, tmp_path):
     shutil.rmtree(agents)
     after = evaluate_json(tmp_path / "coord" / "last.ckpt", tmp_path / "after.json")
     assert after["episode_returns"] == before["episode_returns"] and after["expert_fraction"] == 1.0
+
+
+def test_export_keeps_what_evaluation_needs_and_plays_the_same_episodes(runs, tmp_path):
+    """`duo-ai export`: the same evaluation from a file without the resume-only state; without the
+    agents too, given train_novice/train_expert; never replaces a file; refuses a non-checkpoint."""
+    import torch
+
+    full = evaluate_json(runs["ppo"], tmp_path / "full.json", "--cost-weight", "0.4")
+    slim, bare = tmp_path / "slim.ckpt", tmp_path / "out" / "bare.ckpt"
+    result = duo_ai("export", runs["ppo"], "-o", slim)
+    assert result.exit_code == 0, result.output
+    result = duo_ai("export", runs["ppo"], "-o", bare, "--without-agents")
+    assert result.exit_code == 0, result.output
+    assert "train_novice=<novice.ckpt>" in " ".join(result.output.split())
+    kept = torch.load(slim, weights_only=True)
+    assert "agents" in kept and not {"optim_state_dict", "env_state", "rng"} & set(kept)
+    assert "agents" not in torch.load(bare, weights_only=True)
+    assert bare.stat().st_size * 20 < slim.stat().st_size < runs["ppo"].stat().st_size
+
+    assert (
+        evaluate_json(slim, tmp_path / "slim.json", "--cost-weight", "0.4")["episode_returns"]
+        == full["episode_returns"]
+    )
+    agents = [f"train_novice={runs['agents']['novice']}", f"train_expert={runs['agents']['expert']}"]
+    m = evaluate_json(bare, tmp_path / "bare.json", "--cost-weight", "0.4", *agents)
+    assert m["episode_returns"] == full["episode_returns"] and m["expert_fraction"] == full["expert_fraction"]
+
+    before = slim.read_bytes()
+    assert_user_error(duo_ai("export", runs["ppo"], "-o", slim), "exists", "pass another -o")
+    assert slim.read_bytes() == before
+    not_ckpt = tmp_path / "notes.txt"
+    not_ckpt.write_text("hello")
+    assert_user_error(duo_ai("export", not_ckpt, "-o", tmp_path / "x.ckpt"), "not a duo-ai checkpoint")
+    assert not (tmp_path / "x.ckpt").exists()

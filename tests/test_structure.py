@@ -29,6 +29,7 @@ FLOORS = {
     "duo_ai.runs": 5,
     "duo_ai.training": 6,
     "duo_ai.eval_job": 7,
+    "duo_ai.export": 7,
     "duo_ai.bench": 7,
     "duo_ai.reports": 7,
     "cli": 8,
