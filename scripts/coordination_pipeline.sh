@@ -51,7 +51,7 @@ while [ $# -gt 0 ]; do
     --episodes) episodes=$2; shift ;;
     --jobs) jobs_max=$2; shift ;;
     --auc-episodes) auc_episodes=$2; shift ;;
-    -h|--help) sed -n '2,28p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
     *) echo "coordination_pipeline: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
   shift

@@ -57,6 +57,18 @@ def test_smoke_pipeline_runs_the_whole_protocol(tmp_path):
         with Image.open(out / report / "reward_vs_cost.png") as image:
             assert image.size[0] > 500 and image.size[1] > 300
 
+    # collect_study.sh: what to commit; every checkpoint the report names is there, without agents.
+    kept = tmp_path / "results"
+    collected = subprocess.run(
+        ["bash", "scripts/collect_study.sh", str(out), str(kept)], cwd=ROOT, env=env, capture_output=True, text=True
+    )  # fmt: skip
+    assert collected.returncode == 0, collected.stdout[-3000:] + collected.stderr[-3000:]
+    for name, row in table["methods"].items():
+        checkpoint = kept / row["checkpoint"]
+        assert checkpoint.is_file() and checkpoint.stat().st_size < 100_000, name
+    assert (kept / "report" / "table.json").read_text() == (out / "report" / "table.json").read_text()
+    assert (kept / "novice" / "config.yaml").is_file() and not (kept / "novice" / "last.ckpt").exists()
+
     # A rerun reuses what finished and resumes a run that has a last.ckpt but no summary.json
     # (here a finished one, so the resume has nothing left to train).
     (out / "ppo_w1" / "summary.json").unlink()

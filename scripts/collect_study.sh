@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Copy a finished coordination study's small files into a folder to commit (e.g. results/<study>):
+# each finished run's config, logs, CSVs and summary; every coordinator's checkpoint exported
+# without its agents (`duo-ai export --without-agents`, ~10-20 KB) at the path the reports name
+# (best_val_true.ckpt where there is one, else last.ckpt); the evaluations and reports. The agents'
+# own weights are not copied: export them once (duo-ai export <run>/last.ckpt -o DST/agents/...).
+#
+#   scripts/collect_study.sh experiments/coordination_coinrun results/coordination_coinrun
+#
+# Existing checkpoints in DST are replaced by fresh exports; nothing outside DST is touched.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[ $# -eq 2 ] || { echo "usage: scripts/collect_study.sh STUDY_DIR DEST_DIR" >&2; exit 2; }
+src=$1 dst=$2
+[ -d "$src" ] || { echo "collect_study: $src is not a folder; pass the study's --out folder" >&2; exit 2; }
+if [ -x .venv/bin/duo-ai ]; then DUO=.venv/bin/duo-ai; else DUO=duo-ai; fi
+for path in "$src"/*/; do
+  run=$(basename "$path")
+  case $run in evals|evals_auc|report|report_auc|logs) continue ;; esac
+  if [ ! -f "$src/$run/summary.json" ]; then echo "skipping $run: not finished"; continue; fi
+  mkdir -p "$dst/$run"
+  for f in config.yaml summary.json train.log progress.csv eval.csv run_info.json base_penalty.json; do
+    if [ -f "$src/$run/$f" ]; then cp "$src/$run/$f" "$dst/$run/"; fi
+  done
+  # A coordinator names its agents in config.yaml; the agents' own weights are not exported here.
+  grep -q '^train_novice: [^n]' "$src/$run/config.yaml" || continue
+  ckpt=last.ckpt
+  if [ -f "$src/$run/best_val_true.ckpt" ]; then ckpt=best_val_true.ckpt; fi
+  rm -f "$dst/$run/$ckpt"
+  "$DUO" export "$src/$run/$ckpt" -o "$dst/$run/$ckpt" --without-agents >/dev/null
+  echo "exported $run/$ckpt"
+done
+for d in evals evals_auc report report_auc; do
+  if [ -d "$src/$d" ]; then cp -r "$src/$d" "$dst/"; fi
+done
+du -sh "$dst"
