@@ -54,7 +54,9 @@ def test_sigterm_saves_last_checkpoint_and_resume_works(tmp_path):
     proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     log = tmp_path / "experiments" / "stopped" / "train.log"
     deadline = time.time() + 120
-    while time.time() < deadline and not (log.exists() and "iter 2 " in log.read_text()):
+    # "iter 3" logged means iteration 2's snapshot was taken (a stop saves the last whole iteration's
+    # state; one that lands between iteration 2's log line and its snapshot would save iteration 1's).
+    while time.time() < deadline and not (log.exists() and "iter 3 " in log.read_text()):
         time.sleep(0.2)
     proc.send_signal(signal.SIGTERM)
     _, stderr = proc.communicate(timeout=120)
