@@ -22,8 +22,8 @@ for path in "$src"/*/; do
   for f in config.yaml summary.json train.log progress.csv eval.csv run_info.json base_penalty.json; do
     if [ -f "$src/$run/$f" ]; then cp "$src/$run/$f" "$dst/$run/"; fi
   done
-  # A coordinator names its agents in config.yaml; the agents' own weights are not exported here.
-  grep -q '^train_novice: [^n]' "$src/$run/config.yaml" || continue
+  # Only coordinators (their config names a novice) are exported; the agents' weights are not.
+  if grep -q '^train_novice: null$' "$src/$run/config.yaml"; then continue; fi
   ckpt=last.ckpt
   if [ -f "$src/$run/best_val_true.ckpt" ]; then ckpt=best_val_true.ckpt; fi
   rm -f "$dst/$run/$ckpt"

@@ -17,16 +17,21 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_smoke_pipeline_runs_the_whole_protocol(tmp_path):
-    out = tmp_path / "study"
-    bin_dir = str(Path(sys.executable).parent)  # the duo-ai of this environment
+def run_script(script: str, *args: object) -> subprocess.CompletedProcess:
+    """`bash scripts/<script> ARGS...` with this environment's duo-ai, checked to succeed."""
+    bin_dir = str(Path(sys.executable).parent)
     env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "COLUMNS": "120"}
     done = subprocess.run(
-        ["bash", "scripts/coordination_pipeline.sh", "--smoke", "--game", "starpilot", "--out", str(out),
-         "--jobs", "2", "--auc-episodes", "2"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+        ["bash", f"scripts/{script}", *map(str, args)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return done
+
+
+def test_smoke_pipeline_runs_the_whole_protocol(tmp_path):
+    out = tmp_path / "study"
+    smoke = ("--smoke", "--game", "starpilot", "--out", out, "--auc-episodes", "2")
+    done = run_script("coordination_pipeline.sh", *smoke, "--jobs", "2")
     for method in ("always_novice", "always_expert", "random", "logit"):
         assert (out / method / "last.ckpt").is_file(), method
     for w in (0, 1, 2):  # one PPO coordinator per weight, and the sanity check's at weight 2
@@ -59,10 +64,7 @@ def test_smoke_pipeline_runs_the_whole_protocol(tmp_path):
 
     # collect_study.sh: what to commit; every checkpoint the report names is there, without agents.
     kept = tmp_path / "results"
-    collected = subprocess.run(
-        ["bash", "scripts/collect_study.sh", str(out), str(kept)], cwd=ROOT, env=env, capture_output=True, text=True
-    )  # fmt: skip
-    assert collected.returncode == 0, collected.stdout[-3000:] + collected.stderr[-3000:]
+    run_script("collect_study.sh", out, kept)
     for name, row in table["methods"].items():
         checkpoint = kept / row["checkpoint"]
         assert checkpoint.is_file() and checkpoint.stat().st_size < 100_000, name
@@ -72,12 +74,7 @@ def test_smoke_pipeline_runs_the_whole_protocol(tmp_path):
     # A rerun reuses what finished and resumes a run that has a last.ckpt but no summary.json
     # (here a finished one, so the resume has nothing left to train).
     (out / "ppo_w1" / "summary.json").unlink()
-    again = subprocess.run(
-        ["bash", "scripts/coordination_pipeline.sh", "--smoke", "--game", "starpilot", "--out", str(out),
-         "--auc-episodes", "2"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
-    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    again = run_script("coordination_pipeline.sh", *smoke)
     assert f"resuming {out}/ppo_w1 from its last.ckpt" in again.stdout
     assert "already finished at step 128" in " ".join((again.stdout + again.stderr).split())  # wrapped lines
     assert f"reusing {out}/ppo_w0" in again.stdout
