@@ -33,7 +33,10 @@ def export_checkpoint(source: str | os.PathLike, target: str | os.PathLike, with
     payload = load_checkpoint(source)
     keep = EVAL_KEYS + (("agents",) if with_agents else ())
     exported = {key: payload[key] for key in keep if key in payload}
-    save_checkpoint(target, exported)
+    try:
+        save_checkpoint(target, exported)
+    except OSError as e:  # e.g. a read-only or pseudo file system that passed the permission check
+        raise ConfigError(f"could not write {target} ({e.strerror}); pass -o in a writable folder") from None
     return {
         "kept": sorted(exported),
         "left_out": sorted(key for key in payload if key not in exported and key != "format"),

@@ -185,4 +185,5 @@ def test_export_keeps_what_evaluation_needs_and_plays_the_same_episodes(runs, tm
     not_ckpt = tmp_path / "notes.txt"
     not_ckpt.write_text("hello")
     assert_user_error(duo_ai("export", not_ckpt, "-o", tmp_path / "x.ckpt"), "not a duo-ai checkpoint")
+    assert_user_error(duo_ai("export", runs["ppo"], "-o", "/proc/x.ckpt"), "could not write /proc/x.ckpt")
     assert not (tmp_path / "x.ckpt").exists()
