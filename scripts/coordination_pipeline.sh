@@ -22,7 +22,10 @@
 #          (use these agents instead of training them), --episodes N (test episodes per evaluation),
 #          --auc-episodes N (test episodes per evaluation at the other weights, see 4.),
 #          --jobs N (run up to N independent trainings/evaluations at once, each logging to
-#          DIR/logs/; default 1; with --threads 1, --jobs 2 uses both cores of a 2-core CPU).
+#          DIR/logs/; default 1; with --threads 1, --jobs 2 uses both cores of a 2-core CPU),
+#          --weights W1,W2,... (the cost weights that get a PPO coordinator and evaluations; default
+#          0,0.2,0.4,0.6,0.8,1; a single weight is a one-weight study: its table, no AUC; the sanity
+#          coordinators at weights 0 and 2 are trained either way).
 # Runs that already finished (summary.json present) are reused and runs that were stopped part-way
 # (a last.ckpt, no summary.json) resume, so a rerun only redoes what is missing.
 set -euo pipefail
@@ -37,6 +40,7 @@ novice_ckpt=""
 expert_ckpt=""
 episodes=""
 auc_episodes=""
+weights_arg=""
 jobs_max=1
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -51,7 +55,8 @@ while [ $# -gt 0 ]; do
     --episodes) episodes=$2; shift ;;
     --jobs) jobs_max=$2; shift ;;
     --auc-episodes) auc_episodes=$2; shift ;;
-    -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
+    --weights) weights_arg=$2; shift ;;
+    -h|--help) sed -n '2,30p' "$0"; exit 0 ;;
     *) echo "coordination_pipeline: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -117,7 +122,23 @@ case $mode in
     coordination=()
     test_episodes=1000 ;;
 esac
+if [ -n "$weights_arg" ]; then
+  IFS=, read -ra weights <<<"$weights_arg"
+  for w in "${weights[@]}"; do
+    case $w in
+      ''|*[!0-9.]*|*.*.*|.*) echo "coordination_pipeline: --weights takes comma-separated numbers >= 0 (e.g. 0,0.4,1), got '$weights_arg'" >&2
+        exit 2 ;;
+    esac
+  done
+  [ "${#weights[@]}" -eq 1 ] && weight=${weight:-${weights[0]}}
+fi
 weight=${weight:-0.4}
+if ! printf '%s\n' "${weights[@]}" | grep -qx -- "$weight"; then
+  echo "coordination_pipeline: the study's weight $weight is not among the cost weights (${weights[*]}); pass --weight one of them or add it to --weights" >&2
+  exit 2
+fi
+# One weight has no AUC: its single evaluation is the study's (on --episodes).
+[ "${#weights[@]}" -eq 1 ] && auc_episodes=""
 test_episodes=${episodes:-$test_episodes}
 auc_episodes=${auc_episodes:-$test_episodes}
 common=("env.task=$game" "experiments_dir=$out" "num_threads=$threads")
@@ -218,8 +239,12 @@ spawn random train random configs/procgen_random.yaml "${pair[@]}" "${calibratio
 spawn logit train logit configs/procgen_logit.yaml "${pair[@]}" "${calibration[@]}" "${logit_grid[@]}" \
   policy.score=max_prob evaluation.num_episodes=0
 
-stage "PPO coordinators, one per cost weight (${weights[*]}), and at weight $sanity_weight"
-for w in "${weights[@]}" "$sanity_weight"; do
+stage "PPO coordinators, one per cost weight (${weights[*]}), and the sanity check's at 0 and $sanity_weight"
+ppo_weights=("${weights[@]}")
+for w in 0 "$sanity_weight"; do
+  printf '%s\n' "${weights[@]}" | grep -qx -- "$w" || ppo_weights+=("$w")
+done
+for w in "${ppo_weights[@]}"; do
   spawn "ppo_w$w" train "ppo_w$w" configs/procgen_ppo.yaml "${pair[@]}" "${ppo[@]}" \
     "coordination.expert_query_cost_weight=$w"
 done

@@ -85,6 +85,8 @@ def test_pipeline_refuses_bad_options_in_one_line_before_any_work(tmp_path):
         (["--jobs", "0"], "--jobs must be a whole number >= 1"),
         (["--auc-episodes", "x"], "--auc-episodes must be a whole number >= 1"),
         (["--bogus"], "unknown argument"),
+        (["--weights", "0.2,high"], "--weights takes comma-separated numbers >= 0"),
+        (["--weights", "0,0.5", "--weight", "0.4"], "the study's weight 0.4 is not among the cost weights (0 0.5)"),
     ):
         done = subprocess.run(
             ["bash", "scripts/coordination_pipeline.sh", "--smoke", "--out", str(tmp_path / "x"), *args],
