@@ -18,14 +18,18 @@
 #   scripts/coordination_pipeline.sh --smoke    # everything, tiny, in a few minutes (the tests run it)
 # Options: --game G (default coinrun), --out DIR (default experiments/coordination), --threads N
 #          (torch CPU threads; default 1 with --small/--smoke, else 0 = all cores), --weight W (the
-#          study's cost weight, reported in table.json; default 0.4), --novice CKPT / --expert CKPT
+#          study's cost weight, reported in table.json; default 0.4; with --auc-episodes it may lie
+#          off the grid, e.g. at the gate's break-even weight: it then gets its own PPO coordinator
+#          and is left out of the AUC), --novice CKPT / --expert CKPT
 #          (use these agents instead of training them), --episodes N (test episodes per evaluation),
 #          --auc-episodes N (test episodes per evaluation at the other weights, see 4.),
 #          --jobs N (run up to N independent trainings/evaluations at once, each logging to
 #          DIR/logs/; default 1; with --threads 1, --jobs 2 uses both cores of a 2-core CPU),
 #          --weights W1,W2,... (the cost weights that get a PPO coordinator and evaluations; default
 #          0,0.2,0.4,0.6,0.8,1; a single weight is a one-weight study: its table, no AUC; the sanity
-#          coordinators at weights 0 and 2 are trained either way).
+#          coordinators at weights 0 and 2 are trained either way),
+#          --agent-temperature T (how the novice and expert act: 1 samples, as the benchmark does;
+#          0 = greedy, the --small default; see there).
 # Runs that already finished (summary.json present) are reused and runs that were stopped part-way
 # (a last.ckpt, no summary.json) resume, so a rerun only redoes what is missing.
 set -euo pipefail
@@ -41,6 +45,7 @@ expert_ckpt=""
 episodes=""
 auc_episodes=""
 weights_arg=""
+agent_temperature=""
 jobs_max=1
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -56,7 +61,8 @@ while [ $# -gt 0 ]; do
     --jobs) jobs_max=$2; shift ;;
     --auc-episodes) auc_episodes=$2; shift ;;
     --weights) weights_arg=$2; shift ;;
-    -h|--help) sed -n '2,30p' "$0"; exit 0 ;;
+    --agent-temperature) agent_temperature=$2; shift ;;
+    -h|--help) sed -n '2,32p' "$0"; exit 0 ;;
     *) echo "coordination_pipeline: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -73,12 +79,15 @@ if [ -x .venv/bin/duo-ai ]; then DUO=.venv/bin/duo-ai PY=.venv/bin/python; else 
 weights=(0 0.2 0.4 0.6 0.8 1)
 sanity_weight=2  # not in the AUC: only checks that the PPO coordinator responds to the cost
 case $mode in
-  small)  # a 2-core CPU, the sizes of results/coordination_coinrun. The agents' 377k steps take
-          # ~80 min on an AVX2-only CPU (fp32, ~80 SPS per core), ~40 min with bf16 units; the
-          # rest ~75 min with --jobs 2 on an AVX2-only CPU (see results/coordination_coinrun)
+  small)  # a 2-core CPU, the sizes of results/coordination_coinrun_greedy. The agents' 401k steps
+          # take ~85 min on an AVX2-only CPU (fp32, ~80 SPS per core), ~40 min with bf16 units.
     threads=${threads:-1}
     shape=(env.num_envs=32 algorithm.num_steps=128 algorithm.num_minibatches=4 algorithm.log_freq=4)
-    novice=("${shape[@]}" algorithm.total_timesteps=16384)
+    # Agents this briefly trained have nearly flat logits: sampled, they play almost at random
+    # (the expert scores 4.6 on val_true sampled, 6.9 greedy), so here they act greedily. The
+    # novice at 40,960 steps (lr 1e-3) is the first checkpoint whose greedy play leaves the start.
+    agent_temperature=${agent_temperature:-0}
+    novice=("${shape[@]}" algorithm.total_timesteps=40960 algorithm.learning_rate=0.001)
     expert=("${shape[@]}" algorithm.total_timesteps=360448)
     # hidden_dist: the coordinator reads the novice's features and has no CNN of its own (fast on
     # a CPU); its two linear heads learn at a higher rate than a CNN, and a smaller entropy bonus
@@ -133,14 +142,21 @@ if [ -n "$weights_arg" ]; then
   [ "${#weights[@]}" -eq 1 ] && weight=${weight:-${weights[0]}}
 fi
 weight=${weight:-0.4}
-if ! printf '%s\n' "${weights[@]}" | grep -qx -- "$weight"; then
-  echo "coordination_pipeline: the study's weight $weight is not among the cost weights (${weights[*]}); pass --weight one of them or add it to --weights" >&2
-  exit 2
-fi
+case ${agent_temperature:-0} in
+  *[!0-9.]*|*.*.*|.*) echo "coordination_pipeline: --agent-temperature takes a number >= 0 (0 = greedy), got '$agent_temperature'" >&2
+    exit 2 ;;
+esac
+in_grid() { printf '%s\n' "${weights[@]}" | grep -qx -- "$1"; }
 # One weight has no AUC: its single evaluation is the study's (on --episodes).
 [ "${#weights[@]}" -eq 1 ] && auc_episodes=""
 test_episodes=${episodes:-$test_episodes}
 auc_episodes=${auc_episodes:-$test_episodes}
+if [ "$auc_episodes" = "$test_episodes" ] && ! in_grid "$weight"; then
+  echo "coordination_pipeline: the study's weight $weight is not among the cost weights (${weights[*]}); pass --weight one of them, add it to --weights, or evaluate the grid apart with --auc-episodes" >&2
+  exit 2
+fi
+# The AUC report's row: the study's weight, or the grid weight nearest to it.
+auc_weight=$(printf '%s\n' "${weights[@]}" | awk -v w="$weight" '{d = ($1 > w ? $1 - w : w - $1)} NR == 1 || d <= best + 1e-9 {best = d; pick = $1} END {print pick}')
 common=("env.task=$game" "experiments_dir=$out" "num_threads=$threads")
 
 start=$SECONDS
@@ -204,6 +220,7 @@ echo "novice: $novice_ckpt; expert: $expert_ckpt"
 # The real pair acts everywhere here (test_* default to train_*): every method is selected on
 # val_true (held-out hard levels) with it, and the cost unit is the expert's reward per step on test.
 pair=("train_novice=$novice_ckpt" "train_expert=$expert_ckpt" "${coordination[@]}")
+[ -n "$agent_temperature" ] && pair+=("coordination.agent_temperature=$agent_temperature")
 
 # evaluate <method> <checkpoint> <weight> [<episodes> <folder>]: test episodes (default $test_episodes, into
 # $out/evals), paired: the same --seed, number of episodes and envs for every method.
@@ -239,11 +256,11 @@ spawn random train random configs/procgen_random.yaml "${pair[@]}" "${calibratio
 spawn logit train logit configs/procgen_logit.yaml "${pair[@]}" "${calibration[@]}" "${logit_grid[@]}" \
   policy.score=max_prob evaluation.num_episodes=0
 
-stage "PPO coordinators, one per cost weight (${weights[*]}), and the sanity check's at 0 and $sanity_weight"
 ppo_weights=("${weights[@]}")
-for w in 0 "$sanity_weight"; do
-  printf '%s\n' "${weights[@]}" | grep -qx -- "$w" || ppo_weights+=("$w")
+for w in "$weight" 0 "$sanity_weight"; do
+  printf '%s\n' "${ppo_weights[@]}" | grep -qx -- "$w" || ppo_weights+=("$w")
 done
+stage "PPO coordinators at cost weights ${ppo_weights[*]} (the grid, the study's weight, the sanity check's 0 and $sanity_weight)"
 for w in "${ppo_weights[@]}"; do
   spawn "ppo_w$w" train "ppo_w$w" configs/procgen_ppo.yaml "${pair[@]}" "${ppo[@]}" \
     "coordination.expert_query_cost_weight=$w"
@@ -286,6 +303,6 @@ else
   spawn eval_always_expert_auc evaluate always_expert "$out/always_expert/last.ckpt" 0 "$auc_episodes" "$out/evals_auc"
   for w in "${weights[@]}"; do evaluate_coordinators "$w" "$auc_episodes" "$out/evals_auc"; done
   join
-  "$DUO" study-report "$out/evals_auc" --weight "$weight" -o "$out/report_auc" --root "$out"
+  "$DUO" study-report "$out/evals_auc" --weight "$auc_weight" -o "$out/report_auc" --root "$out"
 fi
 echo "wall-clock: $((SECONDS - start))s"

@@ -30,18 +30,22 @@ def run_script(script: str, *args: object) -> subprocess.CompletedProcess:
 
 def test_smoke_pipeline_runs_the_whole_protocol(tmp_path):
     out = tmp_path / "study"
-    smoke = ("--smoke", "--game", "starpilot", "--out", out, "--auc-episodes", "2")
+    # The study's weight 0.5 lies off the AUC's grid (0, 1): it gets its own coordinator and evaluation.
+    smoke = ("--smoke", "--game", "starpilot", "--out", out, "--auc-episodes", "2", "--agent-temperature", "0",
+             "--weight", "0.5")  # fmt: skip
     done = run_script("coordination_pipeline.sh", *smoke, "--jobs", "2")
     for method in ("always_novice", "always_expert", "random", "logit"):
         assert (out / method / "last.ckpt").is_file(), method
-    for w in (0, 1, 2):  # one PPO coordinator per weight, and the sanity check's at weight 2
+    for w in (0, 0.5, 1, 2):  # one PPO coordinator per weight, and the sanity check's at weight 2
         assert (out / f"ppo_w{w}" / "last.ckpt").is_file(), w
     for w in (0, 2):
         assert f"sanity: PPO at weight {w} asks the expert on " in done.stdout
-    assert (out / "logs" / "eval_ppo_w1.log").is_file()  # --jobs 2: each background job's own log
+    assert (out / "logs" / "eval_ppo_w0.5.log").is_file()  # --jobs 2: each background job's own log
+    for run in ("always_novice", "logit", "ppo_w1"):  # --agent-temperature reaches every coordinator
+        assert "agent_temperature: 0.0" in (out / run / "config.yaml").read_text(), run
 
     table = json.loads((out / "report" / "table.json").read_text())
-    assert table["cost_weight"] == 1 and table["split"] == "test"
+    assert table["cost_weight"] == 0.5 and table["split"] == "test"
     methods = table["methods"]
     assert set(methods) == {"always_novice", "always_expert", "random", "logit", "ppo"}
     for name, row in methods.items():
@@ -50,11 +54,12 @@ def test_smoke_pipeline_runs_the_whole_protocol(tmp_path):
         assert (out / row["checkpoint"]).is_file(), row["checkpoint"]  # relative to the study folder
         assert row["num_episodes"] == 4
     assert methods["always_novice"]["expert_fraction"] == 0 and methods["always_expert"]["expert_fraction"] == 1
-    assert table["weights"] == [1] and table["methods"]["ppo"]["auc"] is None  # the study's weight alone
+    assert table["weights"] == [0.5] and table["methods"]["ppo"]["auc"] is None  # the study's weight alone
 
     # --auc-episodes 2: every weight on 2 paired episodes, for the AUC.
     auc = json.loads((out / "report_auc" / "table.json").read_text())
     assert auc["weights"] == [0, 1] and auc["num_episodes"] == 2 and set(auc["methods"]) == set(methods)
+    assert auc["cost_weight"] == 1  # the grid weight nearest to 0.5 (the upper one on a tie)
     novice = [w["reward_mean"] for w in auc["per_weight"]["always_novice"]]
     assert novice[0] == novice[-1]  # never asks: the same reward at every weight
     assert all(m["auc"] is not None for m in auc["methods"].values())
@@ -87,6 +92,7 @@ def test_pipeline_refuses_bad_options_in_one_line_before_any_work(tmp_path):
         (["--bogus"], "unknown argument"),
         (["--weights", "0.2,high"], "--weights takes comma-separated numbers >= 0"),
         (["--weights", "0,0.5", "--weight", "0.4"], "the study's weight 0.4 is not among the cost weights (0 0.5)"),
+        (["--agent-temperature", "-1"], "--agent-temperature takes a number >= 0"),
     ):
         done = subprocess.run(
             ["bash", "scripts/coordination_pipeline.sh", "--smoke", "--out", str(tmp_path / "x"), *args],
