@@ -3,7 +3,8 @@
 - `RunFolder` checks a run's folder before anything is built or written, and with `overwrite=true`
   moves the old run aside (`<experiments_dir>/.<name>.old-<time>`) instead of deleting it; the old
   copy is deleted once the new run has written its first `last.ckpt`, and put back if the new run
-  ends before that.
+  ends before that. While a run trains, `run.lock` in its folder names its process: a second run
+  that would overwrite or resume that folder is refused (its files would mix with the live run's).
 - `resume_config` loads a run's config for `--resume` with overrides that extend the run (more
   steps, other log/save/eval frequencies, evaluation settings, compute settings) and refuses those
   that would change what it trains.
@@ -34,6 +35,30 @@ from duo_ai.core.files import check_writable
 
 # --- the run folder ------------------------------------------------------------------------------
 
+LOCK = "run.lock"
+
+
+def live_owner(folder: Path) -> int | None:
+    """The pid of a live process on this machine that is training in `folder`, if any.
+
+    A lock left by a process that died (or by this one) does not count; one written on another
+    machine cannot be checked and does not count either.
+    """
+    try:
+        host, pid_text = (folder / LOCK).read_text().split()
+        pid = int(pid_text)
+    except (OSError, ValueError):
+        return None
+    if host != platform.node() or pid == os.getpid():
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:  # alive, another user's
+        pass
+    return pid
+
 
 class RunFolder:
     """`<experiments_dir>/<name>/`, checked on creation (nothing touched), opened by `open()`.
@@ -59,6 +84,13 @@ class RunFolder:
                 f"run folder {self.path} already exists; pass overwrite=true to replace it, "
                 f"--resume {self.path} to continue it, or name=<new name> for a new run"
             )
+        owner = live_owner(self.path)
+        if owner is not None:
+            raise ConfigError(
+                f"run folder {self.path} is in use by process {owner}, which is still training it; stop it "
+                f"first (kill -TERM {owner} saves its last.ckpt) or pass name=<new name> (if {owner} is not "
+                f"a duo-ai run, delete {self.path / LOCK})"
+            )
 
     @property
     def occupied(self) -> bool:
@@ -75,7 +107,17 @@ class RunFolder:
             self.aside = aside
             log(f"overwrite: moved the previous run to {aside}; it is deleted once this run saves last.ckpt")
         self.path.mkdir(parents=True, exist_ok=True)
+        (self.path / LOCK).write_text(f"{platform.node()} {os.getpid()}\n")
         return self.path
+
+    def release(self) -> None:
+        """The run has ended: its folder is free (the lock goes if it is still this process's)."""
+        lock = self.path / LOCK
+        try:
+            if lock.read_text().split()[1] == str(os.getpid()):
+                lock.unlink()
+        except (OSError, IndexError):
+            pass
 
     def commit(self) -> None:
         """The new run has written last.ckpt: the run it replaces can go."""

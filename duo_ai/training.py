@@ -203,6 +203,8 @@ class Trainer:
         self.restore_replaced_run()
 
     def restore_replaced_run(self) -> None:
+        if self.folder is not None:
+            self.folder.release()
         note = self.folder.abandon() if self.folder is not None else None
         if note is not None:
             console.print(note, highlight=False, markup=False)

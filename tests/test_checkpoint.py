@@ -64,3 +64,35 @@ def test_sigterm_saves_last_checkpoint_and_resume_works(tmp_path):
     assert "Traceback" not in stderr
     saved = torch.load(tmp_path / "experiments" / "stopped" / "last.ckpt", weights_only=True)
     assert saved["global_step"] >= 256  # save_freq=0: only the stop itself saved it
+
+
+def test_a_live_run_folder_is_neither_overwritten_nor_resumed_by_another_run(tmp_path):
+    overrides = [o for o in TINY if not o.startswith(("algorithm.total_timesteps", "algorithm.save_freq"))]
+    train = [sys.executable, "-m", "cli.main", "train", *overrides, "name=live", "--no-progress"]
+    proc = subprocess.Popen(
+        [*train, "algorithm.total_timesteps=100000000", "algorithm.save_freq=1"],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    folder = tmp_path / "experiments" / "live"
+    deadline = time.time() + 120
+    while time.time() < deadline and not (folder / "last.ckpt").exists():
+        time.sleep(0.2)
+    try:
+        assert (folder / "run.lock").read_text().split()[1] == str(proc.pid)
+        for second in (
+            [*train, "overwrite=true"],
+            [sys.executable, "-m", "cli.main", "train", "--resume", str(folder)],
+        ):
+            done = subprocess.run(second, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+            message = " ".join(done.stderr.split())  # rich wraps long lines
+            assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+            assert f"is in use by process {proc.pid}, which is still training it" in message
+        assert not list(tmp_path.glob("experiments/.live.old-*"))  # the live run was not moved aside
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=120)
+    assert proc.returncode == 130 and not (folder / "run.lock").exists()
+    # Once it has stopped, the folder is free again.
+    done = subprocess.run([*train, "overwrite=true", "algorithm.total_timesteps=64"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stderr
