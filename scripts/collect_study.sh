@@ -2,8 +2,9 @@
 # Copy a finished coordination study's small files into a folder to commit (e.g. results/<study>):
 # each finished run's config, logs, CSVs and summary; every coordinator's checkpoint exported
 # without its agents (`duo-ai export --without-agents`, ~10-20 KB) at the path the reports name
-# (best_val_true.ckpt where there is one, else last.ckpt); the evaluations and reports. The agents'
-# own weights are not copied: export them once (duo-ai export <run>/last.ckpt -o DST/agents/...).
+# (best_val_true.ckpt where there is one, else last.ckpt); the evaluations and reports (every
+# evals* and report* folder). The agents' own weights are not copied: export them once
+# (duo-ai export <run>/last.ckpt -o DST/agents/...).
 #
 #   scripts/collect_study.sh experiments/coordination_coinrun results/coordination_coinrun
 #
@@ -16,7 +17,7 @@ src=$1 dst=$2
 if [ -x .venv/bin/duo-ai ]; then DUO=.venv/bin/duo-ai; else DUO=duo-ai; fi
 for path in "$src"/*/; do
   run=$(basename "$path")
-  case $run in evals|evals_auc|report|report_auc|logs) continue ;; esac
+  case $run in evals*|report*|logs) continue ;; esac
   if [ ! -f "$src/$run/summary.json" ]; then echo "skipping $run: not finished"; continue; fi
   mkdir -p "$dst/$run"
   for f in config.yaml summary.json train.log progress.csv eval.csv run_info.json base_penalty.json; do
@@ -30,7 +31,7 @@ for path in "$src"/*/; do
   "$DUO" export "$src/$run/$ckpt" -o "$dst/$run/$ckpt" --without-agents >/dev/null
   echo "exported $run/$ckpt"
 done
-for d in evals evals_auc report report_auc; do
-  if [ -d "$src/$d" ]; then cp -r "$src/$d" "$dst/"; fi
+for d in "$src"/evals* "$src"/report*; do  # evals, evals_auc, report, report_auc, and any variant
+  if [ -d "$d" ]; then cp -r "$d" "$dst/"; fi
 done
 du -sh "$dst"

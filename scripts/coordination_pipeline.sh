@@ -80,7 +80,8 @@ weights=(0 0.2 0.4 0.6 0.8 1)
 sanity_weight=2  # not in the AUC: only checks that the PPO coordinator responds to the cost
 case $mode in
   small)  # a 2-core CPU, the sizes of results/coordination_coinrun_greedy. The agents' 401k steps
-          # take ~85 min on an AVX2-only CPU (fp32, ~80 SPS per core), ~40 min with bf16 units.
+          # take ~85 min on an AVX2-only CPU (fp32, ~80 SPS per core), ~40 min with bf16 units; the
+          # rest ~35 min with --jobs 2 there (greedy agents' episodes are short).
     threads=${threads:-1}
     shape=(env.num_envs=32 algorithm.num_steps=128 algorithm.num_minibatches=4 algorithm.log_freq=4)
     # Agents this briefly trained have nearly flat logits: sampled, they play almost at random
@@ -99,8 +100,9 @@ case $mode in
     random_grid=("policy.candidates=[0,0.2,0.4,0.6,0.8,1]")
     logit_grid=("policy.percentiles=[0,20,40,60,80,100]")
     coordination=(coordination.base_penalty_episodes=1000 evaluation.num_envs=50)
-    # 1,000 paired episodes at the study's weight; the AUC's six weights on 100 each (a policy that
-    # rarely asks plays the novice's ~550-step episodes: ~15 min per 1,000 on one AVX2 core).
+    # 1,000 paired episodes at the study's weight; the AUC's six weights on 100 each (with sampled
+    # agents a policy that rarely asks plays the novice's ~550-step episodes: ~15 min per 1,000 on
+    # one AVX2 core; greedy, ~60 steps).
     test_episodes=1000
     auc_episodes=${auc_episodes:-100} ;;
   smoke)  # minutes: tiny agents that have not learned; checks the plumbing, not the result
