@@ -148,12 +148,13 @@ case ${agent_temperature:-0} in
   *[!0-9.]*|*.*.*|.*) echo "coordination_pipeline: --agent-temperature takes a number >= 0 (0 = greedy), got '$agent_temperature'" >&2
     exit 2 ;;
 esac
-in_grid() { printf '%s\n' "${weights[@]}" | grep -qx -- "$1"; }
+# member X A B ...: whether X is one of A B ... (weights compared as written).
+member() { local x=$1; shift; printf '%s\n' "$@" | grep -qx -- "$x"; }
 # One weight has no AUC: its single evaluation is the study's (on --episodes).
 [ "${#weights[@]}" -eq 1 ] && auc_episodes=""
 test_episodes=${episodes:-$test_episodes}
 auc_episodes=${auc_episodes:-$test_episodes}
-if [ "$auc_episodes" = "$test_episodes" ] && ! in_grid "$weight"; then
+if [ "$auc_episodes" = "$test_episodes" ] && ! member "$weight" "${weights[@]}"; then
   echo "coordination_pipeline: the study's weight $weight is not among the cost weights (${weights[*]}); pass --weight one of them, add it to --weights, or evaluate the grid apart with --auc-episodes" >&2
   exit 2
 fi
@@ -260,7 +261,7 @@ spawn logit train logit configs/procgen_logit.yaml "${pair[@]}" "${calibration[@
 
 ppo_weights=("${weights[@]}")
 for w in "$weight" 0 "$sanity_weight"; do
-  printf '%s\n' "${ppo_weights[@]}" | grep -qx -- "$w" || ppo_weights+=("$w")
+  member "$w" "${ppo_weights[@]}" || ppo_weights+=("$w")
 done
 stage "PPO coordinators at cost weights ${ppo_weights[*]} (the grid, the study's weight, the sanity check's 0 and $sanity_weight)"
 for w in "${ppo_weights[@]}"; do
