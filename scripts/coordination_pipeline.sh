@@ -144,11 +144,17 @@ if [ -n "$weights_arg" ]; then
   [ "${#weights[@]}" -eq 1 ] && weight=${weight:-${weights[0]}}
 fi
 weight=${weight:-0.4}
+case $weight in
+  ''|*[!0-9.]*|*.*.*|.*) echo "coordination_pipeline: --weight takes a number >= 0 (e.g. 0.4), got '$weight'" >&2; exit 2 ;;
+esac
+# Weights name runs and files (ppo_w0.1, w0.1.json): written one way, so 0.10 and 0.1 are one weight.
+weight=$(LC_ALL=C printf '%g' "$weight")
+for i in "${!weights[@]}"; do weights[i]=$(LC_ALL=C printf '%g' "${weights[i]}"); done
 case ${agent_temperature:-0} in
   *[!0-9.]*|*.*.*|.*) echo "coordination_pipeline: --agent-temperature takes a number >= 0 (0 = greedy), got '$agent_temperature'" >&2
     exit 2 ;;
 esac
-# member X A B ...: whether X is one of A B ... (weights compared as written).
+# member X A B ...: whether X is one of A B ... (weights are normalised above).
 member() { local x=$1; shift; printf '%s\n' "$@" | grep -qx -- "$x"; }
 # One weight has no AUC: its single evaluation is the study's (on --episodes).
 [ "${#weights[@]}" -eq 1 ] && auc_episodes=""

@@ -31,13 +31,15 @@ def run_script(script: str, *args: object) -> subprocess.CompletedProcess:
 def test_smoke_pipeline_runs_the_whole_protocol(tmp_path):
     out = tmp_path / "study"
     # The study's weight 0.5 lies off the AUC's grid (0, 1): it gets its own coordinator and evaluation.
+    # Written "0.50", it is still weight 0.5: one run folder and one evaluation file per weight.
     smoke = ("--smoke", "--game", "starpilot", "--out", out, "--auc-episodes", "2", "--agent-temperature", "0",
-             "--weight", "0.5")  # fmt: skip
+             "--weight", "0.50")  # fmt: skip
     done = run_script("coordination_pipeline.sh", *smoke, "--jobs", "2")
     for method in ("always_novice", "always_expert", "random", "logit"):
         assert (out / method / "last.ckpt").is_file(), method
     for w in (0, 0.5, 1, 2):  # one PPO coordinator per weight, and the sanity check's at weight 2
         assert (out / f"ppo_w{w}" / "last.ckpt").is_file(), w
+    assert sorted(path.name for path in out.glob("ppo_w*")) == ["ppo_w0", "ppo_w0.5", "ppo_w1", "ppo_w2"]
     for w in (0, 2):
         assert f"sanity: PPO at weight {w} asks the expert on " in done.stdout
     assert (out / "logs" / "eval_ppo_w0.5.log").is_file()  # --jobs 2: each background job's own log
@@ -91,7 +93,8 @@ def test_pipeline_refuses_bad_options_in_one_line_before_any_work(tmp_path):
         (["--auc-episodes", "x"], "--auc-episodes must be a whole number >= 1"),
         (["--bogus"], "unknown argument"),
         (["--weights", "0.2,high"], "--weights takes comma-separated numbers >= 0"),
-        (["--weights", "0,0.5", "--weight", "0.4"], "the study's weight 0.4 is not among the cost weights (0 0.5)"),
+        (["--weights", "0,0.50", "--weight", "0.40"], "the study's weight 0.4 is not among the cost weights (0 0.5)"),
+        (["--weight", "heavy"], "--weight takes a number >= 0"),
         (["--agent-temperature", "-1"], "--agent-temperature takes a number >= 0"),
     ):
         done = subprocess.run(
