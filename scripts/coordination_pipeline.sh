@@ -14,7 +14,7 @@
 #   DIR/report) and every weight, for the AUC, on N episodes (DIR/evals_auc, DIR/report_auc).
 #
 #   scripts/coordination_pipeline.sh            # the GPU recipe (novice 15M steps on easy, expert 25M on hard)
-#   scripts/coordination_pipeline.sh --small    # this 2-core CPU: reproduces results/coordination_coinrun
+#   scripts/coordination_pipeline.sh --small    # this 2-core CPU: reproduces results/coordination_coinrun_t0.3
 #   scripts/coordination_pipeline.sh --smoke    # everything, tiny, in a few minutes (the tests run it)
 # Options: --game G (default coinrun), --out DIR (default experiments/coordination), --threads N
 #          (torch CPU threads; default 1 with --small/--smoke, else 0 = all cores), --weight W (the
@@ -29,7 +29,7 @@
 #          0,0.2,0.4,0.6,0.8,1; a single weight is a one-weight study: its table, no AUC; the sanity
 #          coordinators at weights 0 and 2 are trained either way),
 #          --agent-temperature T (how the novice and expert act: 1 samples, as the benchmark does;
-#          0 = greedy, the --small default; see there).
+#          0 = greedy; the --small default is 0.3, see there).
 # Runs that already finished (summary.json present) are reused and runs that were stopped part-way
 # (a last.ckpt, no summary.json) resume, so a rerun only redoes what is missing.
 set -euo pipefail
@@ -79,16 +79,17 @@ if [ -x .venv/bin/duo-ai ]; then DUO=.venv/bin/duo-ai PY=.venv/bin/python; else 
 weights=(0 0.2 0.4 0.6 0.8 1)
 sanity_weight=2  # not in the AUC: only checks that the PPO coordinator responds to the cost
 case $mode in
-  small)  # a 2-core CPU, the sizes of results/coordination_coinrun_greedy. The agents' 401k steps
+  small)  # a 2-core CPU, the sizes of results/coordination_coinrun_t0.3. The agents' 397k steps
           # take ~85 min on an AVX2-only CPU (fp32, ~80 SPS per core), ~40 min with bf16 units; the
-          # rest ~35 min with --jobs 2 there (greedy agents' episodes are short).
+          # rest ~40 min with --jobs 2 there.
     threads=${threads:-1}
     shape=(env.num_envs=32 algorithm.num_steps=128 algorithm.num_minibatches=4 algorithm.log_freq=4)
-    # Agents this briefly trained have nearly flat logits: sampled, they play almost at random
-    # (the expert scores 4.6 on val_true sampled, 6.9 greedy), so here they act greedily. The
-    # novice at 40,960 steps (lr 1e-3) is the first checkpoint whose greedy play leaves the start.
-    agent_temperature=${agent_temperature:-0}
-    novice=("${shape[@]}" algorithm.total_timesteps=40960 algorithm.learning_rate=0.001)
+    # Agents this briefly trained have nearly flat logits: sampled (T = 1) they play almost at
+    # random (the expert scores 4.6 on val_true sampled, 6.9 greedy), and greedy the novices are all
+    # or nothing (0, or ~0.9 of the expert). At T = 0.3 the novice at 36,864 steps (lr 1e-3; greedy,
+    # it never leaves the start) plays part of the time: 3.8 on val_true to the expert's 6.25.
+    agent_temperature=${agent_temperature:-0.3}
+    novice=("${shape[@]}" algorithm.total_timesteps=36864 algorithm.learning_rate=0.001)
     expert=("${shape[@]}" algorithm.total_timesteps=360448)
     # hidden_dist: the coordinator reads the novice's features and has no CNN of its own (fast on
     # a CPU); its two linear heads learn at a higher rate than a CNN, and a smaller entropy bonus
@@ -100,9 +101,9 @@ case $mode in
     random_grid=("policy.candidates=[0,0.2,0.4,0.6,0.8,1]")
     logit_grid=("policy.percentiles=[0,20,40,60,80,100]")
     coordination=(coordination.base_penalty_episodes=1000 evaluation.num_envs=50)
-    # 1,000 paired episodes at the study's weight; the AUC's six weights on 100 each (with sampled
-    # agents a policy that rarely asks plays the novice's ~550-step episodes: ~15 min per 1,000 on
-    # one AVX2 core; greedy, ~60 steps).
+    # 1,000 paired episodes at the study's weight; the AUC's six weights on 100 each (at T = 1 a
+    # policy that rarely asks plays the novice's ~550-step episodes: ~15 min per 1,000 on one AVX2
+    # core; at T = 0.3, ~125 steps).
     test_episodes=1000
     auc_episodes=${auc_episodes:-100} ;;
   smoke)  # minutes: tiny agents that have not learned; checks the plumbing, not the result
@@ -265,11 +266,11 @@ spawn random train random configs/procgen_random.yaml "${pair[@]}" "${calibratio
 spawn logit train logit configs/procgen_logit.yaml "${pair[@]}" "${calibration[@]}" "${logit_grid[@]}" \
   policy.score=max_prob evaluation.num_episodes=0
 
-ppo_weights=("${weights[@]}")
-for w in "$weight" 0 "$sanity_weight"; do
+ppo_weights=("$weight")  # the study's first: its result comes first
+for w in "${weights[@]}" 0 "$sanity_weight"; do
   member "$w" "${ppo_weights[@]}" || ppo_weights+=("$w")
 done
-stage "PPO coordinators at cost weights ${ppo_weights[*]} (the grid, the study's weight, the sanity check's 0 and $sanity_weight)"
+stage "PPO coordinators at cost weights ${ppo_weights[*]} (the study's weight, the grid, the sanity check's 0 and $sanity_weight)"
 for w in "${ppo_weights[@]}"; do
   spawn "ppo_w$w" train "ppo_w$w" configs/procgen_ppo.yaml "${pair[@]}" "${ppo[@]}" \
     "coordination.expert_query_cost_weight=$w"
