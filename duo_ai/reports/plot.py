@@ -164,7 +164,7 @@ def draw(series: list[Series], out: Path, title: str, ylabel: str, aggregate: st
         marker = None if s.source == "train" else "o"
         ax.plot(s.steps, s.estimate, style, color=color, marker=marker, markersize=4, label=s.label)
         if len(s.steps) == 1 and np.any(s.high > s.low):  # one point: an error bar, not a band
-            yerr = [s.estimate - s.low, s.high - s.estimate]
+            yerr = np.stack([s.estimate - s.low, s.high - s.estimate])  # shape [2, 1]: below, above
             ax.errorbar(s.steps, s.estimate, yerr=yerr, color=color, capsize=4, linestyle="none")
         elif np.any(s.high > s.low):
             ax.fill_between(s.steps, s.low, s.high, color=color, alpha=0.18, linewidth=0)
