@@ -134,27 +134,23 @@ case $mode in
     coordination=()
     test_episodes=1000 ;;
 esac
+# number X: whether X is a plain number >= 0 (digits with at most one point, e.g. 0, 0.4, 2).
+number() { case $1 in ''|*[!0-9.]*|*.*.*|.*) return 1 ;; esac; }
 if [ -n "$weights_arg" ]; then
   IFS=, read -ra weights <<<"$weights_arg"
   for w in "${weights[@]}"; do
-    case $w in
-      ''|*[!0-9.]*|*.*.*|.*) echo "coordination_pipeline: --weights takes comma-separated numbers >= 0 (e.g. 0,0.4,1), got '$weights_arg'" >&2
-        exit 2 ;;
-    esac
+    number "$w" || { echo "coordination_pipeline: --weights takes comma-separated numbers >= 0 (e.g. 0,0.4,1), got '$weights_arg'" >&2
+      exit 2; }
   done
   [ "${#weights[@]}" -eq 1 ] && weight=${weight:-${weights[0]}}
 fi
 weight=${weight:-0.4}
-case $weight in
-  ''|*[!0-9.]*|*.*.*|.*) echo "coordination_pipeline: --weight takes a number >= 0 (e.g. 0.4), got '$weight'" >&2; exit 2 ;;
-esac
+number "$weight" || { echo "coordination_pipeline: --weight takes a number >= 0 (e.g. 0.4), got '$weight'" >&2; exit 2; }
 # Weights name runs and files (ppo_w0.1, w0.1.json): written one way, so 0.10 and 0.1 are one weight.
 weight=$(LC_ALL=C printf '%g' "$weight")
 for i in "${!weights[@]}"; do weights[i]=$(LC_ALL=C printf '%g' "${weights[i]}"); done
-case ${agent_temperature:-0} in
-  *[!0-9.]*|*.*.*|.*) echo "coordination_pipeline: --agent-temperature takes a number >= 0 (0 = greedy), got '$agent_temperature'" >&2
-    exit 2 ;;
-esac
+number "${agent_temperature:-0}" || {
+  echo "coordination_pipeline: --agent-temperature takes a number >= 0 (0 = greedy), got '$agent_temperature'" >&2; exit 2; }
 # member X A B ...: whether X is one of A B ... (weights are normalised above).
 member() { local x=$1; shift; printf '%s\n' "$@" | grep -qx -- "$x"; }
 # One weight has no AUC: its single evaluation is the study's (on --episodes).
