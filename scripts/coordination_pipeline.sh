@@ -29,7 +29,9 @@
 #          0,0.2,0.4,0.6,0.8,1; a single weight is a one-weight study: its table, no AUC; the sanity
 #          coordinators at weights 0 and 2 are trained either way),
 #          --agent-temperature T (how the novice and expert act: 1 samples, as the benchmark does;
-#          0 = greedy; the --small default is 0.3, see there).
+#          0 = greedy; the --small default is 0.3, see there),
+#          --gate-only (stop after the gate, which prints the weight where always-novice and
+#          always-expert break even: rerun with that --weight; everything done so far is reused).
 # Runs that already finished (summary.json present) are reused and runs that were stopped part-way
 # (a last.ckpt, no summary.json) resume, so a rerun only redoes what is missing.
 set -euo pipefail
@@ -46,6 +48,7 @@ episodes=""
 auc_episodes=""
 weights_arg=""
 agent_temperature=""
+gate_only=""
 jobs_max=1
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -62,7 +65,8 @@ while [ $# -gt 0 ]; do
     --auc-episodes) auc_episodes=$2; shift ;;
     --weights) weights_arg=$2; shift ;;
     --agent-temperature) agent_temperature=$2; shift ;;
-    -h|--help) sed -n '2,32p' "$0"; exit 0 ;;
+    --gate-only) gate_only=1 ;;
+    -h|--help) sed -n '2,36p' "$0"; exit 0 ;;
     *) echo "coordination_pipeline: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -252,9 +256,15 @@ join
 novice, expert = (json.load(open(path)) for path in sys.argv[1:3])
 n, e = novice["base_reward_mean"], expert["base_reward_mean"]
 even = (e - n) / (expert["base_penalty"] * expert["expert_steps_mean"]) if e > n else 0.0
-print(f"gate: novice {n:.2f}, expert {e:.2f} on test: the novice gets {n / e:.3f} of the expert (the benchmark "
+ratio = f"{n / e:.3f}" if e > 0 else "n/a (the expert scores 0)"
+print(f"gate: novice {n:.2f}, expert {e:.2f} on test: the novice gets {ratio} of the expert (the benchmark "
       f"wants at most about 0.55); always-expert and always-novice break even at cost weight {even:.2f}")' \
   "$out/evals/always_novice/w0.json" "$out/evals/always_expert/w0.json"
+if [ -n "$gate_only" ]; then
+  echo "stopped after the gate (--gate-only); rerun without it to train and evaluate the coordinators"
+  echo "wall-clock: $((SECONDS - start))s"
+  exit 0
+fi
 
 stage "baselines: random and logit (calibrated on val_true)"
 spawn random train random configs/procgen_random.yaml "${pair[@]}" "${calibration[@]}" "${random_grid[@]}" \

@@ -87,6 +87,16 @@ def test_smoke_pipeline_runs_the_whole_protocol(tmp_path):
     assert f"reusing {out}/ppo_w0" in again.stdout
 
 
+def test_gate_only_stops_after_the_gate_before_any_coordinator(tmp_path):
+    out = tmp_path / "study"
+    done = run_script("coordination_pipeline.sh", "--smoke", "--out", out, "--gate-only")
+    assert "gate: novice " in done.stdout and "break even at cost weight " in done.stdout
+    assert "stopped after the gate (--gate-only)" in done.stdout
+    for method in ("always_novice", "always_expert"):
+        assert json.loads((out / "evals" / method / "w0.json").read_text())["num_episodes"] == 4
+    assert not list(out.glob("ppo_w*")) and not (out / "random").exists() and not (out / "logit").exists()
+
+
 def test_pipeline_refuses_bad_options_in_one_line_before_any_work(tmp_path):
     for args, fragment in (
         (["--jobs", "0"], "--jobs must be a whole number >= 1"),
