@@ -89,12 +89,18 @@ def test_smoke_pipeline_runs_the_whole_protocol(tmp_path):
 
 def test_gate_only_stops_after_the_gate_before_any_coordinator(tmp_path):
     out = tmp_path / "study"
-    done = run_script("coordination_pipeline.sh", "--smoke", "--out", out, "--gate-only")
+    gate = ("--smoke", "--out", out, "--gate-only", "--jobs", "2")
+    done = run_script("coordination_pipeline.sh", *gate)
     assert "gate: novice " in done.stdout and "break even at cost weight " in done.stdout
     assert "stopped after the gate (--gate-only)" in done.stdout
     for method in ("always_novice", "always_expert"):
         assert json.loads((out / "evals" / method / "w0.json").read_text())["num_episodes"] == 4
     assert not list(out.glob("ppo_w*")) and not (out / "random").exists() and not (out / "logit").exists()
+    # A rerun reuses the evaluation, and its job log is appended to, not replaced.
+    run_script("coordination_pipeline.sh", *gate)
+    log = (out / "logs" / "eval_always_novice.log").read_text()
+    assert "evaluated always_novice at weight 0 on 4 episodes" in log
+    assert f"reusing {out}/evals/always_novice/w0.json" in log
 
 
 def test_pipeline_refuses_bad_options_in_one_line_before_any_work(tmp_path):
