@@ -189,18 +189,31 @@ class Trainer:
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: Any) -> None:
         if error is not None and not isinstance(error, (KeyboardInterrupt, ConfigError)):
             self.logger.info(f"run failed: {type(error).__name__}: {error}")
-        self.close()
+        try:
+            self.close()
+        except Exception as failure:
+            if error is None:
+                raise
+            # What ended the run (an interrupt: exit 130, with its checkpoint saved) is what to
+            # report; closing a writer or an environment that it stopped mid-call may fail too.
+            console.print(f"while stopping: closing the run failed too ({type(failure).__name__}: {failure})")
 
     def close(self) -> None:
         """Close everything the run opened: progress display, log file, TensorBoard, environments.
         (A data-parallel run's process group lasts until the process ends: `--seeds` runs share it.)
 
         A run that replaced another (`overwrite=true`) and ends before its first checkpoint puts
-        the other one back.
+        the other one back. Every step is tried (the run folder's lock is always released); the
+        first failure is raised afterwards.
         """
-        self.logger.close()
-        self.parts.close()
-        self.restore_replaced_run()
+        failures = []
+        for step in (self.logger.close, self.parts.close, self.restore_replaced_run):
+            try:
+                step()
+            except Exception as failure:
+                failures.append(failure)
+        if failures:
+            raise failures[0]
 
     def restore_replaced_run(self) -> None:
         if self.folder is not None:

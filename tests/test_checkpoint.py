@@ -9,9 +9,11 @@ import time
 import pytest
 import torch
 
+from duo_ai.config import load_config
 from duo_ai.core import checkpoint
 from duo_ai.core.checkpoint import load_checkpoint, save_checkpoint
 from duo_ai.core.errors import CheckpointError
+from duo_ai.training import Trainer
 from tests.conftest import TINY
 
 
@@ -90,9 +92,27 @@ def test_a_live_run_folder_is_neither_overwritten_nor_resumed_by_another_run(tmp
         assert not list(tmp_path.glob("experiments/.live.old-*"))  # the live run was not moved aside
     finally:
         proc.send_signal(signal.SIGTERM)
-        proc.communicate(timeout=120)
-    assert proc.returncode == 130 and not (folder / "run.lock").exists()
+        _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and not (folder / "run.lock").exists(), stderr[-3000:]
     # Once it has stopped, the folder is free again.
     done = subprocess.run([*train, "overwrite=true", "algorithm.total_timesteps=64"], cwd=tmp_path,
                           capture_output=True, text=True, timeout=120)  # fmt: skip
     assert done.returncode == 0, done.stderr
+
+
+def test_an_interrupt_is_not_replaced_by_a_failure_while_closing(tmp_path, capsys):
+    # An interrupt can stop an environment or a writer mid-call, so closing it may fail as well:
+    # the interrupt is still what the run ends with (exit 130), and the run folder's lock is released.
+    config = load_config(overrides=[*TINY, f"experiments_dir={tmp_path}", "name=stopped"])
+    trainer = Trainer(config, show_progress=False)
+    trainer.run()
+
+    def broken_close() -> None:
+        raise RuntimeError("environment left mid-step")
+
+    trainer.parts.close = broken_close
+    with pytest.raises(KeyboardInterrupt), trainer:
+        raise KeyboardInterrupt
+    said = " ".join(capsys.readouterr().err.split())  # rich wraps long lines
+    assert "closing the run failed too (RuntimeError: environment left mid-step)" in said
+    assert not (tmp_path / "stopped" / "run.lock").exists()
