@@ -66,7 +66,7 @@ while [ $# -gt 0 ]; do
     --weights) weights_arg=$2; shift ;;
     --agent-temperature) agent_temperature=$2; shift ;;
     --gate-only) gate_only=1 ;;
-    -h|--help) sed -n '2,36p' "$0"; exit 0 ;;
+    -h|--help) awk 'NR == 1 { next } /^#/ { print; next } { exit }' "$0"; exit 0 ;;  # the header above
     *) echo "coordination_pipeline: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
