@@ -31,7 +31,10 @@
 #          --agent-temperature T (how the novice and expert act: 1 samples, as the benchmark does;
 #          0 = greedy; the --small default is 0.3, see there),
 #          --gate-only (stop after the gate, which prints the weight where always-novice and
-#          always-expert break even: rerun with that --weight; everything done so far is reused).
+#          always-expert break even: rerun with that --weight; everything done so far is reused),
+#          --ppo-start random|uniform (how often each PPO coordinator asks before training: random's
+#          calibrated rate at its weight, kept within [0.05, 0.95], or 1/2 as the benchmark; default
+#          random with --small/--smoke, uniform for the GPU recipe; see --small for why).
 # Runs that already finished (summary.json present) are reused and runs that were stopped part-way
 # (a last.ckpt, no summary.json) resume, so a rerun only redoes what is missing.
 set -euo pipefail
@@ -49,6 +52,7 @@ auc_episodes=""
 weights_arg=""
 agent_temperature=""
 gate_only=""
+ppo_start=""
 jobs_max=1
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -66,6 +70,7 @@ while [ $# -gt 0 ]; do
     --weights) weights_arg=$2; shift ;;
     --agent-temperature) agent_temperature=$2; shift ;;
     --gate-only) gate_only=1 ;;
+    --ppo-start) ppo_start=$2; shift ;;
     -h|--help) awk 'NR == 1 { next } /^#/ { print; next } { exit }' "$0"; exit 0 ;;  # the header above
     *) echo "coordination_pipeline: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
@@ -73,6 +78,10 @@ while [ $# -gt 0 ]; do
 done
 case $jobs_max in
   ''|*[!0-9]*|0) echo "coordination_pipeline: --jobs must be a whole number >= 1, got '$jobs_max'" >&2; exit 2 ;;
+esac
+case ${ppo_start:-random} in
+  random|uniform) ;;
+  *) echo "coordination_pipeline: --ppo-start must be random or uniform, got '$ppo_start'" >&2; exit 2 ;;
 esac
 case ${auc_episodes:-1} in
   *[!0-9]*|0) echo "coordination_pipeline: --auc-episodes must be a whole number >= 1, got '$auc_episodes'" >&2
@@ -99,6 +108,10 @@ case $mode in
     # hidden_dist: the coordinator reads the novice's features and has no CNN of its own (fast on
     # a CPU); its two linear heads learn at a higher rate than a CNN, and a smaller entropy bonus
     # lets it settle on one agent where that is best (chosen on val_true at weights 0 and 2).
+    # Started at 1/2, it drifts towards asking less at 0.56 (48% -> 15% of val_true steps, below
+    # both always-agents); started at random's calibrated rate it keeps most of the expert's
+    # steps and learns which to give back (a val_true screen: results/coordination_coinrun_t0.3_n24k).
+    ppo_start=${ppo_start:-random}
     ppo=("${shape[@]}" algorithm.total_timesteps=131072 policy.model.feature_type=hidden_dist
          algorithm.learning_rate=0.003 algorithm.ent_coef=0.001 algorithm.eval_freq=8
          evaluation.num_episodes=100 evaluation.num_envs=50 evaluation.splits=[val_true])
@@ -121,6 +134,7 @@ case $mode in
          algorithm.total_timesteps=128 policy.model.feature_type=hidden_dist evaluation.num_episodes=2
          evaluation.num_envs=2 evaluation.splits=[val_true])
     calibration=(algorithm.num_episodes=2 algorithm.num_envs=2 algorithm.rollout_episodes=2)
+    ppo_start=${ppo_start:-random}
     random_grid=("policy.candidates=[0,1]")
     logit_grid=("policy.percentiles=[0,100]")
     # Agents this small earn nothing, so the cost unit is given rather than measured.
@@ -274,6 +288,22 @@ spawn random train random configs/procgen_random.yaml "${pair[@]}" "${calibratio
   evaluation.num_episodes=0
 spawn logit train logit configs/procgen_logit.yaml "${pair[@]}" "${calibration[@]}" "${logit_grid[@]}" \
   policy.score=max_prob evaluation.num_episodes=0
+[ "${ppo_start:-uniform}" = random ] && join  # PPO starts from random's calibration
+
+# ppo_start_override <weight>: with --ppo-start random, the probability of asking that random's
+# calibration chooses at that weight, kept within [0.05, 0.95] so that PPO still tries both agents.
+ppo_start_override() {
+  [ "${ppo_start:-uniform}" = random ] || return 0
+  "$PY" - "$out/random/last.ckpt" "$1" <<'PY'
+import sys
+from duo_ai.coordination.baselines import reselect
+from duo_ai.core.checkpoint import load_checkpoint
+payload = load_checkpoint(sys.argv[1])
+c = payload["config"]["coordination"]
+p = reselect(payload["calibration"], float(sys.argv[2]), c["base_penalty"], c["switch_agent_cost_weight"])
+print(f"policy.model.expert_prob_init={min(max(p, 0.05), 0.95):g}")
+PY
+}
 
 ppo_weights=("$weight")  # the study's first: its result comes first
 for w in "${weights[@]}" 0 "$sanity_weight"; do
@@ -281,8 +311,10 @@ for w in "${weights[@]}" 0 "$sanity_weight"; do
 done
 stage "PPO coordinators at cost weights ${ppo_weights[*]} (the study's weight, the grid, the sanity check's 0 and $sanity_weight)"
 for w in "${ppo_weights[@]}"; do
+  start_override=$(ppo_start_override "$w")
+  [ -n "$start_override" ] && echo "PPO at weight $w starts at random's rate: $start_override"
   spawn "ppo_w$w" train "ppo_w$w" configs/procgen_ppo.yaml "${pair[@]}" "${ppo[@]}" \
-    "coordination.expert_query_cost_weight=$w"
+    "coordination.expert_query_cost_weight=$w" $start_override
 done
 join
 # Sanity: the expert fraction of the PPO coordinators at weight 0 and $sanity_weight on the selection split.

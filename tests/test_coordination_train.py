@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from duo_ai.config import load_config
+from duo_ai.coordination.env import EXPERT
 from duo_ai.coordination.baselines import CALIBRATION_SEED_OFFSET, SCORES, LogitPolicy, reselect
 from duo_ai.coordination.sweep import COST_WEIGHTS, cost_sweep, trapezoid_auc
 from duo_ai.core.checkpoint import load_checkpoint
@@ -69,6 +70,42 @@ def test_ppo_stores_coordination_observations_in_their_own_dtypes(agents, tmp_pa
         assert buffers["novice_hidden"].dtype == buffers["novice_logits"].dtype == torch.float32
     finally:
         trainer.close()
+
+
+@pytest.mark.parametrize("p", [0.8, 0.05])
+def test_expert_prob_init_sets_how_often_an_untrained_coordinator_asks(agents, tmp_path, p):
+    config = load_config(
+        CONFIGS / "procgen_ppo.yaml",
+        [
+            *agent_overrides(agents),
+            *TINY,
+            *TINY_PPO,
+            f"experiments_dir={tmp_path}",
+            f"env.task={GAME}",
+            "policy.model.feature_type=hidden_dist",
+            f"policy.model.expert_prob_init={p}",
+        ],
+    )
+    trainer = Trainer(config, show_progress=False)
+    try:
+        env, policy = trainer.parts.env, trainer.parts.policy
+        obs, _ = env.reset(seed=1)
+        with torch.no_grad():
+            logits = policy.model({k: torch.as_tensor(v) for k, v in obs.items()}).logits
+        asked = torch.softmax(logits, dim=-1)[:, EXPERT]
+        # The head's weights start at gain 0.01, so the features move the probability only a little.
+        assert asked.numpy() == pytest.approx(np.full(env.num_envs, p), abs=0.02)
+    finally:
+        trainer.close()
+
+
+@pytest.mark.parametrize("value", [0, 1, 1.5])
+def test_expert_prob_init_must_be_a_probability_strictly_inside_0_and_1(value):
+    with pytest.raises(ConfigError, match="expert_prob_init=.* must be a probability in \\(0, 1\\)"):
+        load_config(
+            CONFIGS / "procgen_ppo.yaml",
+            ["policy.model.feature_type=hidden_dist", f"policy.model.expert_prob_init={value}"],
+        )
 
 
 CALIBRATION = ["algorithm.num_episodes=2", "algorithm.num_envs=2", "algorithm.rollout_episodes=2", "env.num_envs=2"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import gymnasium as gym
@@ -97,12 +98,18 @@ class ImpalaCoordPPOModelConfig:
 
     `obs` = IMPALA features of the base frame, `hidden` = the novice's hidden features,
     `dist` = softmax of the novice's logits; `_`-joined names concatenate them.
+    `expert_prob_init` is the probability of asking the expert (action 1) before any training;
+    None starts at 1/2 as any PPO head. Starting near a calibrated rate (random's best p on the
+    selection split) lets PPO refine it by state instead of first having to find it.
     """
 
     name: str = "impala_coord_ppo"
     feature_type: str = checked("obs_hidden_dist", choices=FEATURE_TYPES)
     channels: list[int] = checked(factory=lambda: [16, 32, 32], nonempty=True, each=Rule(ge=1))
     hidden_size: int = checked(256, ge=1)
+    expert_prob_init: float | None = checked(
+        None, test=lambda p: isinstance(p, (int, float)) and 0 < p < 1, allowed="a probability in (0, 1), or null"
+    )
 
 
 @MODELS.register("impala_coord_ppo")
@@ -130,6 +137,12 @@ class ImpalaCoordPPOModel(nn.Module):
         if "dist" in self.parts:
             width += spaces["novice_logits"].shape[-1]
         self.heads = ActorCriticHeads(width, num_actions_of(action_space))
+        if config.expert_prob_init is not None:
+            # The policy weights start near 0 (gain 0.01), so the bias sets the first policy:
+            # softmax([0, log(p / (1 - p))]) = [1 - p, p].
+            p = config.expert_prob_init
+            with torch.no_grad():
+                self.heads.policy.bias.copy_(torch.tensor([0.0, math.log(p / (1 - p))]))
 
     def forward(self, obs: dict[str, torch.Tensor]) -> ModelOutput:
         features = []
