@@ -12,7 +12,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import yaml
 from PIL import Image
+
+from duo_ai.coordination.baselines import reselect
+from duo_ai.core.checkpoint import load_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -45,6 +49,14 @@ def test_smoke_pipeline_runs_the_whole_protocol(tmp_path):
     assert (out / "logs" / "eval_ppo_w0.5.log").is_file()  # --jobs 2: each background job's own log
     for run in ("always_novice", "logit", "ppo_w1"):  # --agent-temperature reaches every coordinator
         assert "agent_temperature: 0.0" in (out / run / "config.yaml").read_text(), run
+    # --smoke starts each PPO coordinator at random's calibrated rate at its weight, within [0.05, 0.95].
+    random = load_checkpoint(out / "random" / "last.ckpt")
+    cost = random["config"]["coordination"]
+    for w in (0, 0.5, 1, 2):
+        p = reselect(random["calibration"], w, cost["base_penalty"], cost["switch_agent_cost_weight"])
+        start = yaml.safe_load((out / f"ppo_w{w}" / "config.yaml").read_text())["policy"]["model"]["expert_prob_init"]
+        assert start == min(max(p, 0.05), 0.95) and 0.05 <= start <= 0.95, w
+        assert f"PPO at weight {w} starts at random's rate: policy.model.expert_prob_init={start:g}" in done.stdout
 
     table = json.loads((out / "report" / "table.json").read_text())
     assert table["cost_weight"] == 0.5 and table["split"] == "test"
@@ -112,6 +124,7 @@ def test_pipeline_refuses_bad_options_in_one_line_before_any_work(tmp_path):
         (["--weights", "0,0.50", "--weight", "0.40"], "the study's weight 0.4 is not among the cost weights (0 0.5)"),
         (["--weight", "heavy"], "--weight takes a number >= 0"),
         (["--agent-temperature", "-1"], "--agent-temperature takes a number >= 0"),
+        (["--ppo-start", "warm"], "--ppo-start must be random or uniform, got 'warm'"),
     ):
         done = subprocess.run(
             ["bash", "scripts/coordination_pipeline.sh", "--smoke", "--out", str(tmp_path / "x"), *args],
