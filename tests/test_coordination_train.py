@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from duo_ai.config import load_config
-from duo_ai.coordination.env import EXPERT
 from duo_ai.coordination.baselines import CALIBRATION_SEED_OFFSET, SCORES, LogitPolicy, reselect
+from duo_ai.coordination.env import EXPERT
 from duo_ai.coordination.sweep import COST_WEIGHTS, cost_sweep, trapezoid_auc
 from duo_ai.core.checkpoint import load_checkpoint
 from duo_ai.core.errors import ConfigError
