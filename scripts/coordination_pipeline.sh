@@ -109,8 +109,9 @@ case $mode in
     # a CPU); its two linear heads learn at a higher rate than a CNN, and a smaller entropy bonus
     # lets it settle on one agent where that is best (chosen on val_true at weights 0 and 2).
     # Started at 1/2, it drifts towards asking less at 0.56 (48% -> 15% of val_true steps, below
-    # both always-agents); started at random's calibrated rate it keeps most of the expert's
-    # steps and learns which to give back (a val_true screen: results/coordination_coinrun_t0.3_n24k).
+    # both always-agents); started at random's calibrated rate it keeps more of the expert's steps
+    # and scores above both (its rate still falls as it trains; the val_true pick stops it early;
+    # see results/coordination_coinrun_t0.3_n24k).
     ppo_start=${ppo_start:-random}
     ppo=("${shape[@]}" algorithm.total_timesteps=131072 policy.model.feature_type=hidden_dist
          algorithm.learning_rate=0.003 algorithm.ent_coef=0.001 algorithm.eval_freq=8
@@ -151,6 +152,7 @@ case $mode in
     random_grid=()
     logit_grid=()
     coordination=()
+    ppo_start=${ppo_start:-uniform}
     test_episodes=1000 ;;
 esac
 # number X: whether X is a plain number >= 0 (digits with at most one point, e.g. 0, 0.4, 2).
@@ -288,12 +290,12 @@ spawn random train random configs/procgen_random.yaml "${pair[@]}" "${calibratio
   evaluation.num_episodes=0
 spawn logit train logit configs/procgen_logit.yaml "${pair[@]}" "${calibration[@]}" "${logit_grid[@]}" \
   policy.score=max_prob evaluation.num_episodes=0
-[ "${ppo_start:-uniform}" = random ] && join  # PPO starts from random's calibration
+[ "$ppo_start" = random ] && join  # PPO starts from random's calibration
 
 # ppo_start_override <weight>: with --ppo-start random, the probability of asking that random's
 # calibration chooses at that weight, kept within [0.05, 0.95] so that PPO still tries both agents.
 ppo_start_override() {
-  [ "${ppo_start:-uniform}" = random ] || return 0
+  [ "$ppo_start" = random ] || return 0
   "$PY" - "$out/random/last.ckpt" "$1" <<'PY'
 import sys
 from duo_ai.coordination.baselines import reselect

@@ -99,8 +99,8 @@ class ImpalaCoordPPOModelConfig:
     `obs` = IMPALA features of the base frame, `hidden` = the novice's hidden features,
     `dist` = softmax of the novice's logits; `_`-joined names concatenate them.
     `expert_prob_init` is the probability of asking the expert (action 1) before any training;
-    None starts at 1/2 as any PPO head. Starting near a calibrated rate (random's best p on the
-    selection split) lets PPO refine it by state instead of first having to find it.
+    None starts at 1/2 as any PPO head. Starting at a calibrated rate (random's best p on the
+    selection split) starts PPO where asking that often already pays, rather than at 1/2.
     """
 
     name: str = "impala_coord_ppo"
