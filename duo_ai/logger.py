@@ -55,6 +55,8 @@ PROGRESS_STATS = {
     "timestamp": None,  # Unix time of the row
     "episode_return": "charts/episode_return",
     "episode_length": "charts/episode_length",
+    "episode_base_reward": "charts/episode_base_reward",  # coordination: the return without costs
+    "episode_expert_fraction": "charts/episode_expert_fraction",  # coordination: expert steps / steps
     "sps": "charts/sps",
     "learning_rate": "charts/learning_rate",
     "policy_loss": "loss/policy",
@@ -99,8 +101,10 @@ class CsvLog:
 
     Appending to an existing file keeps its rows and writes no second header; a last line cut
     short by a crash is dropped first, and so are rows logged after `resume_step` (the step the
-    run resumes from), which the resumed run logs again. A file with other columns (an older
-    format) is moved aside to `<name>.old.csv` rather than mixed with the new rows.
+    run resumes from), which the resumed run logs again. A file with fewer columns (written by an
+    older duo-ai) is rewritten with the current header, its rows keeping their cells and leaving the
+    new columns empty; a file with columns this version does not write is moved aside to
+    `<name>.old.csv` rather than mixed with the new rows.
     """
 
     def __init__(self, path: Path, columns: tuple[str, ...], resume_step: int | None = None) -> None:
@@ -118,12 +122,16 @@ class CsvLog:
         text = self.path.read_text()
         complete = text[: text.rfind("\n") + 1]
         rows = list(csv.reader(io.StringIO(complete)))
-        if not rows or tuple(rows[0]) != self.columns:
+        if not rows or not set(rows[0]) <= set(self.columns):
             self.path.replace(self.path.with_name(f"{self.path.stem}.old.csv"))
             return
+        header = tuple(rows[0])
+        if header != self.columns:  # an older layout with fewer columns: the same rows, the new header
+            cells = (dict(zip(header, row, strict=False)) for row in rows[1:])
+            rows = [list(self.columns), *([row.get(c, "") for c in self.columns] for row in cells)]
         step = self.columns.index("step")
         kept = [rows[0], *(r for r in rows[1:] if resume_step is None or int(r[step]) <= resume_step)]
-        if complete != text or len(kept) != len(rows):
+        if complete != text or len(kept) != len(rows) or header != self.columns:
             buffer = io.StringIO()
             csv.writer(buffer, lineterminator="\n").writerows(kept)
             atomic_write_text(self.path, buffer.getvalue())

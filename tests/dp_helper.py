@@ -2,12 +2,13 @@
 
 Each process builds the tiny PPO of a data-parallel run exactly as `duo-ai train` does, then:
 
-1. on one fixed synthetic batch of 2P rows, takes the loss of its own P rows (advantages normalised
-   with the global moments) and the all-reduced gradient; rank 0 also takes, with no collective,
-   the gradient of the whole 2P-row batch as one process would. All go to OUT_DIR/grads_*.pt, with
-   the all-reduced gradient of advantages normalised per process (the mistake the moments prevent).
-2. trains two iterations and writes a hash of its weights and optimizer state, its global_step and
-   its reward normaliser's running statistics to OUT_DIR/rank<r>.json.
+1. (image observations only) on one fixed synthetic batch of 2P rows, takes the loss of its own
+   P rows (advantages normalised with the global moments) and the all-reduced gradient; rank 0
+   also takes, with no collective, the gradient of the whole 2P-row batch as one process would.
+   All go to OUT_DIR/grads_*.pt, with the all-reduced gradient of advantages normalised per
+   process (the mistake the moments prevent).
+2. trains two iterations and writes a hash of its weights and optimizer state, its model's
+   buffers, its global_step and its reward normaliser's running statistics to OUT_DIR/rank<r>.json.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import json
 import sys
 from pathlib import Path
 
+import gymnasium as gym
 import numpy as np
 import torch
 
@@ -103,11 +105,13 @@ def main(out: Path, overrides: list[str]) -> None:
         parts = build_run(config, ctx, log=lambda message: None)
         algo = parts.algorithm
         initial = digest(algo)
-        check_gradients(algo, ctx, out)
+        if not isinstance(algo.policy.observation_space, gym.spaces.Dict):  # a coordinator's are dicts
+            check_gradients(algo, ctx, out)
         for _ in range(2):
             stats = algo.train_iteration()
         normalizer = algo.normalizer.state_dict()
         record = {
+            "buffers": {name: b.tolist() for name, b in algo.policy.model.named_buffers()},
             "initial": initial,
             "trained": digest(algo),
             "global_step": algo.global_step,

@@ -258,3 +258,84 @@ def test_a_ppo_coordinator_resumes_bit_identically(agents, tmp_path):
     assert a["global_step"] == b["global_step"] == 1024
     assert b["env_state"]["episode_index"] == a["env_state"]["episode_index"] and any(b["env_state"]["episode_index"])
     assert all(torch.equal(a["model_state_dict"][k], b["model_state_dict"][k]) for k in a["model_state_dict"])
+
+
+def test_feature_standardizer_fits_on_its_first_training_batch_only_and_travels_in_its_state():
+    from duo_ai.models.impala import FeatureStandardizer
+
+    torch.manual_seed(0)
+    first = torch.randn(512, 3) * torch.tensor([0.02, 5.0, 0.0]) + torch.tensor([0.06, -1.0, 0.3])
+    scaler = FeatureStandardizer(3)
+    scaler.eval()
+    assert torch.equal(scaler(first), first), "before any training batch the features pass unchanged"
+    scaler.train()
+    out = scaler(first)
+    assert out[:, :2].mean(0).abs().max() < 1e-5
+    assert out[:, :2].std(0, unbiased=False) == pytest.approx([1.0, 1.0], abs=1e-4)
+    assert out[:, 2].abs().max() < 1e-3, "a constant dimension maps to 0 (up to its mean's rounding), not to 0 / 0"
+    # Later batches, in training or not, use the first batch's statistics.
+    second = torch.randn(64, 3) + 10
+    expected = (second - first.mean(0)) / first.var(0, unbiased=False).add(1e-8).sqrt()
+    assert torch.allclose(scaler(second), expected, atol=1e-5)
+    scaler.eval()
+    assert torch.allclose(scaler(second), expected, atol=1e-5)
+    fresh = FeatureStandardizer(3)
+    fresh.load_state_dict(scaler.state_dict())
+    fresh.train()  # a loaded, fitted standardizer does not refit on its next training batch
+    assert torch.allclose(fresh(second), expected, atol=1e-5)
+
+
+def test_normalize_features_is_fitted_in_training_and_saved_in_the_checkpoint(agents, tmp_path):
+    overrides = [
+        *agent_overrides(agents),
+        *TINY_PPO,
+        "policy.model.feature_type=hidden_dist",
+        "policy.model.normalize_features=true",
+        "env.num_envs=2",
+        "algorithm.num_steps=16",
+        "algorithm.total_timesteps=32",
+    ]
+    ckpt = train(tmp_path, "standardized", overrides, config_path=CONFIGS / "procgen_ppo.yaml")
+    state = load_checkpoint(ckpt)["model_state_dict"]
+    for part, width in (("hidden", 256), ("dist", 15)):
+        assert state[f"standardizers.{part}.fitted"].item() == 1
+        assert state[f"standardizers.{part}.std"].shape == (width,)
+        assert (state[f"standardizers.{part}.std"] > 0).all()
+    # The novice's hidden features are ReLU outputs: their fitted means are >= 0 and not all 0.
+    assert (state["standardizers.hidden.mean"] >= 0).all() and state["standardizers.hidden.mean"].sum() > 0
+    # Without the option the model has no standardizer (older checkpoints keep loading).
+    without = [o for o in overrides if not o.startswith("policy.model.normalize_features")]
+    plain = train(tmp_path, "plain", without, config_path=CONFIGS / "procgen_ppo.yaml")
+    assert not any(k.startswith("standardizers.") for k in load_checkpoint(plain)["model_state_dict"])
+    metrics = evaluate_checkpoint(str(ckpt), split="test", num_episodes=1)
+    assert metrics["num_episodes"] == 1
+
+
+def test_ppo_logs_the_base_reward_and_expert_fraction_of_coordination_episodes():
+    from duo_ai.algorithms.ppo import PPO, EpisodeTracker
+
+    ppo = PPO.__new__(PPO)  # only the episode bookkeeping is exercised
+    ppo.distributed, ppo.episodes = False, EpisodeTracker()
+    assert ppo.episode_means() == {}
+    done = np.array([True, False, True])
+    ppo.episodes.add(
+        {
+            "_episode": done,
+            "episode": {
+                "r": np.array([4.0, 0, 1.0]),
+                "l": np.array([10, 0, 30]),
+                "base_reward": np.array([10.0, 0, 0.0]),
+                "expert_steps": np.array([6, 0, 2]),
+            },
+        }
+    )
+    assert ppo.episode_means() == {
+        "charts/episode_return": 2.5,
+        "charts/episode_length": 20.0,
+        "charts/episode_base_reward": 5.0,
+        "charts/episode_expert_fraction": 8 / 40,  # expert steps over all steps, not a mean of ratios
+    }
+    plain = PPO.__new__(PPO)
+    plain.distributed, plain.episodes = False, EpisodeTracker()
+    plain.episodes.add({"_episode": np.array([True]), "episode": {"r": np.array([3.0]), "l": np.array([7])}})
+    assert plain.episode_means() == {"charts/episode_return": 3.0, "charts/episode_length": 7.0}

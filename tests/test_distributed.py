@@ -115,6 +115,29 @@ def test_processes_keep_identical_weights_and_their_gradient_is_one_process_grad
     assert any((local[k] - one[k]).abs().max() > 0.05 * one[k].abs().max() for k in one)
 
 
+def test_a_coordinator_keeps_rank_0s_fitted_feature_scales_in_every_process(tmp_path, tmp_path_factory):
+    from tests.coord_fixtures import agent_checkpoints
+
+    agents = agent_checkpoints(tmp_path_factory)
+    coordinator = [
+        "env.task=starpilot",
+        f"train_novice={agents['novice']}",
+        f"train_expert={agents['expert']}",
+        "coordination.base_penalty=0.5",
+        "coordination.train_agent_splits=[train]",
+        "policy.model.name=impala_coord_ppo",
+        "policy.model.feature_type=hidden_dist",
+        "policy.model.normalize_features=true",
+    ]
+    done = torchrun("tests/dp_helper.py", str(tmp_path), *coordinator)
+    assert done.returncode == 0, done.stderr[-3000:]
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
+    # Each process fits the scales on its own first minibatch; rank 0's are then everyone's.
+    assert ranks[0]["buffers"]["standardizers.hidden.fitted"] == 1
+    assert ranks[0]["buffers"] == ranks[1]["buffers"]
+    assert ranks[0]["trained"] == ranks[1]["trained"] != ranks[0]["initial"]
+
+
 def test_the_shared_reward_normaliser_is_one_normaliser_over_all_envs():
     rng = np.random.default_rng(0)
     steps, per_process = 50, 3

@@ -94,6 +94,18 @@ def test_csv_log_appends_after_a_torn_line_and_sets_aside_another_format(tmp_pat
     assert path.read_text() == "step,other\n"
 
 
+def test_csv_log_takes_an_older_layout_with_fewer_columns_into_the_new_header(tmp_path):
+    path = tmp_path / "progress.csv"
+    path.write_text("step,value\n1,0.5\n2,0.25\n3,0.125\n")  # written before the column `extra` existed
+    log = CsvLog(path, ("step", "extra", "value"), resume_step=2)
+    assert log.last == {"step": "2", "extra": "", "value": "0.25"}
+    log.write({"step": 3, "extra": 7, "value": 0.5})
+    log.close()
+    # The old rows keep their cells under the new header; the row past the resume step is logged again.
+    assert path.read_text() == "step,extra,value\n1,,0.5\n2,,0.25\n3,7,0.5\n"
+    assert not (tmp_path / "progress.old.csv").exists()
+
+
 def test_readme_documents_every_csv_column():
     text = README.read_text()
     for column in (*PROGRESS_COLUMNS, *EVAL_COLUMNS):

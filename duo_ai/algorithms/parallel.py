@@ -4,7 +4,7 @@ Each process holds the rollout of its own envs (B local rows). Gradients are ave
 (`core.distributed.average_gradients`); a minibatch's advantages are normalised by the mean and std
 of that minibatch over all processes (`advantage_moments`); the logged losses and the explained
 variance are those of the whole global batch (`global_update_stats`), and the episode statistics
-those of every process's recent episodes (`global_episode_means`). Every reduction is a sum, in
+those of every process's recent episodes (`episode_stats`). Every reduction is a sum, in
 float64, of counts, sums and sums of squares.
 """
 
@@ -49,9 +49,11 @@ def global_update_stats(
     return torch.cat([total[:5] / world_size, explained[None]]).float()
 
 
-def global_episode_means(episodes: Iterable[dict[str, float]]) -> tuple[float | None, float | None]:
-    """Mean return and length over every process's recent episodes (None before any ended)."""
+def episode_stats(episodes: Iterable[dict[str, float]], keys: tuple[str, ...], distributed: bool) -> np.ndarray:
+    """[sum of each key over the episodes that have it, ..., how many have it, ...] for `keys`,
+    over every process's recent episodes when `distributed` (one all-reduce)."""
     episodes = list(episodes)
-    local = [sum(e.get("r", 0.0) for e in episodes), sum(e.get("l", 0.0) for e in episodes), len(episodes)]
-    total_r, total_l, count = all_reduce_host(np.asarray(local), "the episode statistics")
-    return (total_r / count, total_l / count) if count > 0 else (None, None)
+    sums = [sum(e[k] for e in episodes if k in e) for k in keys]
+    counts = [sum(k in e for e in episodes) for k in keys]
+    local = np.asarray(sums + counts, dtype=np.float64)
+    return all_reduce_host(local, "the episode statistics") if distributed else local

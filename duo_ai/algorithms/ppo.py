@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from duo_ai.algorithms.normalize import ReturnNormalizer, SharedReturnNormalizer
-from duo_ai.algorithms.parallel import advantage_moments, global_episode_means, global_update_stats
+from duo_ai.algorithms.parallel import advantage_moments, episode_stats, global_update_stats
 from duo_ai.algorithms.storage import ObsBuffer, index_obs, stack_obs
 from duo_ai.core.algorithm import Algorithm, AlgorithmConfig, EnvFactory
 from duo_ai.core.checks import checked
@@ -127,10 +127,6 @@ class EpisodeTracker:
         for i in np.flatnonzero(mask):
             self.recent.append({k: float(np.asarray(v)[i]) for k, v in stats.items() if not k.startswith("_")})
 
-    def mean(self, key: str = "r") -> float | None:
-        values = [e[key] for e in self.recent if key in e]
-        return float(np.mean(values)) if values else None
-
 
 @ALGORITHMS.register("ppo")
 class PPO(Algorithm):
@@ -218,18 +214,23 @@ class PPO(Algorithm):
                 "charts/update_seconds": elapsed - rollout_seconds,
             }
         )
-        recent, length = self.episode_means()
-        if recent is not None:
-            stats["charts/episode_return"] = recent
-            stats["charts/episode_length"] = length
+        stats.update(self.episode_means())
         return stats
 
-    def episode_means(self) -> tuple[float | None, float | None]:
-        """Mean return and length of the recent episodes (of every process's when data-parallel)."""
-        if self.distributed:
-            return global_episode_means(self.episodes.recent)
-        recent = self.episodes.mean("r")
-        return recent, None if recent is None else self.episodes.mean("l")
+    def episode_means(self) -> dict[str, float]:
+        """Means over the recent episodes (every process's when data-parallel): return and length,
+        and in a coordination env the base reward (without costs) and the fraction of steps the
+        expert acted. Empty before any episode ended."""
+        keys = ("r", "l", "base_reward", "expert_steps")
+        sums = episode_stats(self.episodes.recent, keys, self.distributed)
+        totals, counts = dict(zip(keys, sums[:4], strict=True)), dict(zip(keys, sums[4:], strict=True))
+        if counts["r"] == 0:
+            return {}
+        means = {"charts/episode_return": totals["r"] / counts["r"], "charts/episode_length": totals["l"] / counts["l"]}
+        if counts["expert_steps"] > 0:
+            means["charts/episode_base_reward"] = totals["base_reward"] / counts["base_reward"]
+            means["charts/episode_expert_fraction"] = totals["expert_steps"] / totals["l"]
+        return means
 
     def anneal_learning_rate(self) -> float:
         """Linear decay to 0 over the run when `anneal_lr`; returns this iteration's learning rate."""
@@ -341,6 +342,8 @@ class PPO(Algorithm):
 
         num_updates = cfg.update_epochs * cfg.num_minibatches
         if self.distributed:
+            # Statistics a model keeps in buffers (e.g. fitted feature scales) are rank 0's everywhere.
+            broadcast_from_main_(self.policy.model.buffers())
             summary = global_update_stats(totals / num_updates, batch.returns, batch.values, self.ctx.world_size)
         else:
             var_returns = batch.returns.var()

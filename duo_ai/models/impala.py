@@ -101,6 +101,10 @@ class ImpalaCoordPPOModelConfig:
     `expert_prob_init` is the probability of asking the expert (action 1) before any training;
     None starts at 1/2 as any PPO head. Starting at a calibrated rate (random's best p on the
     selection split) starts PPO where asking that often already pays, rather than at 1/2.
+    `normalize_features` standardises the novice's features (`hidden`, `dist`) per dimension with
+    the mean and std of the first minibatch the coordinator trains on (then fixed, and saved with
+    the weights). A briefly trained novice's features barely change between states (per dimension
+    a std near 0.02 around a mean near 0.06), so heads on the raw features see mostly a constant.
     """
 
     name: str = "impala_coord_ppo"
@@ -110,6 +114,42 @@ class ImpalaCoordPPOModelConfig:
     expert_prob_init: float | None = checked(
         None, test=lambda p: isinstance(p, (int, float)) and 0 < p < 1, allowed="a probability in (0, 1), or null"
     )
+    normalize_features: bool = False
+
+
+class FeatureStandardizer(nn.Module):
+    """(x - mean) / std per dimension, with mean and std taken from the first batch seen in training.
+
+    Until then it passes features through unchanged. The statistics are buffers, so they travel in
+    `state_dict()` (checkpoints, resume, data-parallel broadcasts) and stay fixed afterwards: the
+    coordinator's inputs mean the same thing for the whole run and at evaluation.
+    """
+
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(width))
+        self.register_buffer("std", torch.ones(width))
+        self.register_buffer("fitted", torch.zeros((), dtype=torch.uint8))  # uint8: gloo broadcasts it
+        self._fitted: bool | None = None  # `fitted` as a Python bool; None = not read yet
+
+    def _load_from_state_dict(self, *args, **kwargs) -> None:
+        super()._load_from_state_dict(*args, **kwargs)
+        self._fitted = None  # loaded statistics: read the flag again
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self._fitted is None:
+            self._fitted = bool(self.fitted)  # read once (a host sync on CUDA), not at every forward
+        if self.training and not self._fitted:
+            with torch.no_grad():
+                flat = x.detach().float().reshape(-1, x.shape[-1])
+                self.mean.copy_(flat.mean(0))
+                # The floor keeps a dimension that never changed (a dead ReLU) at 0, not at 0 / 0.
+                self.std.copy_(flat.var(0, unbiased=False).add(1e-8).sqrt())
+                self.fitted.fill_(1)
+            self._fitted = True
+        if not self._fitted:
+            return x
+        return (x - self.mean) / self.std
 
 
 @MODELS.register("impala_coord_ppo")
@@ -132,10 +172,11 @@ class ImpalaCoordPPOModel(nn.Module):
         if "obs" in self.parts:
             self.encoder = ImpalaEncoder(spaces["base_obs"].shape, list(config.channels), config.hidden_size)
             width += config.hidden_size
-        if "hidden" in self.parts:
-            width += spaces["novice_hidden"].shape[-1]
-        if "dist" in self.parts:
-            width += spaces["novice_logits"].shape[-1]
+        novice_widths = {"hidden": spaces["novice_hidden"].shape[-1], "dist": spaces["novice_logits"].shape[-1]}
+        novice_parts = [part for part in self.parts if part in novice_widths]
+        width += sum(novice_widths[part] for part in novice_parts)
+        standardized = novice_parts if config.normalize_features else []
+        self.standardizers = nn.ModuleDict({part: FeatureStandardizer(novice_widths[part]) for part in standardized})
         self.heads = ActorCriticHeads(width, num_actions_of(action_space))
         if config.expert_prob_init is not None:
             # The policy weights start near 0 (gain 0.01), so the bias sets the first policy:
@@ -149,9 +190,11 @@ class ImpalaCoordPPOModel(nn.Module):
         for part in self.parts:
             if part == "obs":
                 features.append(self.encoder(obs["base_obs"]))
-            elif part == "hidden":
-                features.append(obs["novice_hidden"].float())
+                continue
+            if part == "hidden":
+                x = obs["novice_hidden"].float()
             else:
-                features.append(torch.softmax(obs["novice_logits"].float(), dim=-1))
+                x = torch.softmax(obs["novice_logits"].float(), dim=-1)
+            features.append(self.standardizers[part](x) if part in self.standardizers else x)
         hidden = torch.cat(features, dim=-1) if len(features) > 1 else features[0]
         return self.heads(hidden)
