@@ -54,6 +54,7 @@ agent_temperature=""
 gate_only=""
 ppo_start=""
 jobs_max=1
+precision=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --small) mode=small ;;
@@ -96,6 +97,9 @@ case $mode in
           # take ~80 min on an AVX2-only CPU (fp32, ~80 SPS per core), ~40 min with bf16 units; the
           # gate ~15 min and the rest ~75 min with --jobs 2 there.
     threads=${threads:-1}
+    # fp32 everywhere: a CPU with bf16 units (AMX, AVX-512 bf16) would otherwise compute in bf16,
+    # its agents would act differently, and it would not reproduce the committed runs and episodes.
+    precision=fp32
     shape=(env.num_envs=32 algorithm.num_steps=128 algorithm.num_minibatches=4 algorithm.log_freq=4)
     # Agents this briefly trained have nearly flat logits: sampled (T = 1) they play almost at
     # random (the expert scores 4.6 on val_true sampled, 6.9 greedy), and greedy the novices are all
@@ -108,14 +112,17 @@ case $mode in
     # hidden_dist: the coordinator reads the novice's features and has no CNN of its own (fast on
     # a CPU); its two linear heads learn at a higher rate than a CNN, and a smaller entropy bonus
     # lets it settle on one agent where that is best (chosen on val_true at weights 0 and 2).
-    # Started at 1/2, it drifts towards asking less at 0.56 (48% -> 15% of val_true steps, below
-    # both always-agents); started at random's calibrated rate it keeps more of the expert's steps
-    # and scores above both (its rate still falls as it trains; the val_true pick stops it early;
-    # see results/coordination_coinrun_t0.3_n24k).
+    # This novice's features barely change from state to state, so they are standardised
+    # (normalize_features): on raw features PPO's P(ask) hardly varies between states. GAE lambda 1: with 0.95 the
+    # critic cannot credit an ask for a level finished many steps later, and the rate of asking
+    # falls through training below what pays (see results/coordination_coinrun_t0.3_n24k).
+    # Each PPO coordinator starts at random's calibrated rate (--ppo-start random) and is picked
+    # on 250 val_true episodes per checkpoint (100 made the pick mostly noise).
     ppo_start=${ppo_start:-random}
-    ppo=("${shape[@]}" algorithm.total_timesteps=131072 policy.model.feature_type=hidden_dist
+    ppo=("${shape[@]}" algorithm.total_timesteps=262144 policy.model.feature_type=hidden_dist
+         policy.model.normalize_features=true algorithm.gae_lambda=1
          algorithm.learning_rate=0.003 algorithm.ent_coef=0.001 algorithm.eval_freq=8
-         evaluation.num_episodes=100 evaluation.num_envs=50 evaluation.splits=[val_true])
+         evaluation.num_episodes=250 evaluation.num_envs=50 evaluation.splits=[val_true])
     calibration=(algorithm.num_episodes=100 algorithm.num_envs=50 algorithm.rollout_episodes=64)
     random_grid=("policy.candidates=[0,0.2,0.4,0.6,0.8,1]")
     logit_grid=("policy.percentiles=[0,20,40,60,80,100]")
@@ -132,7 +139,8 @@ case $mode in
     novice=("${shape[@]}" algorithm.total_timesteps=128)
     expert=("${shape[@]}" algorithm.total_timesteps=256)
     ppo=(env.num_envs=4 env.num_threads=1 algorithm.num_steps=32 algorithm.num_minibatches=2 algorithm.update_epochs=1
-         algorithm.total_timesteps=128 policy.model.feature_type=hidden_dist evaluation.num_episodes=2
+         algorithm.total_timesteps=128 policy.model.feature_type=hidden_dist policy.model.normalize_features=true
+         algorithm.gae_lambda=1 evaluation.num_episodes=2
          evaluation.num_envs=2 evaluation.splits=[val_true])
     calibration=(algorithm.num_episodes=2 algorithm.num_envs=2 algorithm.rollout_episodes=2)
     ppo_start=${ppo_start:-random}
@@ -184,7 +192,8 @@ if [ "$auc_episodes" = "$test_episodes" ] && ! member "$weight" "${weights[@]}";
 fi
 # The AUC report's row: the study's weight, or the grid weight nearest to it.
 auc_weight=$(printf '%s\n' "${weights[@]}" | awk -v w="$weight" '{d = ($1 > w ? $1 - w : w - $1)} NR == 1 || d <= best + 1e-9 {best = d; pick = $1} END {print pick}')
-common=("env.task=$game" "experiments_dir=$out" "num_threads=$threads")
+compute=("num_threads=$threads" ${precision:+"precision=$precision"})
+common=("env.task=$game" "experiments_dir=$out" "${compute[@]}")
 
 start=$SECONDS
 stage() { echo; echo "== [$(date +%H:%M:%S), +$((SECONDS - start))s] $*"; }
@@ -228,7 +237,7 @@ train() {
   fi
   if [ -f "$out/$name/last.ckpt" ]; then
     echo "resuming $out/$name from its last.ckpt"
-    "$DUO" train --resume "$out/$name" "num_threads=$threads" --no-progress
+    "$DUO" train --resume "$out/$name" "${compute[@]}" --no-progress
     return
   fi
   "$DUO" train -c "$config" "name=$name" overwrite=true "${common[@]}" "$@" --no-progress
@@ -259,7 +268,7 @@ evaluate() {
   mkdir -p "$folder/$1"
   [ -f "$file" ] && { echo "reusing $file"; return; }
   "$DUO" eval --checkpoint "$2" --split test -n "$episodes" --seed 1 --cost-weight "$3" --json "$file" \
-    "num_threads=$threads" evaluation.num_envs=50 >/dev/null
+    "${compute[@]}" evaluation.num_envs=50 >/dev/null
   echo "evaluated $1 at weight $3 on $episodes episodes"
 }
 

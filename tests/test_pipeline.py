@@ -49,6 +49,10 @@ def test_smoke_pipeline_runs_the_whole_protocol(tmp_path):
     assert (out / "logs" / "eval_ppo_w0.5.log").is_file()  # --jobs 2: each background job's own log
     for run in ("always_novice", "logit", "ppo_w1"):  # --agent-temperature reaches every coordinator
         assert "agent_temperature: 0.0" in (out / run / "config.yaml").read_text(), run
+    # --smoke trains PPO as --small does: standardised novice features (fitted in training), GAE lambda 1.
+    ppo_config = yaml.safe_load((out / "ppo_w1" / "config.yaml").read_text())
+    assert ppo_config["policy"]["model"]["normalize_features"] is True and ppo_config["algorithm"]["gae_lambda"] == 1
+    assert load_checkpoint(out / "ppo_w1" / "last.ckpt")["model_state_dict"]["standardizers.hidden.fitted"] == 1
     # --smoke starts each PPO coordinator at random's calibrated rate at its weight, within [0.05, 0.95].
     random = load_checkpoint(out / "random" / "last.ckpt")
     cost = random["config"]["coordination"]
