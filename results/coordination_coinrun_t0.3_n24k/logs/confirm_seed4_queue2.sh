@@ -1,0 +1,11 @@
+#!/bin/bash
+# The rest of the seed-4 queue once always-novice's episodes are done (PPO's pick at 0.56 was already
+# made by then, so it no longer waits for the rest of the pipeline), then the report.
+cd /work/main
+O=experiments/coordination_n24k
+while pgrep -f "evals_confirm_seed4/always_novice" >/dev/null; do sleep 10; done
+$O/logs/confirm_seed4.sh always_expert $O/always_expert/last.ckpt 0
+$O/logs/confirm_seed4.sh random $O/random/last.ckpt 0.56
+$O/logs/confirm_seed4.sh ppo $O/ppo_w0.56/best_val_true.ckpt 0.56
+$O/logs/confirm_seed4.sh logit $O/logit/last.ckpt 0.56
+.venv/bin/duo-ai study-report $O/evals_confirm_seed4 --weight 0.56 --weights 0.56 -o $O/report_confirm_seed4 --root $O
