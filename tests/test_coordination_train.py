@@ -260,6 +260,13 @@ def test_a_ppo_coordinator_resumes_bit_identically(agents, tmp_path):
     assert all(torch.equal(a["model_state_dict"][k], b["model_state_dict"][k]) for k in a["model_state_dict"])
 
 
+def test_normalize_features_without_novice_features_is_refused_in_one_line():
+    with pytest.raises(ConfigError, match="normalize_features=true standardises the novice's features"):
+        load_config(
+            CONFIGS / "procgen_ppo.yaml", ["policy.model.feature_type=obs", "policy.model.normalize_features=true"]
+        )
+
+
 def test_feature_standardizer_fits_on_its_first_training_batch_only_and_travels_in_its_state():
     from duo_ai.models.impala import FeatureStandardizer
 

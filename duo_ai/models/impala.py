@@ -116,6 +116,13 @@ class ImpalaCoordPPOModelConfig:
     )
     normalize_features: bool = False
 
+    def __post_init__(self) -> None:
+        if self.normalize_features and self.feature_type == "obs":
+            raise ConfigError(
+                "policy.model.normalize_features=true standardises the novice's features, and "
+                "feature_type=obs has none; use a feature_type with hidden or dist, or normalize_features=false"
+            )
+
 
 class FeatureStandardizer(nn.Module):
     """(x - mean) / std per dimension, with mean and std taken from the first batch seen in training.
