@@ -260,6 +260,12 @@ def test_a_ppo_coordinator_resumes_bit_identically(agents, tmp_path):
     assert all(torch.equal(a["model_state_dict"][k], b["model_state_dict"][k]) for k in a["model_state_dict"])
 
 
+def test_normalize_features_must_be_true_or_false():
+    with pytest.raises(ConfigError, match="normalize_features='maybe' is not allowed; it must be true or false"):
+        overrides = ["policy.model.feature_type=hidden_dist", "policy.model.normalize_features=maybe"]
+        load_config(CONFIGS / "procgen_ppo.yaml", overrides)
+
+
 def test_normalize_features_without_novice_features_is_refused_in_one_line():
     with pytest.raises(ConfigError, match="normalize_features=true standardises the novice's features"):
         load_config(

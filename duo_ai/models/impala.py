@@ -114,7 +114,7 @@ class ImpalaCoordPPOModelConfig:
     expert_prob_init: float | None = checked(
         None, test=lambda p: isinstance(p, (int, float)) and 0 < p < 1, allowed="a probability in (0, 1), or null"
     )
-    normalize_features: bool = False
+    normalize_features: bool = checked(False, test=lambda v: isinstance(v, bool), allowed="true or false")
 
     def __post_init__(self) -> None:
         if self.normalize_features and self.feature_type == "obs":
