@@ -34,4 +34,5 @@ done
 for d in "$src"/evals* "$src"/report*; do  # evals, evals_auc, report, report_auc, and any variant
   if [ -d "$d" ]; then cp -r "$d" "$dst/"; fi
 done
+if [ -f "$src/table.json" ]; then cp "$src/table.json" "$dst/"; fi  # the study's table
 du -sh "$dst"

@@ -12,6 +12,10 @@
 #   4. `duo-ai study-report`: table.json, reward against cost weight (PNG), AUC with bootstrap intervals.
 #   With --auc-episodes N (--small: 100), the study's weight is evaluated on --episodes (DIR/evals,
 #   DIR/report) and every weight, for the AUC, on N episodes (DIR/evals_auc, DIR/report_auc).
+#   With --confirm-episodes N (--small: 4000), every method is evaluated again at the study's weight
+#   on N fresh test episodes (--confirm-seed S, default 4; the others use seed 1), nothing selected
+#   on them (DIR/evals_confirm_seedS, DIR/report_confirm_seedS).
+#   DIR/table.json is the study's table at its weight: the confirmation's where there is one.
 #
 #   scripts/coordination_pipeline.sh            # the GPU recipe (novice 15M steps on easy, expert 25M on hard)
 #   scripts/coordination_pipeline.sh --small    # this 2-core CPU: reproduces results/coordination_coinrun_t0.3_n24k
@@ -32,6 +36,7 @@
 #          0 = greedy; the --small default is 0.3, see there),
 #          --gate-only (stop after the gate, which prints the weight where always-novice and
 #          always-expert break even: rerun with that --weight; everything done so far is reused),
+#          --confirm-episodes N / --confirm-seed S (see above; 0 = no confirmation),
 #          --ppo-start random|uniform (how often each PPO coordinator asks before training: random's
 #          calibrated rate at its weight, kept within [0.001, 0.999], or 1/2 as the benchmark; default
 #          random with --small/--smoke, uniform for the GPU recipe; see --small for why).
@@ -49,6 +54,8 @@ novice_ckpt=""
 expert_ckpt=""
 episodes=""
 auc_episodes=""
+confirm_episodes=""
+confirm_seed=4
 weights_arg=""
 agent_temperature=""
 gate_only=""
@@ -68,6 +75,8 @@ while [ $# -gt 0 ]; do
     --episodes) episodes=$2; shift ;;
     --jobs) jobs_max=$2; shift ;;
     --auc-episodes) auc_episodes=$2; shift ;;
+    --confirm-episodes) confirm_episodes=$2; shift ;;
+    --confirm-seed) confirm_seed=$2; shift ;;
     --weights) weights_arg=$2; shift ;;
     --agent-temperature) agent_temperature=$2; shift ;;
     --gate-only) gate_only=1 ;;
@@ -86,6 +95,14 @@ case ${ppo_start:-random} in
 esac
 case ${auc_episodes:-1} in
   *[!0-9]*|0) echo "coordination_pipeline: --auc-episodes must be a whole number >= 1, got '$auc_episodes'" >&2
+    exit 2 ;;
+esac
+case ${confirm_episodes:-0} in
+  *[!0-9]*) echo "coordination_pipeline: --confirm-episodes must be a whole number >= 0, got '$confirm_episodes'" >&2
+    exit 2 ;;
+esac
+case $confirm_seed in
+  ''|*[!0-9]*|1) echo "coordination_pipeline: --confirm-seed must be a whole number other than 1 (the study's own episodes), got '$confirm_seed'" >&2
     exit 2 ;;
 esac
 if [ -x .venv/bin/duo-ai ]; then DUO=.venv/bin/duo-ai PY=.venv/bin/python; else DUO=duo-ai PY=python3; fi
@@ -133,7 +150,10 @@ case $mode in
     # rarely asks plays the novice's ~580-step episodes, a third of them out of time: ~15 min per
     # 1,000 on one AVX2 core).
     test_episodes=1000
-    auc_episodes=${auc_episodes:-100} ;;
+    auc_episodes=${auc_episodes:-100}
+    # 1,000 episodes leave a gain of ~0.2 against always-novice (whose returns vary most) inside a
+    # +-0.27 interval: the claim is checked on 4,000 fresh ones (+-0.13).
+    confirm_episodes=${confirm_episodes:-4000} ;;
   smoke)  # minutes: tiny agents that have not learned; checks the plumbing, not the result
     threads=${threads:-1}
     shape=(env.num_envs=4 env.num_threads=1 algorithm.num_steps=32 algorithm.num_minibatches=2
@@ -152,7 +172,8 @@ case $mode in
     coordination=(coordination.base_penalty=0.1 evaluation.num_envs=2 env.num_envs=2)
     weights=(0 1)
     weight=${weight:-1}
-    test_episodes=4 ;;
+    test_episodes=4
+    confirm_episodes=${confirm_episodes:-2} ;;
   gpu)  # the reference's recipe
     threads=${threads:-0}
     novice=(algorithm.total_timesteps=15000000)
@@ -262,16 +283,16 @@ echo "novice: $novice_ckpt; expert: $expert_ckpt"
 pair=("train_novice=$novice_ckpt" "train_expert=$expert_ckpt" "${coordination[@]}")
 [ -n "$agent_temperature" ] && pair+=("coordination.agent_temperature=$agent_temperature")
 
-# evaluate <method> <checkpoint> <weight> [<episodes> <folder>]: test episodes (default $test_episodes, into
-# $out/evals), paired: the same --seed, number of episodes and envs for every method.
+# evaluate <method> <checkpoint> <weight> [<episodes> <folder> <seed>]: test episodes (default $test_episodes,
+# into $out/evals, seed 1), paired: the same --seed, number of episodes and envs for every method.
 evaluate() {
-  local episodes=${4:-$test_episodes} folder=${5:-$out/evals}
+  local episodes=${4:-$test_episodes} folder=${5:-$out/evals} seed=${6:-1}
   local file=$folder/$1/w$3.json
   mkdir -p "$folder/$1"
   [ -f "$file" ] && { echo "reusing $file"; return; }
-  "$DUO" eval --checkpoint "$2" --split test -n "$episodes" --seed 1 --cost-weight "$3" --json "$file" \
+  "$DUO" eval --checkpoint "$2" --split test -n "$episodes" --seed "$seed" --cost-weight "$3" --json "$file" \
     "${compute[@]}" evaluation.num_envs=50 >/dev/null
-  echo "evaluated $1 at weight $3 on $episodes episodes"
+  echo "evaluated $1 at weight $3 on $episodes episodes (seed $seed)"
 }
 
 stage "the gate, before any coordinator: always-novice and always-expert, $test_episodes test episodes each"
@@ -342,13 +363,15 @@ print(f"sanity: PPO at weight {sys.argv[2]} asks the expert on {fraction:.1%} of
     "$out/ppo_w$w/summary.json" "$w"
 done
 
-# evaluate_coordinators <weight> [<episodes> <folder>]: random, logit and PPO (its pick on the selection split).
+# evaluate_coordinators <weight> [<episodes> <folder> [<seed>]]: random, logit and PPO (its pick on the
+# selection split); each job's log is named after the folder (eval_ppo_w1_auc for evals_auc).
 evaluate_coordinators() {
-  local w=$1 best=$out/ppo_w$1/best_val_true.ckpt
+  local w=$1 best=$out/ppo_w$1/best_val_true.ckpt tag=${3:+_$(basename "$3")}
+  tag=${tag/_evals_/_}
   [ -f "$best" ] || best=$out/ppo_w$w/last.ckpt
-  spawn "eval_random_w$w${3:+_auc}" evaluate random "$out/random/last.ckpt" "$w" "${@:2}"
-  spawn "eval_logit_w$w${3:+_auc}" evaluate logit "$out/logit/last.ckpt" "$w" "${@:2}"
-  spawn "eval_ppo_w$w${3:+_auc}" evaluate ppo "$best" "$w" "${@:2}"
+  spawn "eval_random_w$w$tag" evaluate random "$out/random/last.ckpt" "$w" "${@:2}"
+  spawn "eval_logit_w$w$tag" evaluate logit "$out/logit/last.ckpt" "$w" "${@:2}"
+  spawn "eval_ppo_w$w$tag" evaluate ppo "$best" "$w" "${@:2}"
 }
 
 if [ "$auc_episodes" = "$test_episodes" ]; then
@@ -371,4 +394,18 @@ else
   join
   "$DUO" study-report "$out/evals_auc" --weight "$auc_weight" -o "$out/report_auc" --root "$out"
 fi
+table=$out/report/table.json
+if [ "${confirm_episodes:-0}" -gt 0 ]; then
+  confirm=evals_confirm_seed$confirm_seed
+  stage "confirmation at the study's weight $weight: every method, $confirm_episodes fresh test episodes (seed $confirm_seed)"
+  spawn eval_always_novice_confirm evaluate always_novice "$out/always_novice/last.ckpt" 0 "$confirm_episodes" "$out/$confirm" "$confirm_seed"
+  spawn eval_always_expert_confirm evaluate always_expert "$out/always_expert/last.ckpt" 0 "$confirm_episodes" "$out/$confirm" "$confirm_seed"
+  evaluate_coordinators "$weight" "$confirm_episodes" "$out/$confirm" "$confirm_seed"
+  join
+  "$DUO" study-report "$out/$confirm" --weight "$weight" --weights "$weight" -o "$out/report_confirm_seed$confirm_seed" --root "$out"
+  table=$out/report_confirm_seed$confirm_seed/table.json
+fi
+# The study's table where a script looks for it (its checkpoint paths are relative to $out).
+cp "$table" "$out/table.json"
+echo "the study's table: $out/table.json (from ${table#"$out"/})"
 echo "wall-clock: $((SECONDS - start))s"

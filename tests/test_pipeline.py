@@ -37,7 +37,7 @@ def test_smoke_pipeline_runs_the_whole_protocol(tmp_path):
     # The study's weight 0.5 lies off the AUC's grid (0, 1): it gets its own coordinator and evaluation.
     # Written "0.50", it is still weight 0.5: one run folder and one evaluation file per weight.
     smoke = ("--smoke", "--game", "starpilot", "--out", out, "--auc-episodes", "2", "--agent-temperature", "0",
-             "--weight", "0.50")  # fmt: skip
+             "--weight", "0.50", "--confirm-seed", "3")  # fmt: skip
     done = run_script("coordination_pipeline.sh", *smoke, "--jobs", "2")
     for method in ("always_novice", "always_expert", "random", "logit"):
         assert (out / method / "last.ckpt").is_file(), method
@@ -85,6 +85,16 @@ def test_smoke_pipeline_runs_the_whole_protocol(tmp_path):
         with Image.open(out / report / "reward_vs_cost.png") as image:
             assert image.size[0] > 500 and image.size[1] > 300
 
+    # The confirmation: every method again at the study's weight on fresh episodes (seed 3, 2 by
+    # --smoke's default); its table is the study's table.json, where a script looks for it.
+    confirm = json.loads((out / "report_confirm_seed3" / "table.json").read_text())
+    assert confirm["evals"] == "evals_confirm_seed3" and confirm["num_episodes"] == 2 and confirm["cost_weight"] == 0.5
+    assert set(confirm["methods"]) == set(methods)
+    ppo_confirm = json.loads((out / "evals_confirm_seed3" / "ppo" / "w0.5.json").read_text())
+    assert ppo_confirm["seed"] == 3 and json.loads((out / "evals" / "ppo" / "w0.5.json").read_text())["seed"] == 1
+    assert (out / "table.json").read_text() == (out / "report_confirm_seed3" / "table.json").read_text()
+    assert "the study's table: " in done.stdout
+
     # collect_study.sh: what to commit; every checkpoint the report names is there, without agents.
     kept = tmp_path / "results"
     run_script("collect_study.sh", out, kept)
@@ -92,6 +102,7 @@ def test_smoke_pipeline_runs_the_whole_protocol(tmp_path):
         checkpoint = kept / row["checkpoint"]
         assert checkpoint.is_file() and checkpoint.stat().st_size < 100_000, name
     assert (kept / "report" / "table.json").read_text() == (out / "report" / "table.json").read_text()
+    assert (kept / "table.json").read_text() == (out / "table.json").read_text()
     assert (kept / "novice" / "config.yaml").is_file() and not (kept / "novice" / "last.ckpt").exists()
 
     # A rerun reuses what finished and resumes a run that has a last.ckpt but no summary.json
@@ -129,6 +140,8 @@ def test_pipeline_refuses_bad_options_in_one_line_before_any_work(tmp_path):
         (["--weight", "heavy"], "--weight takes a number >= 0"),
         (["--agent-temperature", "-1"], "--agent-temperature takes a number >= 0"),
         (["--ppo-start", "warm"], "--ppo-start must be random or uniform, got 'warm'"),
+        (["--confirm-episodes", "-5"], "--confirm-episodes must be a whole number >= 0"),
+        (["--confirm-seed", "1"], "--confirm-seed must be a whole number other than 1"),
     ):
         done = subprocess.run(
             ["bash", "scripts/coordination_pipeline.sh", "--smoke", "--out", str(tmp_path / "x"), *args],

@@ -17,8 +17,24 @@ ROOT = Path(__file__).resolve().parents[1]
 TABLES = sorted((ROOT / "results").glob("*/report*/table.json"))
 
 
+STUDY_TABLES = sorted((ROOT / "results").glob("*/table.json"))
+
+
 def test_there_is_a_committed_study():
     assert TABLES, "no results/<study>/report*/table.json"
+    assert STUDY_TABLES, "no results/<study>/table.json"
+
+
+@pytest.mark.parametrize("path", STUDY_TABLES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_the_study_table_is_one_of_its_reports_with_every_method_it_needs(path):
+    """`results/<study>/table.json`, where a script looks, is a report's table (re-checked above)."""
+    reports = [p.read_text() for p in path.parent.glob("report*/table.json")]
+    assert path.read_text() in reports
+    methods = json.loads(path.read_text())["methods"]
+    assert {"always_novice", "always_expert", "ppo"} <= set(methods)
+    for name, row in methods.items():
+        for key in ("checkpoint", "reward_mean", "reward_ci95", "expert_fraction", "num_episodes"):
+            assert key in row, (name, key)
 
 
 @pytest.mark.parametrize("path", TABLES, ids=lambda p: str(p.relative_to(ROOT)))
