@@ -113,8 +113,9 @@ case $mode in
   small)  # a 2-core CPU, the sizes of results/coordination_coinrun_t0.3_n24k. The agents' 385k steps
           # take ~80 min on an AVX2-only CPU (fp32, ~80 SPS per core), the gate ~15 min and the
           # baselines ~35 min there; the PPO grid and its evaluations took 96 min with --jobs 2 on an
-          # AMX CPU in fp32 beside another job (~25-30 min for each run at weights >= 0.8, whose
-          # val_true evaluations play the novice's long episodes).
+          # AMX CPU in fp32 beside another job (30-50 min for each run at weights >= 0.8 on an AVX2
+          # CPU with --jobs 2, whose val_true evaluations play the novice's long episodes), and the
+          # confirmation (4,000 episodes per method) ~80 min on one core.
     threads=${threads:-1}
     # fp32 everywhere: a CPU with bf16 units (AMX, AVX-512 bf16) would otherwise compute in bf16,
     # its agents would act differently, and it would not reproduce the committed runs and episodes.
