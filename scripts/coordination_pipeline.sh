@@ -296,13 +296,24 @@ evaluate() {
   echo "evaluated $1 at weight $3 on $episodes episodes (seed $seed)"
 }
 
+# log_tag [<folder>]: what names the logs of evaluations into <folder> (evals_auc: _auc; evals: nothing).
+log_tag() { local tag=${1:+_$(basename "$1")}; echo "${tag/_evals_/_}"; }
+
+# evaluate_always_agents [<episodes> <folder> [<seed>]]: always-novice and always-expert at weight 0
+# (their episodes do not depend on the weight: the report re-prices them).
+evaluate_always_agents() {
+  local tag
+  tag=$(log_tag "${2:-}")
+  spawn "eval_always_novice$tag" evaluate always_novice "$out/always_novice/last.ckpt" 0 "$@"
+  spawn "eval_always_expert$tag" evaluate always_expert "$out/always_expert/last.ckpt" 0 "$@"
+}
+
 stage "the gate, before any coordinator: always-novice and always-expert, $test_episodes test episodes each"
 # The first run measures base_penalty (cached beside the expert) before the others start.
 train always_novice configs/procgen_always.yaml "${pair[@]}" policy.agent=novice evaluation.num_episodes=0
 train always_expert configs/procgen_always.yaml "${pair[@]}" policy.agent=expert evaluation.num_episodes=0
 # Always-agents do not depend on the weight: one evaluation each, re-priced by the report.
-spawn eval_always_novice evaluate always_novice "$out/always_novice/last.ckpt" 0
-spawn eval_always_expert evaluate always_expert "$out/always_expert/last.ckpt" 0
+evaluate_always_agents
 join
 "$PY" -c 'import json, sys
 novice, expert = (json.load(open(path)) for path in sys.argv[1:3])
@@ -327,8 +338,9 @@ spawn logit train logit configs/procgen_logit.yaml "${pair[@]}" "${calibration[@
 
 # ppo_start_override <weight>: with --ppo-start random, the probability of asking that random's
 # calibration chooses at that weight, kept within [0.001, 0.999] so that PPO still tries both agents
-# (a few hundred times in --small's 262,144 steps). Not wider: where random never asks, a 5% floor
-# costs ~29 expert steps in the novice's ~580-step episodes, and PPO with lambda 1 keeps its start.
+# (a few hundred times in --small's 262,144 steps). Wider than the former [0.05, 0.95]: where random
+# never asks, a 5% start costs ~29 expert steps in the novice's ~580-step episodes, and PPO with
+# lambda 1 keeps its start.
 ppo_start_override() {
   [ "$ppo_start" = random ] || return 0
   "$PY" - "$out/random/last.ckpt" "$1" <<'PY'
@@ -367,8 +379,8 @@ done
 # evaluate_coordinators <weight> [<episodes> <folder> [<seed>]]: random, logit and PPO (its pick on the
 # selection split); each job's log is named after the folder (eval_ppo_w1_auc for evals_auc).
 evaluate_coordinators() {
-  local w=$1 best=$out/ppo_w$1/best_val_true.ckpt tag=${3:+_$(basename "$3")}
-  tag=${tag/_evals_/_}
+  local w=$1 best=$out/ppo_w$1/best_val_true.ckpt tag
+  tag=$(log_tag "${3:-}")
   [ -f "$best" ] || best=$out/ppo_w$w/last.ckpt
   spawn "eval_random_w$w$tag" evaluate random "$out/random/last.ckpt" "$w" "${@:2}"
   spawn "eval_logit_w$w$tag" evaluate logit "$out/logit/last.ckpt" "$w" "${@:2}"
@@ -389,8 +401,7 @@ else
   join
   "$DUO" study-report "$out/evals" --weight "$weight" --weights "$weight" -o "$out/report" --root "$out"
   stage "evaluation for the AUC: every method at every weight (${weights[*]}), the same $auc_episodes test episodes"
-  spawn eval_always_novice_auc evaluate always_novice "$out/always_novice/last.ckpt" 0 "$auc_episodes" "$out/evals_auc"
-  spawn eval_always_expert_auc evaluate always_expert "$out/always_expert/last.ckpt" 0 "$auc_episodes" "$out/evals_auc"
+  evaluate_always_agents "$auc_episodes" "$out/evals_auc"
   for w in "${weights[@]}"; do evaluate_coordinators "$w" "$auc_episodes" "$out/evals_auc"; done
   join
   "$DUO" study-report "$out/evals_auc" --weight "$auc_weight" -o "$out/report_auc" --root "$out"
@@ -399,8 +410,7 @@ table=$out/report/table.json
 if [ "${confirm_episodes:-0}" -gt 0 ]; then
   confirm=evals_confirm_seed$confirm_seed
   stage "confirmation at the study's weight $weight: every method, $confirm_episodes fresh test episodes (seed $confirm_seed)"
-  spawn eval_always_novice_confirm evaluate always_novice "$out/always_novice/last.ckpt" 0 "$confirm_episodes" "$out/$confirm" "$confirm_seed"
-  spawn eval_always_expert_confirm evaluate always_expert "$out/always_expert/last.ckpt" 0 "$confirm_episodes" "$out/$confirm" "$confirm_seed"
+  evaluate_always_agents "$confirm_episodes" "$out/$confirm" "$confirm_seed"
   evaluate_coordinators "$weight" "$confirm_episodes" "$out/$confirm" "$confirm_seed"
   join
   "$DUO" study-report "$out/$confirm" --weight "$weight" --weights "$weight" -o "$out/report_confirm_seed$confirm_seed" --root "$out"
