@@ -16,7 +16,7 @@ from typing import Any
 
 import gymnasium as gym
 
-from duo_ai.coordination.agents import AgentCheckpoint, build_agent, read_agents, resolve_agent_paths
+from duo_ai.coordination.agents import AgentCheckpoint, build_agent, game_of, read_agents, resolve_agent_paths
 from duo_ai.coordination.config import AGENT_KEYS, CoordinationConfig, is_coordination_run
 from duo_ai.coordination.env import CoordinationEnv
 from duo_ai.coordination.penalty import resolve_base_penalty
@@ -83,7 +83,7 @@ def setup_coordination(
 
 def embed_agents(config: Any, coordination: Coordination) -> dict[str, dict[str, Any]]:
     """The agents' weights and configs, to store in every coordinator checkpoint (a few MB each)."""
-    game = f"{config.env.name}/{config.env.task}"
+    game = game_of(config.env)
     return {
         key: {
             "path": str(getattr(config, key)),
