@@ -17,7 +17,7 @@ from duo_ai.eval_job import evaluate_checkpoint
 from duo_ai.evaluation import evaluate
 from tests.conftest import assert_user_error, cli
 from tests.coord_fixtures import CONFIGS, GAME, agent_checkpoints, coordination_config, make_run_env
-from tests.test_coordination_train import assert_picked_the_best, calibrated
+from tests.test_coordination_train import CALIBRATION, assert_picked_the_best, calibrated
 
 # A tiny ood fit: a few hundred novice states at most, few neighbours.
 OOD = ["policy.fit_episodes=2", "policy.max_fit_states=60", "policy.n_neighbors=3", "policy.percentiles=[0,50,100]"]
@@ -172,6 +172,16 @@ def test_an_ood_coordinator_refuses_another_novice_in_one_line(agents, ood_run, 
     result = cli("eval", "--checkpoint", bare, "-n", "1", "--split", "test", f"{key}={agents['expert']}")
     assert_user_error(result, "fitted on another novice", "calibrate a new one")
     assert cli("eval", "--checkpoint", bare, "-n", "1", "--split", "test").exit_code == 0  # its own novice
+
+
+def test_an_ood_run_whose_selection_split_has_another_novice_is_refused_in_one_line_before_any_work(agents, tmp_path):
+    result = cli(
+        "train", "-c", CONFIGS / "procgen_ood.yaml", f"experiments_dir={tmp_path}", "name=bad", f"env.task={GAME}",
+        f"train_novice={agents['novice']}", f"train_expert={agents['expert']}", f"test_novice={agents['expert']}",
+        "coordination.base_penalty=0.5", *CALIBRATION, *OOD, "--no-progress",
+    )  # fmt: skip
+    assert_user_error(result, "policy ood", "test_novice", "'val_true'")
+    assert not (tmp_path / "bad").exists()
 
 
 def test_an_ood_fit_is_refused_by_another_novice_when_its_state_is_loaded(agents, ood_run):

@@ -144,6 +144,9 @@ class CoordinationPolicy(Policy):
         if self.param is not None:
             setattr(self.config, self.param, self.param_type(float(params[self.param])))
 
+    def check_env(self, env: gym.vector.VectorEnv, split: str) -> None:
+        """Refuse, before any work, the env of `split` if this coordinator cannot act in it; most can."""
+
     def fit(self, env: gym.vector.VectorEnv, seed: int) -> int:
         """Learn what the coordinator needs before its candidates are listed (`env`: the run's
         training env); returns the env steps spent. Most learn nothing."""
@@ -433,6 +436,14 @@ class OODPolicy(CoordinationPolicy):
         self.fit_states, self.fitted_on = states.float().contiguous(), fitted_on
         self.detector = DETECTORS[self.config.detector](self.config).fit(self.fit_states.numpy())
 
+    def check_env(self, env: gym.vector.VectorEnv, split: str) -> None:
+        """The novice acting in `split` must be the training split's, on which the detector is fitted."""
+        if not torch.equal(novice_fingerprint(env.novice), self.novice_sha256):
+            raise ConfigError(
+                f"policy ood is fitted on the training split's novice, but another one (test_novice) acts in split "
+                f"{split!r}; leave test_novice unset or give it train_novice's checkpoint"
+            )
+
     def get_params(self) -> dict[str, Any]:
         params = super().get_params()
         if self.fit_states is not None:
@@ -509,6 +520,13 @@ class Calibrate(Algorithm):
         # The sweep as it runs: candidates, their validation rewards and expert fractions, the choice.
         self.calibration: dict[str, Any] = {"param": policy.param, "split": config.split}
         self.val_env: gym.vector.VectorEnv | None = None
+        if self.num_iterations:
+            self.val_env = self.make_env(config.split, min(config.num_envs, config.num_episodes))
+            try:
+                policy.check_env(self.val_env, config.split)
+            except BaseException:
+                self.close()
+                raise
 
     def train_iteration(self) -> dict[str, float]:
         param, cfg, sweep = self.policy.param, self.config, self.calibration
@@ -521,8 +539,6 @@ class Calibrate(Algorithm):
             return {"calibrate/num_candidates": float(len(sweep["candidates"]))}
 
         value = sweep["candidates"][self.iteration - 1]
-        if self.val_env is None:
-            self.val_env = self.make_env(cfg.split, min(cfg.num_envs, cfg.num_episodes))
         self.policy.set_params({param: torch.tensor(value, dtype=torch.float64)})
         result = evaluate(
             self.policy, self.val_env, cfg.num_episodes, seed=self.seed + CALIBRATION_SEED_OFFSET, split=cfg.split
