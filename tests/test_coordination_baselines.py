@@ -165,13 +165,16 @@ def test_an_unknown_detector_is_refused_in_one_line_before_any_work(agents, tmp_
 
 
 @pytest.mark.parametrize("key", ["train_novice", "test_novice"])
-def test_an_ood_coordinator_refuses_another_novice_in_one_line(agents, ood_run, tmp_path, key):
-    # Without its embedded agents, the checkpoint's novice is the one the config names.
-    bare = tmp_path / "bare.ckpt"
-    assert cli("export", ood_run, "-o", bare, "--without-agents").exit_code == 0
-    result = cli("eval", "--checkpoint", bare, "-n", "1", "--split", "test", f"{key}={agents['expert']}")
+@pytest.mark.parametrize("embedded", [True, False])
+def test_an_ood_coordinator_refuses_another_novice_in_one_line(agents, ood_run, tmp_path, key, embedded):
+    """With or without the agents embedded in its checkpoint, the novice is the one the config names."""
+    checkpoint = ood_run / "last.ckpt"
+    if not embedded:
+        checkpoint = tmp_path / "bare.ckpt"
+        assert cli("export", ood_run, "-o", checkpoint, "--without-agents").exit_code == 0
+    result = cli("eval", "--checkpoint", checkpoint, "-n", "1", "--split", "test", f"{key}={agents['expert']}")
     assert_user_error(result, "fitted on another novice", "calibrate a new one")
-    assert cli("eval", "--checkpoint", bare, "-n", "1", "--split", "test").exit_code == 0  # its own novice
+    assert cli("eval", "--checkpoint", checkpoint, "-n", "1", "--split", "test").exit_code == 0  # its own novice
 
 
 def test_an_ood_run_whose_selection_split_has_another_novice_is_refused_in_one_line_before_any_work(agents, tmp_path):

@@ -72,11 +72,12 @@ def setup_coordination(
 
     `spaces_env` is any base env of the run's game (the agents read their spaces from it).
     `embedded`: the agents stored in a coordinator's checkpoint (`embed_agents`), used instead of
-    the checkpoint files the config names, so a coordinator works after those are moved or deleted.
+    the checkpoint files the config names, so a coordinator works after those are moved or deleted;
+    unless the config names other agents (e.g. an override of `train_novice`): then those files.
     """
     if not is_coordination_run(config):
         return None
-    if embedded:
+    if embedded and all(getattr(config, key) == embedded.get(key, {}).get("path") for key in AGENT_KEYS):
         checkpoints = {
             key: AgentCheckpoint(key, agent["path"], agent, agent["game"]) for key, agent in embedded.items()
         }
