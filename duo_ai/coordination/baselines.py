@@ -496,7 +496,8 @@ class Calibrate(Algorithm):
     `logit` and `ood`, percentiles of the novice's scores from a rollout on the training env);
     iteration k evaluates candidate k on the validation split, on the same levels and seed for
     every candidate; the last one keeps the best. A policy with nothing to calibrate (`always`)
-    takes no iterations.
+    takes no iterations. The validation env is built up front, so a policy can refuse it
+    (`check_env`) before any work.
     """
 
     config_cls = CalibrateConfig
