@@ -66,7 +66,6 @@ step() {
 skip() { printf '{"step": "%s", "status": "skipped", "seconds": 0, "note": "%s"}\n' "$1" "$2" >>"$out/steps.jsonl"; }
 
 py=.venv/bin/python duo=.venv/bin/duo-ai
-export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}  # torch's host threads; the envs use their own (env.num_threads)
 step setup 300 bash scripts/setup.sh --dev
 step machine 60 "$py" -m duo_ai.gpu_check machine --json "$out/machine.json"
 
