@@ -318,6 +318,7 @@ def bench_table(report: dict) -> Table:
         ("update per iteration (s)", report["bound"]["update_seconds_per_iteration"], ".2f"),
         ("rollout storage (MB)", report["rollout_storage_mb"], ",.0f"),
         ("peak resident memory (MB)", report["peak_rss_mb"], ",.0f"),
+        ("peak GPU memory allocated (MB)", report.get("peak_gpu_memory_mb"), ",.0f"),
     ]
     for name, value, fmt in rows:
         table.add_row(name, "-" if value is None else format(value, fmt))
