@@ -388,6 +388,39 @@ def video(
     )
 
 
+@app.command("ask-map")
+def ask_map(
+    checkpoint: Path = typer.Option(
+        ..., "--checkpoint", help="A MiniGrid coordinator's .ckpt (duo-ai train or export)."
+    ),
+    output: Path = typer.Option(..., "--output", "-o", help="PNG to draw; the numbers go to the same name with .json."),
+    episodes: int = typer.Option(500, "--episodes", "-n", help="Test episodes for each of the two passes."),
+    split: str = typer.Option("test", "--split", help="Level split (train, test, or one from env.splits)."),
+    seed: int | None = typer.Option(None, "--seed", help="Seed of the episodes. Default: the run's evaluation seed."),
+    temperature: float | None = typer.Option(
+        None, "--temperature", "-t", help="The coordinator's sampling temperature. Default: evaluation.temperature."
+    ),
+    overrides: list[str] | None = typer.Argument(None, help=OVERRIDES_HELP, show_default=False),
+) -> None:
+    """Draw where a MiniGrid coordinator asks for the expert (per grid cell) beside where the novice alone fails."""
+    from duo_ai.reports.ask_map import ask_map as draw_ask_map
+
+    try:
+        made = draw_ask_map(
+            str(checkpoint), output, split, episodes, seed, temperature, overrides or [],
+            log=lambda message: err.print(message, highlight=False),
+        )  # fmt: skip
+    except DuoAIError as e:
+        fail(str(e))
+    out.print(
+        f"wrote {made['output']} (+ .json): asks on {made['ask_fraction']:.1%} of steps; "
+        f"{made['asks_near_failures']:.1%} of asks and {made['visits_near_failures']:.1%} of steps are on or next "
+        f"to a cell where the novice alone failed ({made['novice_failure_rate']:.1%} of its episodes)",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
 @app.command()
 def compare(
     runs: list[Path] = typer.Argument(..., help="Run folders written by duo-ai train (seeds of one run are pooled)."),
