@@ -501,14 +501,18 @@ def study(
 
     signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
     extra = [*([] if out_dir is None else [f"out={out_dir}"]), *([] if jobs is None else [f"jobs={jobs}"])]
+    command = ["duo-ai", "study", study_file, *(overrides or []), *extra, *(["--gate-only"] if gate_only else [])]
     try:
-        spec = load_study(study_file, [*(overrides or []), *extra])
-        run_study(spec, gate_only, shlex.join(["duo-ai", "study", *sys.argv[2:]]))
+        run_study(load_study(study_file, [*(overrides or []), *extra]), gate_only, shlex.join(command))
     except DuoAIError as e:
         fail(str(e), getattr(e, "exit_code", 2))
     except KeyboardInterrupt:
         err.print("interrupted")
         raise typer.Exit(130) from None
+    except typer.Exit:
+        raise
+    except Exception as e:
+        crashed(e, None)
 
 
 def _cell(value: dict) -> str:

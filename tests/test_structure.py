@@ -32,6 +32,7 @@ FLOORS = {
     "duo_ai.export": 7,
     "duo_ai.bench": 7,
     "duo_ai.reports": 7,
+    "duo_ai.study": 7,
     "cli": 8,
 }
 MAX_FUNCTION_LINES = 60

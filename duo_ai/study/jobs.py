@@ -54,6 +54,10 @@ class Output:
             self.pool.processes.add(process)
         try:
             code = process.wait()
+        except BaseException:  # interrupted here (Ctrl-C, SIGTERM): the subprocess ends with the study
+            process.terminate()
+            process.wait()
+            raise
         finally:
             with self.pool.lock:
                 self.pool.processes.discard(process)

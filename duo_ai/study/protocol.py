@@ -24,6 +24,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
+from duo_ai.config import load_config
 from duo_ai.core.errors import ConfigError
 from duo_ai.core.files import atomic_write_text
 from duo_ai.study.jobs import Output, Pool
@@ -85,8 +86,6 @@ class Protocol:
 
     def check_runs(self) -> None:
         """Every run's config loads (keys, values, files), before any work: one line naming the run."""
-        from duo_ai.config import load_config
-
         placeholder = ["policy.model.expert_prob_init=0.5"] if self.study.ppo.start == "random" else []
         runs = [*self.agent_runs(), *map(self.baseline_run, self.study.baselines)]
         runs += [self.ppo_run(w, placeholder) for w in self.study.ppo_weights]
@@ -151,6 +150,92 @@ class Protocol:
         command += ["-o", str(self.out / output), "--root", str(self.out)]
         self.pool.now("study-report", lambda out: out.run(command))
 
+    # -- stages -----------------------------------------------------------------------------------
+    def agents_and_gate(self) -> None:
+        """The agents, then always-novice and always-expert on the test split, before any coordinator."""
+        s, e = self.study, self.study.evaluation
+        about = {role: " ".join(filter(None, [s.game, getattr(s.agents, role).about])) for role in ("novice", "expert")}
+        self.stage(f"agents: novice ({about['novice']}), expert ({about['expert']})")
+        for run in self.agent_runs():
+            self.pool.now(run[0], lambda out, run=run: self.train(out, *run))
+        print(f"novice: {self.agents['novice']}; expert: {self.agents['expert']}", flush=True)
+        self.stage(
+            f"the gate, before any coordinator: always-novice and always-expert, {e.episodes} test episodes each"
+        )
+        for name in [m for m in s.baselines if m.startswith(ALWAYS)]:  # in turn: the first measures base_penalty
+            self.pool.now(name, lambda out, name=name: self.train(out, *self.baseline_run(name)))
+        self.evaluate_always_agents(e.episodes, self.out / "evals", e.seed)
+        self.pool.join()
+        self.gate()
+
+    def coordinators(self) -> None:
+        """The calibrated baselines, then a PPO coordinator per weight; the sanity weights' ask rates."""
+        s = self.study
+        self.stage(f"baselines: {', '.join(s.calibrated)} (calibrated on {SELECTION_SPLIT})")
+        for name in s.calibrated:
+            self.spawn_train(self.baseline_run(name))
+        if s.ppo.start == "random":
+            self.pool.join()  # PPO starts from random's calibration
+        sanity = [weight_name(w) for w in s.sanity_weights]
+        self.stage(
+            f"PPO coordinators at cost weights {' '.join(s.ppo_weights)} (the study's weight, the grid, "
+            f"the sanity check's {' and '.join(sanity)})"
+        )
+        for w in s.ppo_weights:
+            start = self.ppo_start(w)
+            if start:
+                print(f"PPO at weight {w} starts at random's rate: {start[0]}", flush=True)
+            self.spawn_train(self.ppo_run(w, start))
+        self.pool.join()
+        for w in sanity:
+            self.sanity(w)
+
+    def evaluations(self) -> Path:
+        """Every method at every weight, paired, and the reports; returns the study's report table."""
+        s, e = self.study, self.study.evaluation
+        weight, weights, evals = weight_name(s.weight), [weight_name(w) for w in s.weights], self.out / "evals"
+        if s.auc_episodes == e.episodes:
+            self.stage(
+                "evaluation: every coordinator at every weight (the study's first), "
+                f"the same {e.episodes} test episodes"
+            )
+            for w in [weight, *(w for w in weights if w != weight)]:
+                self.evaluate_coordinators(w, e.episodes, evals, e.seed)
+            self.pool.join()
+            self.stage("report")
+            self.report("evals", weight, "report")
+            return self.out / "report" / "table.json"
+        self.stage(f"evaluation at the study's weight {weight}: every coordinator, the same {e.episodes} test episodes")
+        self.evaluate_coordinators(weight, e.episodes, evals, e.seed)
+        self.pool.join()
+        self.report("evals", weight, "report", weights=weight)
+        self.stage(
+            f"evaluation for the AUC: every method at every weight ({' '.join(weights)}), "
+            f"the same {s.auc_episodes} test episodes"
+        )
+        self.evaluate_always_agents(s.auc_episodes, self.out / "evals_auc", e.seed)
+        for w in weights:
+            self.evaluate_coordinators(w, s.auc_episodes, self.out / "evals_auc", e.seed)
+        self.pool.join()
+        # The AUC report's row: the grid weight nearest to the study's (the later one on a tie).
+        nearest = min(reversed(s.weights), key=lambda w: round(abs(w - s.weight), 9))
+        self.report("evals_auc", weight_name(nearest), "report_auc")
+        return self.out / "report" / "table.json"
+
+    def confirmation(self) -> Path:
+        """Every method again at the study's weight on fresh episodes; returns its report table."""
+        weight, e = weight_name(self.study.weight), self.study.evaluation
+        confirm = f"confirm_seed{e.confirm_seed}"
+        self.stage(
+            f"confirmation at the study's weight {weight}: every method, {e.confirm_episodes} fresh test "
+            f"episodes (seed {e.confirm_seed})"
+        )
+        self.evaluate_always_agents(e.confirm_episodes, self.out / f"evals_{confirm}", e.confirm_seed)
+        self.evaluate_coordinators(weight, e.confirm_episodes, self.out / f"evals_{confirm}", e.confirm_seed)
+        self.pool.join()
+        self.report(f"evals_{confirm}", weight, f"report_{confirm}", weights=weight)
+        return self.out / f"report_{confirm}" / "table.json"
+
     # -- output -----------------------------------------------------------------------------------
     def stage(self, text: str) -> None:
         print(f"\n== [{datetime.now():%H:%M:%S}, +{self.elapsed()}s] {text}", flush=True)
@@ -191,100 +276,31 @@ class Protocol:
         print(f"sanity: PPO at weight {weight} asks the expert on {fraction:.1%} of {split} steps", flush=True)
 
 
+def record(path: Path, text: str) -> None:
+    """Write the study as it runs; a different earlier record is kept beside it, named by its time."""
+    if path.is_file() and path.read_text() != text:
+        when = datetime.fromtimestamp(path.stat().st_mtime)
+        path.rename(path.with_name(f"{path.stem}_{when:%Y%m%d-%H%M%S}{path.suffix}"))
+    atomic_write_text(path, text)
+
+
 def run_study(study: Study, gate_only: bool = False, command: str = "") -> None:
     """Check every run's config, write OUT/study.yaml, and run the protocol (see the module's docstring)."""
-    s, e = study, study.evaluation
-    out = Path(s.out)
-    with Pool(s.jobs, out / "logs") as pool:
-        p = Protocol(s, pool)
+    out = Path(study.out)
+    with Pool(study.jobs, out / "logs") as pool:
+        p = Protocol(study, pool)
         p.check_runs()
         out.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(out / "study.yaml", f"# The study as it ran: {command}\n{study_to_yaml(s)}")
-        weight, weights = weight_name(s.weight), [weight_name(w) for w in s.weights]
-        evals = out / "evals"
-
-        novice, expert = s.agents.novice, s.agents.expert
-        p.stage(
-            f"agents: novice ({' '.join(filter(None, [s.game, novice.about]))}), "
-            f"expert ({' '.join(filter(None, [s.game, expert.about]))})"
-        )
-        for run in p.agent_runs():
-            pool.now(run[0], lambda o, run=run: p.train(o, *run))
-        print(f"novice: {p.agents['novice']}; expert: {p.agents['expert']}", flush=True)
-
-        p.stage(f"the gate, before any coordinator: always-novice and always-expert, {e.episodes} test episodes each")
-        for name in [m for m in s.baselines if m.startswith(ALWAYS)]:  # in turn: the first measures base_penalty
-            pool.now(name, lambda o, name=name: p.train(o, *p.baseline_run(name)))
-        p.evaluate_always_agents(e.episodes, evals, e.seed)
-        pool.join()
-        p.gate()
+        record(out / "study.yaml", f"# The study as it ran: {command}\n{study_to_yaml(study)}")
+        p.agents_and_gate()
         if gate_only:
             print("stopped after the gate (--gate-only); rerun without it to train and evaluate the coordinators")
-            print(f"wall-clock: {p.elapsed()}s", flush=True)
-            return
-
-        p.stage(f"baselines: {', '.join(s.calibrated)} (calibrated on {SELECTION_SPLIT})")
-        for name in s.calibrated:
-            p.spawn_train(p.baseline_run(name))
-        if s.ppo.start == "random":
-            pool.join()  # PPO starts from random's calibration
-
-        sanity = [weight_name(w) for w in s.sanity_weights]
-        p.stage(
-            f"PPO coordinators at cost weights {' '.join(s.ppo_weights)} (the study's weight, the grid, "
-            f"the sanity check's {' and '.join(sanity)})"
-        )
-        for w in s.ppo_weights:
-            start = p.ppo_start(w)
-            if start:
-                print(f"PPO at weight {w} starts at random's rate: {start[0]}", flush=True)
-            p.spawn_train(p.ppo_run(w, start))
-        pool.join()
-        for w in sanity:
-            p.sanity(w)
-
-        if s.auc_episodes == e.episodes:
-            p.stage(
-                "evaluation: every coordinator at every weight (the study's first), "
-                f"the same {e.episodes} test episodes"
-            )
-            for w in [weight, *(w for w in weights if w != weight)]:
-                p.evaluate_coordinators(w, e.episodes, evals, e.seed)
-            pool.join()
-            p.stage("report")
-            p.report("evals", weight, "report")
         else:
-            p.stage(
-                f"evaluation at the study's weight {weight}: every coordinator, the same {e.episodes} test episodes"
-            )
-            p.evaluate_coordinators(weight, e.episodes, evals, e.seed)
-            pool.join()
-            p.report("evals", weight, "report", weights=weight)
-            p.stage(
-                f"evaluation for the AUC: every method at every weight ({' '.join(weights)}), "
-                f"the same {s.auc_episodes} test episodes"
-            )
-            p.evaluate_always_agents(s.auc_episodes, out / "evals_auc", e.seed)
-            for w in weights:
-                p.evaluate_coordinators(w, s.auc_episodes, out / "evals_auc", e.seed)
-            pool.join()
-            # The AUC report's row: the grid weight nearest to the study's (the later one on a tie).
-            nearest = min(reversed(s.weights), key=lambda w: round(abs(w - s.weight), 9))
-            p.report("evals_auc", weight_name(nearest), "report_auc")
-
-        table = out / "report" / "table.json"
-        if e.confirm_episodes > 0:
-            confirm = f"confirm_seed{e.confirm_seed}"
-            p.stage(
-                f"confirmation at the study's weight {weight}: every method, {e.confirm_episodes} fresh test "
-                f"episodes (seed {e.confirm_seed})"
-            )
-            p.evaluate_always_agents(e.confirm_episodes, out / f"evals_{confirm}", e.confirm_seed)
-            p.evaluate_coordinators(weight, e.confirm_episodes, out / f"evals_{confirm}", e.confirm_seed)
-            pool.join()
-            p.report(f"evals_{confirm}", weight, f"report_{confirm}", weights=weight)
-            table = out / f"report_{confirm}" / "table.json"
-        # The study's table where a script looks for it (its checkpoint paths are relative to OUT).
-        shutil.copyfile(table, out / "table.json")
-        print(f"the study's table: {out / 'table.json'} (from {table.relative_to(out)})")
+            p.coordinators()
+            table = p.evaluations()
+            if study.evaluation.confirm_episodes > 0:
+                table = p.confirmation()
+            # The study's table where a script looks for it (its checkpoint paths are relative to OUT).
+            shutil.copyfile(table, out / "table.json")
+            print(f"the study's table: {out / 'table.json'} (from {table.relative_to(out)})")
         print(f"wall-clock: {p.elapsed()}s", flush=True)
