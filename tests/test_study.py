@@ -7,10 +7,12 @@ file's refusals; scripts/coordination_pipeline.sh, the wrapper that maps its fla
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
 import sys
+import typing
 from pathlib import Path
 
 import pytest
@@ -20,7 +22,7 @@ from PIL import Image
 from duo_ai.coordination.baselines import reselect
 from duo_ai.core.checkpoint import load_checkpoint
 from duo_ai.study.jobs import JobFailed, Pool
-from duo_ai.study.schema import load_study
+from duo_ai.study.schema import AgentSpec, Method, Study, load_study
 from tests.conftest import assert_user_error, cli
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -201,6 +203,23 @@ def test_a_study_file_is_found_by_name_or_path_and_layers_on_its_base(tmp_path):
     mine.write_text(f"defaults: [{ROOT / 'configs' / 'studies' / 'procgen_smoke.yaml'}]\nweights: [0, 0.5, 1]\n")
     assert load_study(str(mine), ["evaluation.episodes=6"]).weights == [0, 0.5, 1]
     assert_user_error(cli("study", "procgen_nope"), "study file procgen_nope not found", "procgen_smoke")
+
+
+def test_the_base_study_file_spells_out_every_key():
+    """configs/studies/procgen_base.yaml is where a reader finds every knob a study has, with its reason."""
+    base = yaml.safe_load((ROOT / "configs" / "studies" / "procgen_base.yaml").read_text())
+
+    def missing(cls: type, data: dict) -> list[str]:
+        return [f.name for f in dataclasses.fields(cls) if f.name not in data]
+
+    assert missing(Study, base) == []
+    for name, cls in typing.get_type_hints(Study).items():
+        if dataclasses.is_dataclass(cls):
+            assert missing(cls, base[name]) == [], name
+    for role in ("novice", "expert"):
+        assert missing(AgentSpec, base["agents"][role]) == [], role
+    for name, method in base["methods"].items():
+        assert missing(Method, method) == [], name
 
 
 def test_a_failed_job_stops_the_study_naming_its_log(tmp_path):
