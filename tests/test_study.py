@@ -19,9 +19,11 @@ import pytest
 import yaml
 from PIL import Image
 
+from duo_ai.config import config_to_dict, load_config
 from duo_ai.coordination.baselines import reselect
 from duo_ai.core.checkpoint import load_checkpoint
 from duo_ai.study.jobs import JobFailed, Pool
+from duo_ai.study.protocol import Protocol
 from duo_ai.study.schema import AgentSpec, Method, Study, load_study
 from tests.conftest import assert_user_error, cli
 
@@ -220,6 +222,34 @@ def test_the_base_study_file_spells_out_every_key():
         assert missing(AgentSpec, base["agents"][role]) == [], role
     for name, method in base["methods"].items():
         assert missing(Method, method) == [], name
+
+
+def flat(data: dict, prefix: str = "") -> dict:
+    """{"a": {"b": 1}} -> {"a.b": 1}."""
+    out = {}
+    for key, value in data.items():
+        out.update(flat(value, f"{prefix}{key}.") if isinstance(value, dict) else {prefix + key: value})
+    return out
+
+
+def test_procgen_small_trains_the_committed_study_runs_as_they_were(tmp_path):
+    """Each run procgen_small would train has the config of the committed run of the same name, but for
+    where its agents were (given by path then), base_penalty (measured by the run) and PPO's start (from
+    random's calibration); the baselines ran before procgen_small pinned precision to fp32."""
+    committed = ROOT / "results" / "coordination_coinrun_t0.3_n24k"
+    study = load_study("procgen_small", ["weight=0.56", "out=experiments/coordination_n24k"])  # as it ran
+    protocol = Protocol(study, Pool(1, tmp_path))
+    runs = [*map(protocol.baseline_run, protocol.study.baselines)]
+    runs += [protocol.ppo_run(w, ["policy.model.expert_prob_init=0.5"]) for w in protocol.study.ppo_weights]
+    for name, config, overrides in runs:
+        mine = flat(
+            config_to_dict(load_config(config, [f"name={name}", "overwrite=true", *protocol.common, *overrides]))
+        )
+        theirs = flat(yaml.safe_load((committed / name / "config.yaml").read_text()))
+        ignored = {"train_novice", "train_expert", "coordination.base_penalty", "policy.model.expert_prob_init"}
+        ignored |= set() if name.startswith("ppo_w") else {"precision"}
+        differ = {key for key in {*mine, *theirs} - ignored if mine.get(key) != theirs.get(key)}
+        assert not differ, (name, {key: (mine.get(key), theirs.get(key)) for key in differ})
 
 
 def test_a_failed_job_stops_the_study_naming_its_log(tmp_path):
