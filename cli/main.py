@@ -505,6 +505,50 @@ def study_report(
     out.print(f"wrote {', '.join(table['outputs'])}", highlight=False, soft_wrap=True)
 
 
+@app.command()
+def study(
+    study_file: str = typer.Argument(
+        ..., help="A study file (YAML), or the name of one in configs/studies/, e.g. procgen_smoke."
+    ),
+    overrides: list[str] | None = typer.Argument(
+        None,
+        help="Study overrides as dotted key=value pairs, e.g. weight=0.5 evaluation.auc_episodes=100.",
+        show_default=False,
+    ),
+    out_dir: str | None = typer.Option(
+        None, "--out", help="The study's folder (study key out; default experiments/coordination)."
+    ),
+    jobs: str | None = typer.Option(
+        None, "--jobs", help="Run up to N trainings and evaluations at once, each logging to OUT/logs/ (key jobs)."
+    ),
+    gate_only: bool = typer.Option(
+        False, "--gate-only", help="Stop after the gate, which prints where always-novice and always-expert break even."
+    ),
+) -> None:
+    """Run a coordination study end to end: agents, gate, baselines, PPO per cost weight, paired evaluations, reports.
+
+    Finished runs and evaluations are reused and stopped runs resume, so a rerun only does what is
+    missing. OUT/study.yaml records the study as it ran; OUT/table.json is its table.
+    """
+    from duo_ai.study.protocol import run_study
+    from duo_ai.study.schema import load_study
+
+    signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
+    extra = [*([] if out_dir is None else [f"out={out_dir}"]), *([] if jobs is None else [f"jobs={jobs}"])]
+    command = ["duo-ai", "study", study_file, *(overrides or []), *extra, *(["--gate-only"] if gate_only else [])]
+    try:
+        run_study(load_study(study_file, [*(overrides or []), *extra]), gate_only, shlex.join(command))
+    except DuoAIError as e:
+        fail(str(e), getattr(e, "exit_code", 2))
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        raise typer.Exit(130) from None
+    except typer.Exit:
+        raise
+    except Exception as e:
+        crashed(e, None)
+
+
 def _cell(value: dict) -> str:
     if value["high"] > value["low"]:
         return f"{value['estimate']:.3g} [{value['low']:.3g}, {value['high']:.3g}]"
