@@ -80,15 +80,23 @@ class Protocol:
         calibration = [] if name.startswith(ALWAYS) else self.study.calibration
         return name, method.config, [*self.pair, *calibration, *method.grid, *method.overrides, NO_EVALUATION]
 
-    def ppo_run(self, weight: str, start: list[str]) -> tuple[str, str, list[str]]:
-        overrides = [*self.pair, *self.study.ppo.overrides, f"coordination.expert_query_cost_weight={weight}", *start]
-        return f"ppo_w{weight}", self.study.ppo.config, overrides
+    def ppo_run(self, weight: str, start: list[str], seed: int) -> tuple[str, str, list[str]]:
+        ppo = self.study.ppo
+        overrides = [*self.pair, *ppo.overrides, f"coordination.expert_query_cost_weight={weight}", *start]
+        return ppo.run_name(weight, seed), ppo.config, [*overrides, f"seed={seed}"]
+
+    def ppo_seeds(self, weight: str) -> list[int]:
+        """Every seed where the weight is evaluated (the study's and the grid's); the first alone at a
+        sanity-only weight, which only checks that PPO responds to the cost."""
+        s = self.study
+        evaluated = {weight_name(w) for w in (s.weight, *s.weights)}
+        return s.ppo.seeds if weight in evaluated else s.ppo.seeds[:1]
 
     def check_runs(self) -> None:
         """Every run's config loads (keys, values, files), before any work: one line naming the run."""
         placeholder = ["policy.model.expert_prob_init=0.5"] if self.study.ppo.start == "random" else []
         runs = [*self.agent_runs(), *map(self.baseline_run, self.study.baselines)]
-        runs += [self.ppo_run(w, placeholder) for w in self.study.ppo_weights]
+        runs += [self.ppo_run(w, placeholder, seed) for w in self.study.ppo_weights for seed in self.ppo_seeds(w)]
         for name, config, overrides in runs:
             try:
                 load_config(config, [f"name={name}", *self.common, *overrides])
@@ -139,9 +147,12 @@ class Protocol:
 
     def evaluate_coordinators(self, weight: str, episodes: int, folder: Path, seed: int) -> None:
         """The calibrated baselines and PPO (its pick on the selection split) at one weight."""
-        best = self.out / f"ppo_w{weight}" / f"best_{SELECTION_SPLIT}.ckpt"
-        ppo = best if best.is_file() else self.out / f"ppo_w{weight}" / "last.ckpt"
-        methods = [(m, str(self.out / m / "last.ckpt")) for m in self.study.calibrated] + [("ppo", str(ppo))]
+        methods = [(m, str(self.out / m / "last.ckpt")) for m in self.study.calibrated]
+        ppo = self.study.ppo
+        for training_seed in ppo.seeds:
+            run = self.out / ppo.run_name(weight, training_seed)
+            best = run / f"best_{SELECTION_SPLIT}.ckpt"
+            methods.append((ppo.method_name(training_seed), str(best if best.is_file() else run / "last.ckpt")))
         self.spawn_evaluations(methods, weight, episodes, folder, seed)
 
     def report(self, evals: str, weight: str, output: str, weights: str | None = None) -> None:
@@ -185,10 +196,12 @@ class Protocol:
             start = self.ppo_start(w)
             if start:
                 print(f"PPO at weight {w} starts at random's rate: {start[0]}", flush=True)
-            self.spawn_train(self.ppo_run(w, start))
+            for seed in self.ppo_seeds(w):
+                self.spawn_train(self.ppo_run(w, start, seed))
         self.pool.join()
         for w in sanity:
-            self.sanity(w)
+            for seed in self.ppo_seeds(w):
+                self.sanity(w, seed)
 
     def evaluations(self) -> Path:
         """Every method at every weight, paired, and the reports; returns the study's report table."""
@@ -268,12 +281,14 @@ class Protocol:
         low, high = START_RANGE
         return [f"policy.model.expert_prob_init={min(max(p, low), high):g}"]
 
-    def sanity(self, weight: str) -> None:
+    def sanity(self, weight: str, seed: int) -> None:
         """The expert fraction of the PPO coordinator at a sanity weight on the selection split."""
-        evals = json.loads((self.out / f"ppo_w{weight}" / "summary.json").read_text())["eval"]
+        run = self.study.ppo.run_name(weight, seed)
+        evals = json.loads((self.out / run / "summary.json").read_text())["eval"]
         split = SELECTION_SPLIT if SELECTION_SPLIT in evals else next(iter(evals))
         fraction = evals[split]["expert_fraction"]
-        print(f"sanity: PPO at weight {weight} asks the expert on {fraction:.1%} of {split} steps", flush=True)
+        seeded = "" if seed == self.study.ppo.seeds[0] else f" (seed {seed})"
+        print(f"sanity: PPO at weight {weight}{seeded} asks the expert on {fraction:.1%} of {split} steps", flush=True)
 
 
 def record(path: Path, text: str) -> None:

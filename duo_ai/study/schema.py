@@ -34,7 +34,7 @@ GATE = ("always_novice", "always_expert")
 ALWAYS = "always_"
 # Folders of the study that are not a method's run: a method of this name would share them.
 RESERVED = ("novice", "expert", "ppo", "logs")
-RESERVED_PREFIXES = ("ppo_w", "evals", "report")
+RESERVED_PREFIXES = ("ppo_", "evals", "report")
 
 
 def weight_name(weight: float) -> str:
@@ -94,6 +94,15 @@ class PPO:
     # random: start at the rate of asking that random's calibration chose at its weight (in
     # [0.001, 0.999]); uniform: at 1/2, as the benchmark does.
     start: str = checked("uniform", choices=PPO_STARTS)
+    # Training seeds: one PPO coordinator per weight and seed. The first seed's runs are ppo_w<W>
+    # (method `ppo`), each other seed's ppo_w<W>_s<S> (method `ppo_s<S>`), each reported apart.
+    seeds: list[int] = checked(factory=lambda: [1], nonempty=True, each=Rule(ge=0))
+
+    def run_name(self, weight: str, seed: int) -> str:
+        return f"ppo_w{weight}" if seed == self.seeds[0] else f"ppo_w{weight}_s{seed}"
+
+    def method_name(self, seed: int) -> str:
+        return "ppo" if seed == self.seeds[0] else f"ppo_s{seed}"
 
 
 @dataclass
@@ -210,6 +219,9 @@ def check_study(study: Study) -> None:
     names = [weight_name(w) for w in study.weights]
     if len(set(names)) != len(names):
         raise ConfigError(f"weights lists a weight twice ({' '.join(names)}); give each cost weight once")
+    seeds = study.ppo.seeds
+    if len(set(seeds)) != len(seeds):
+        raise ConfigError(f"ppo.seeds lists a seed twice ({seeds}); give each training seed once")
     if study.auc_episodes == study.evaluation.episodes and weight_name(study.weight) not in names:
         raise ConfigError(
             f"the study's weight {weight_name(study.weight)} is not among the cost weights ({' '.join(names)}); "
