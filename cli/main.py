@@ -485,6 +485,7 @@ def study_report(
                 f"{m['expert_fraction']:.1%}",
                 "-" if diff is None else f"{diff['mean']:+.3g} ± {diff['ci95']:.2g}" + "*" * diff["excludes_zero"],
                 "-" if auc is None else f"{auc['value']:.3g} [{auc['low']:.3g}, {auc['high']:.3g}]",
+                *baseline_cells(m),
             )
         )
     weights_text = ", ".join(f"{x:g}" for x in table["weights"])
@@ -496,6 +497,7 @@ def study_report(
         ),
     )
     columns = ("method", f"reward at {w}\n± 95%", "expert\nfraction", f"diff vs\n{best or 'always'}", "AUC\n[95%]")
+    columns += (f"diff vs best\nbaseline ({table['best_baseline']})", f"AUC diff vs\n{table['best_baseline_auc']}")
     for i, column in enumerate(columns):
         width = max(len(row[i]) for row in rows) if i else None  # numbers are never wrapped
         report.add_column(escape(column), justify="right" if i else "left", min_width=width)
@@ -503,6 +505,17 @@ def study_report(
         report.add_row(*row)
     out.print(report)
     out.print(f"wrote {', '.join(table['outputs'])}", highlight=False, soft_wrap=True)
+
+
+def baseline_cells(method: dict) -> tuple[str, str]:
+    """A learned coordinator's differences to the best baseline (at the weight, in AUC); '-' for a baseline."""
+    diff, auc = method.get("diff_vs_best_baseline"), method.get("auc_diff_vs_best_baseline")
+    return (
+        "-" if diff is None else f"{diff['mean']:+.3g} ± {diff['ci95']:.2g}" + "*" * diff["excludes_zero"],
+        "-"
+        if auc is None
+        else f"{auc['value']:+.3g} [{auc['low']:+.3g}, {auc['high']:+.3g}]" + "*" * auc["excludes_zero"],
+    )
 
 
 @app.command()
