@@ -485,7 +485,6 @@ def study_report(
                 f"{m['expert_fraction']:.1%}",
                 "-" if diff is None else f"{diff['mean']:+.3g} ± {diff['ci95']:.2g}" + "*" * diff["excludes_zero"],
                 "-" if auc is None else f"{auc['value']:.3g} [{auc['low']:.3g}, {auc['high']:.3g}]",
-                *baseline_cells(m),
             )
         )
     weights_text = ", ".join(f"{x:g}" for x in table["weights"])
@@ -497,13 +496,21 @@ def study_report(
         ),
     )
     columns = ("method", f"reward at {w}\n± 95%", "expert\nfraction", f"diff vs\n{best or 'always'}", "AUC\n[95%]")
-    columns += (f"diff vs best\nbaseline ({table['best_baseline']})", f"AUC diff vs\n{table['best_baseline_auc']}")
     for i, column in enumerate(columns):
         width = max(len(row[i]) for row in rows) if i else None  # numbers are never wrapped
         report.add_column(escape(column), justify="right" if i else "left", min_width=width)
     for row in rows:
         report.add_row(*row)
     out.print(report)
+    learned = [name for name in ranked(table) if "diff_vs_best_baseline" in table["methods"][name]]
+    if learned:
+        versus = Table(caption="paired; * = its 95% interval excludes 0")
+        versus.add_column("learned")
+        versus.add_column(escape(f"diff vs best baseline\nat {w} ({table['best_baseline']})"), justify="right")
+        versus.add_column(escape(f"AUC diff vs best\nbaseline ({table['best_baseline_auc']})"), justify="right")
+        for name in learned:
+            versus.add_row(escape(name), *map(escape, baseline_cells(table["methods"][name])))
+        out.print(versus)
     out.print(f"wrote {', '.join(table['outputs'])}", highlight=False, soft_wrap=True)
 
 

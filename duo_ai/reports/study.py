@@ -395,7 +395,9 @@ def summarize(study: Study, weight: float, root: Path) -> dict[str, Any]:
         }
     baselines = [m for name, m in study.methods.items() if not name.startswith(LEARNED)]
     best_base = max(baselines, key=lambda m: float(m.rewards[k].mean()), default=None)
-    best_base_auc = max(baselines, key=lambda m: trapezoid_auc(weights, m.rewards.mean(axis=1)), default=None)
+    best_base_auc = (
+        max(baselines, key=lambda m: trapezoid_auc(weights, m.rewards.mean(axis=1)), default=None) if has_auc else None
+    )
     for name, m in study.methods.items():
         if not name.startswith(LEARNED) or best_base is None:
             continue
@@ -416,7 +418,7 @@ def summarize(study: Study, weight: float, root: Path) -> dict[str, Any]:
         "best_always": None if best is None else best.name,
         "best_always_auc": None if best_auc is None else best_auc.name,
         "best_baseline": None if best_base is None else best_base.name,
-        "best_baseline_auc": None if best_base_auc is None or not has_auc else best_base_auc.name,
+        "best_baseline_auc": None if best_base_auc is None else best_base_auc.name,
         "interval": "reward: 1.96 x std / sqrt(n) over episodes; AUC: 95% percentile bootstrap over episodes",
         "bootstrap": {"resamples": NUM_RESAMPLES, "seed": BOOTSTRAP_SEED, "paired": True},
         "evals": relative(study.evals, root),
