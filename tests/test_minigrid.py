@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -162,8 +165,6 @@ def test_train_eval_and_resume_on_minigrid(tmp_path) -> None:
     out = tmp_path / "eval.json"
     result = cli("eval", "--checkpoint", tmp_path / "mg", "-n", "6", "--temperature", "0", "--json", out)
     assert result.exit_code == 0, result.output
-    import json
-
     metrics = json.loads(out.read_text())
     assert metrics["num_episodes"] == 6 and all(s >= 100_000 for s in metrics["episode_level_seeds"])
     again = tmp_path / "again.json"
@@ -179,3 +180,67 @@ def test_unknown_minigrid_id_in_env_constructor() -> None:
         MiniGridVecEnv("MiniGrid-DoorKey-8x9-v0", 1)
     with pytest.raises(EnvError, match="unknown MiniGrid id 'MiniGrid-Nope-v0'"):
         load_config(["configs/minigrid_agent.yaml"], ["env.task=MiniGrid-Nope-v0"])
+
+
+@pytest.fixture(scope="module")
+def smoke_study(tmp_path_factory) -> Path:
+    """The MiniGrid protocol end to end, tiny (configs/studies/minigrid_smoke.yaml)."""
+    out = tmp_path_factory.mktemp("minigrid") / "study"
+    result = cli("study", "minigrid_smoke", "--out", out, "--jobs", "2")
+    assert result.exit_code == 0, result.output
+    return out
+
+
+@pytest.mark.slow
+def test_the_minigrid_smoke_study_runs_every_method_and_seed(smoke_study) -> None:
+    table = json.loads((smoke_study / "table.json").read_text())
+    assert set(table["methods"]) == {
+        "always_novice", "always_expert", "random", "logit", "ood", "every_k", "ppo", "ppo_s2"
+    }  # fmt: skip
+    assert table["env"] == DS2 and table["num_episodes"] == 2  # the confirmation's fresh episodes
+    for name in ("ppo", "ppo_s2"):
+        assert set(table["methods"][name]["diff_vs_baselines"]) == {
+            "always_novice", "always_expert", "random", "logit", "ood", "every_k"
+        }  # fmt: skip
+    auc = json.loads((smoke_study / "report" / "table.json").read_text())
+    assert auc["methods"]["ppo_s2"]["auc_diff_vs_best_baseline"]["against"] == auc["best_baseline_auc"]
+    novice = load_checkpoint(smoke_study / "novice" / "last.ckpt")
+    assert novice["config"]["env"]["task"] == "MiniGrid-DistShift1-v0"  # the novice's own layout
+    ood = load_checkpoint(smoke_study / "ood" / "last.ckpt")
+    assert ood["config"]["env"]["task"] == DS2 and ood["config"]["policy"]["name"] == "ood"
+    # The second seed is its own run, trained with its own seed; the sanity-only weight 2 has one seed.
+    assert load_checkpoint(smoke_study / "ppo_w1_s2" / "last.ckpt")["config"]["seed"] == 2
+    assert (smoke_study / "ppo_w2").is_dir() and not (smoke_study / "ppo_w2_s2").exists()
+
+
+@pytest.mark.slow
+def test_ask_map_and_video_of_a_minigrid_coordinator(smoke_study, tmp_path) -> None:
+    ckpt = smoke_study / "ppo_w1" / "last.ckpt"
+    out = tmp_path / "map.png"
+    result = cli("ask-map", "--checkpoint", ckpt, "-o", out, "-n", "6", "num_threads=1")
+    assert result.exit_code == 0, result.output
+    numbers = json.loads(out.with_suffix(".json").read_text())
+    visits, asks, failures = (np.array(numbers[k]) for k in ("visits", "asks", "novice_failures"))
+    assert visits.shape == (7, 9) and (asks <= visits).all() and visits.sum() > 0  # DistShift: 9 x 7 cells
+    assert numbers["ask_fraction"] == pytest.approx(asks.sum() / visits.sum())
+    assert failures.sum() <= 6 and out.stat().st_size > 1000
+    again = tmp_path / "again.png"
+    cli("ask-map", "--checkpoint", ckpt, "-o", again, "-n", "6", "num_threads=1")
+    assert json.loads(again.with_suffix(".json").read_text())["asks"] == numbers["asks"]  # same seed, same map
+    strip = tmp_path / "strip.png"
+    result = cli("video", "--checkpoint", ckpt, "-o", strip, "--frames", "3", "num_threads=1")
+    assert result.exit_code == 0, result.output
+    assert "MiniGrid-DistShift2-v0" in result.stdout and strip.stat().st_size > 1000
+
+
+def test_ask_map_refuses_what_it_cannot_draw(tmp_path) -> None:
+    result = cli("train", *TINY_MG, f"experiments_dir={tmp_path}", "name=agent", "--no-progress")
+    assert result.exit_code == 0, result.output
+    assert_user_error(
+        cli("ask-map", "--checkpoint", tmp_path / "agent" / "last.ckpt", "-o", tmp_path / "m.png"),
+        "ask-map draws a MiniGrid coordinator", "an agent on minigrid",
+    )  # fmt: skip
+    assert_user_error(
+        cli("ask-map", "--checkpoint", tmp_path / "agent" / "last.ckpt", "-o", tmp_path / "m.gif"), "unknown file type"
+    )
+    assert not (tmp_path / "m.png").exists()

@@ -243,7 +243,7 @@ def test_procgen_small_trains_the_committed_study_runs_as_they_were(tmp_path):
     study = load_study("procgen_small", ["weight=0.56", "out=experiments/coordination_n24k"])  # as it ran
     protocol = Protocol(study, Pool(1, tmp_path))
     runs = [*map(protocol.baseline_run, protocol.study.baselines)]
-    runs += [protocol.ppo_run(w, ["policy.model.expert_prob_init=0.5"]) for w in protocol.study.ppo_weights]
+    runs += [protocol.ppo_run(w, ["policy.model.expert_prob_init=0.5"], 1) for w in protocol.study.ppo_weights]
     for name, config, overrides in runs:
         mine = flat(
             config_to_dict(load_config(config, [f"name={name}", "overwrite=true", *protocol.common, *overrides]))
