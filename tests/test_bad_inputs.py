@@ -110,7 +110,7 @@ CASES = [
     (["train", "--resume", "exp/missing"], ["cannot resume", "exp/missing has no config.yaml or no checkpoint"]),
     (["train", "--resume", "exp/R", "-c", "notes.txt"], ["drop --config"]),
     # eval
-    (["eval", "--checkpoint", "exp/R", "--episodes", "0"], ["--episodes=0", ">= 1"]),
+    (["eval", "--checkpoint", "exp/R", "--episodes", "0"], ["--episodes=0", "in [1, 1000000]"]),
     (["eval", "--checkpoint", "exp/R", "--temperature", "nan"], ["--temperature=nan", "finite number >= 0"]),
     (["eval", "--checkpoint", "exp/R", "--temperature", "-0.5"], ["--temperature=-0.5", ">= 0"]),
     (["eval", "--checkpoint", "exp/R", "--seed", "-1"], ["--seed=-1"]),
