@@ -191,10 +191,10 @@ class RunFolder:
 
 
 def remove_stale_temporaries(run_dir: Path) -> None:
-    """Delete the temporary files of atomic writes that a killed process left (`.<name>.<random>.tmp`);
+    """Delete the temporary files of atomic writes that a killed process left (`.<name>.<random>.tmp*`);
     called under the run's lock, when no other process writes there."""
     for folder in (run_dir, run_dir / "checkpoints"):
-        for tmp in folder.glob(".*.tmp") if folder.is_dir() else ():
+        for tmp in folder.glob(".*.tmp*") if folder.is_dir() else ():
             tmp.unlink(missing_ok=True)
 
 

@@ -75,8 +75,8 @@ class Rule:
         """Raise a one-line `ConfigError` if `value` (of config key `key`) breaks the rule."""
         if not self.allows(value):
             allowed = self.describe()
-            if isinstance(value, float) and not math.isfinite(value) and allowed.startswith("a number"):
-                allowed = "a finite" + allowed[1:]
+            if isinstance(value, float) and not math.isfinite(value):
+                allowed = "a finite" + allowed[1:] if allowed.startswith("a number") else f"a finite number {allowed}"
             raise ConfigError(f"{key}={_show(value)} is not allowed; it must be {allowed}")
 
 

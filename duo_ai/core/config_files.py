@@ -119,6 +119,9 @@ def parse_overrides(overrides: list[str] | tuple[str, ...]) -> DictConfig:
     bad = [o for o in overrides if "=" not in o or not o.split("=", 1)[0].strip()]
     if bad:
         raise ConfigError(f"override {bad[0]!r} must look like key=value, e.g. env.task=starpilot")
+    hidden = [o for o in overrides if not o.isprintable()]
+    if hidden:  # YAML would fold a newline into a space: name=$'a\nb' would train into "a b"
+        raise ConfigError(f"override {hidden[0]!r} holds a control character (a newline, a tab); remove it")
     try:
         return OmegaConf.from_dotlist(list(overrides))
     except OmegaConfBaseException as e:

@@ -34,7 +34,8 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     refuse_special(path, "output")
     tmp = None
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        # `.<name>.<random>.tmp<suffix>`: the real suffix last, for writers that choose a format by it
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{path.suffix}", dir=path.parent)
         os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600 files; use the usual permissions
         os.close(fd)
         yield Path(tmp)

@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from duo_ai.coordination.sweep import COST_WEIGHTS, trapezoid_auc
+from duo_ai.core.checks import Rule, check_options
 from duo_ai.core.errors import ConfigError
 from duo_ai.core.files import atomic_write, atomic_write_text, check_output_folder
 from duo_ai.reports import require
@@ -428,6 +429,7 @@ def study_report(
 ) -> dict[str, Any]:
     """Check everything, compute the table and draw the figure, then write them to `out_dir`."""
     out_dir = Path(out_dir)
+    check_options({"--weight": Rule(ge=0)}, weight)
     check_output_folder(out_dir, "output folder", (TABLE, f"{FIGURE}.png", f"{FIGURE}.svg"))
     require("matplotlib", "study-report")
     study = load_study(Path(evals), skip=out_dir, weights=weights)

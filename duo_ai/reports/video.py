@@ -105,12 +105,12 @@ def encode(path: Path, suffix: str, rec: Recording, scale: int, fps: float, stri
 
     if suffix == ".png":
         strip = frame_strip(rec, strip_frames, scale)
-        iio.imwrite(path, strip, extension=suffix)
+        iio.imwrite(path, strip)
         return (strip.shape[1] + STRIP_GAP) // (64 * scale + STRIP_GAP)
     if suffix == ".gif":
-        iio.imwrite(path, np.stack(list(rendered(rec, scale))), extension=suffix, duration=1000 / fps, loop=0)
+        iio.imwrite(path, np.stack(list(rendered(rec, scale))), duration=1000 / fps, loop=0)
         return len(rec.frames)
-    with iio.imopen(path, "w", plugin="pyav", extension=suffix) as video:
+    with iio.imopen(path, "w", plugin="pyav") as video:
         video.init_video_stream("libx264", fps=fps, pixel_format="yuv420p")
         for frame in rendered(rec, scale):
             video.write_frame(frame)
