@@ -84,9 +84,9 @@ def check_output_folder(path: str | os.PathLike, what: str, files: tuple[str, ..
     folder itself is created), an existing one must be a folder, and each of `files` in it a regular
     file if it exists."""
     path = Path(path)
-    if path.is_symlink() or (path.exists() and not path.is_dir()):
+    if (path.exists() or path.is_symlink()) and not path.is_dir():  # a file, a device, a dangling link...
         raise ConfigError(f"{what} {path} cannot be written: it is not a folder; pass a folder (made if its parent is)")
-    if not path.exists():
+    if not path.is_dir():
         if not path.parent.is_dir():
             raise ConfigError(_missing_folder(what, path, path.parent))
         if not can_create_in(path.parent):
