@@ -131,10 +131,11 @@ class RunFolder:
                 fd = os.open(self.path / LOCK, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
             except FileExistsError:
                 owner = live_owner(self.path)
-                if owner is not None or attempt:
+                if owner is not None or attempt or _empty(self.path / LOCK):  # empty: its owner writes it now
+                    who = f"process {owner}" if owner is not None else "another run"
                     raise ConfigError(
-                        f"run folder {self.path} is in use by process {owner or 'another'}, which is still training "
-                        f"it; pass name=<new name> (if no duo-ai run uses it, delete {self.path / LOCK})"
+                        f"run folder {self.path} is in use by {who}, which is still training it; pass "
+                        f"name=<new name> (if no duo-ai run uses it, delete {self.path / LOCK})"
                     ) from None
                 (self.path / LOCK).unlink(missing_ok=True)  # left by a process that died
                 continue
@@ -188,6 +189,13 @@ class RunFolder:
         except OSError as e:
             return f"the new run ended before its first checkpoint; the previous run is kept in {aside} ({e})"
         return f"the new run ended before its first checkpoint; restored the previous run in {self.path}"
+
+
+def _empty(path: Path) -> bool:
+    try:
+        return not path.read_text().strip()
+    except OSError:
+        return False
 
 
 def remove_stale_temporaries(run_dir: Path) -> None:

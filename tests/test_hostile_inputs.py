@@ -465,3 +465,11 @@ def test_a_master_port_that_is_not_a_port_is_named_not_a_timeout(root, monkeypat
     for name, value in {"WORLD_SIZE": "2", "RANK": "0", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "notaport"}.items():
         monkeypatch.setenv(name, value)
     refused(root, ["train", *TRAIN], "MASTER_PORT='notaport' is not a port number")
+
+
+def test_a_lock_being_written_counts_as_taken(root):
+    (root / "dup").mkdir()
+    (root / "dup" / LOCK).write_text("")  # created (O_EXCL) by another run that has not written its pid yet
+    with pytest.raises(ConfigError, match="in use by another run"):
+        RunFolder(_config(root), False).open(lambda message: None)
+    assert (root / "dup" / LOCK).read_text() == ""
