@@ -26,6 +26,7 @@ from duo_ai.core.policy import Policy
 from duo_ai.core.registry import ALGORITHMS, POLICIES
 from duo_ai.core.rng import seed_everything
 from duo_ai.envs import make_env
+from duo_ai.logger import console
 
 Log = Callable[[str], None]
 
@@ -111,6 +112,10 @@ CLASSIC_ENV_BYTES = 64 * 2**10
 STEP_EXTRA_BYTES = 64
 
 
+# From this many envs on, building them takes long enough to say so first.
+MANY_ENVS = 1024
+
+
 def check_memory(config: Config) -> None:
     """Refuse, before building anything, a run whose envs and rollout cannot fit in the memory this
     machine has available (every process of a data-parallel run on it together)."""
@@ -160,6 +165,8 @@ def build_run(
     ctx = ctx or ProcessContext()
     check_world_size(config, ctx.world_size)
     check_memory(config)
+    if ctx.is_main and config.env.num_envs >= MANY_ENVS:  # minutes of silence otherwise
+        console.print(f"building {config.env.num_envs:,} {config.env.task} environments...", highlight=False)
     seed = ctx.seed(config.seed)
     # The run's own seed (rank 0's) while a coordination run resolves its agents and measures its
     # base penalty, so every process of a data-parallel run measures the same one.
