@@ -148,7 +148,7 @@ def verify(path: Path, payload: dict[str, Any]) -> None:
 
 def _weights(payload: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     """The model weights a checkpoint holds: its own, and those of the agents a coordinator embeds."""
-    found = [("", payload["model_state_dict"])] if isinstance(payload.get("model_state_dict"), dict) else []
+    found = [("", payload["model_state_dict"])]
     for name, agent in (payload.get("agents") or {}).items():
         if isinstance(agent, dict) and isinstance(agent.get("model_state_dict"), dict):
             found.append((f"agents.{name}.", agent["model_state_dict"]))
