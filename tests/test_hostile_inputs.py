@@ -59,8 +59,9 @@ WRITERS = {
     "plot -o": ["plot", "R", "-o", "{out}"],
     "video -o": ["video", "--checkpoint", "R", "-o", "{out}"],
     "export -o": ["export", "R", "-o", "{out}"],
+    "ask-map -o": ["ask-map", "--checkpoint", "R", "-o", "{out}"],
 }
-SUFFIX = {"plot -o": ".png", "video -o": ".gif", "export -o": ".ckpt"}
+SUFFIX = {"plot -o": ".png", "video -o": ".gif", "export -o": ".ckpt", "ask-map -o": ".png"}
 
 
 def _writer(name: str, out: str) -> list[str]:
@@ -117,6 +118,11 @@ def test_an_output_under_proc_is_refused_before_any_work(root, writer):
     if not Path("/proc/self").is_dir():
         pytest.skip("no /proc here")
     refused(root, _writer(writer, "/proc/probe" + SUFFIX.get(writer, ".json")), "/proc/probe", "cannot be written")
+
+
+def test_ask_map_checks_its_json_beside_the_png(root):
+    os.mkfifo(root / "map.json")
+    refused(root, ["ask-map", "--checkpoint", "R", "-o", "map.png"], "map.json is a named pipe")
 
 
 def test_study_report_output_folder_follows_the_rule(root):
