@@ -43,8 +43,12 @@ def crashed(error: Exception, log: Path | None) -> None:
     fail(f"crashed with {type(error).__name__}: {first} (a bug: the traceback is above{where})", code=1)
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, handled like Ctrl-C (the run saves last.ckpt) but ending with exit code 143 (128 + 15)."""
+
+
 def _sigterm_as_interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
+    raise Terminated
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -111,6 +115,7 @@ def train(
         fail("--seeds starts new runs; resume each seed's run on its own with --resume RUN_DIR")
     if print_commands and seeds is None:
         fail("--print-commands prints the commands of a multi-seed run; add --seeds, e.g. --seeds 1,2,3")
+    cfg = None  # the run being trained, for the crash report (none yet while the config is read)
     try:
         if seeds is not None:
             runs = seed_overrides(config, overrides or [], parse_seeds(seeds))
@@ -131,9 +136,10 @@ def train(
                 trainer.run()
     except DuoAIError as e:
         fail(str(e), getattr(e, "exit_code", 2))
-    except KeyboardInterrupt:
-        err.print("interrupted")
-        raise typer.Exit(130) from None
+    except KeyboardInterrupt as stop:
+        terminated = isinstance(stop, Terminated)
+        err.print("terminated" if terminated else "interrupted")
+        raise typer.Exit(143 if terminated else 130) from None
     except typer.Exit:
         raise
     except Exception as e:
@@ -174,12 +180,12 @@ def evaluate(
 ) -> None:
     """Evaluate a checkpoint over N complete episodes and report the returns."""
     from duo_ai.coordination.sweep import COST_WEIGHTS
-    from duo_ai.core.files import atomic_write_text, check_writable
+    from duo_ai.core.files import atomic_write_text, check_output_file
     from duo_ai.eval_job import evaluate_checkpoint
 
     try:
         if json_out is not None:  # checked before evaluating, so the results have somewhere to go
-            check_writable(json_out, "--json file")
+            check_output_file(json_out, "--json file")
         metrics = evaluate_checkpoint(
             str(checkpoint),
             split,
@@ -194,11 +200,11 @@ def evaluate(
             cost_weights=list(COST_WEIGHTS) if cost_sweep else None,
             log=lambda message: err.print(message, highlight=False),
         )
+        print_metrics(checkpoint, metrics)
+        if json_out is not None:
+            atomic_write_text(json_out, json.dumps(metrics, indent=2))
     except DuoAIError as e:
         fail(str(e))
-    print_metrics(checkpoint, metrics)
-    if json_out is not None:
-        atomic_write_text(json_out, json.dumps(metrics, indent=2))
 
 
 @app.command()
@@ -278,20 +284,20 @@ def bench(
     Under torchrun the envs are split over the processes and rank 0 reports total and per-process SPS.
     """
     from duo_ai.bench import Workload, run_bench
-    from duo_ai.core.files import atomic_write_text, check_writable
+    from duo_ai.core.files import atomic_write_text, check_output_file
 
     workload = Workload(game, num_envs, num_steps, num_minibatches, epochs, iterations, warmup)
     try:
         if json_out is not None:
-            check_writable(json_out, "--json file")
+            check_output_file(json_out, "--json file")
         report = run_bench(workload, config or None, overrides or [], baseline, log=lambda m: err.print(m))
+        if report is None:  # a data-parallel bench's rank > 0: rank 0 reports
+            return
+        out.print(bench_table(report))
+        if json_out is not None:
+            atomic_write_text(json_out, json.dumps(report, indent=2))
     except DuoAIError as e:
         fail(str(e), getattr(e, "exit_code", 2))
-    if report is None:  # a data-parallel bench's rank > 0: rank 0 reports
-        return
-    out.print(bench_table(report))
-    if json_out is not None:
-        atomic_write_text(json_out, json.dumps(report, indent=2))
 
 
 def bench_table(report: dict) -> Table:

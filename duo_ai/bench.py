@@ -40,9 +40,11 @@ from duo_ai.algorithms.ppo import PPO, RolloutBatch
 from duo_ai.build import build_run, compute_from, device_name, env_maker
 from duo_ai.config import Config, check_world_size, load_config
 from duo_ai.core import distributed
+from duo_ai.core.checks import Rule, check_options
 from duo_ai.core.compute import resolve_device
 from duo_ai.core.distributed import ProcessContext
-from duo_ai.core.errors import ConfigError
+from duo_ai.core.errors import ConfigError, EnvError
+from duo_ai.envs.procgen import GAMES
 
 
 @dataclass
@@ -70,16 +72,29 @@ class Workload:
         ]
 
 
+# The command-line options of `duo-ai bench`, in `Workload` order after the game.
+BENCH_OPTIONS = {
+    "--num-envs": Rule(ge=1),
+    "--num-steps": Rule(ge=1),
+    "--num-minibatches": Rule(ge=1),
+    "--epochs": Rule(ge=1),
+    "--iterations": Rule(ge=1, le=10_000),
+    "--warmup": Rule(ge=0, le=10_000),
+}
+
+
 def bench_config(workload: Workload, path: Any = None, overrides: list[str] = ()) -> Config:
     """The run config to measure: defaults < YAML < overrides < the workload."""
-    if workload.iterations < 1 or workload.warmup < 0:
-        raise ConfigError("--iterations must be >= 1 and --warmup >= 0")
+    w = workload
+    check_options(BENCH_OPTIONS, w.num_envs, w.num_steps, w.num_minibatches, w.update_epochs, w.iterations, w.warmup)
     if (workload.num_envs * workload.num_steps) % workload.num_minibatches:
         raise ConfigError(
             f"--num-envs x --num-steps = {workload.num_envs * workload.num_steps} is not divisible by "
             f"--num-minibatches {workload.num_minibatches}"
         )
     config = load_config(path, [*overrides, *workload.overrides()])
+    if config.env.name == "procgen" and config.env.task not in GAMES:  # before the first line of the report
+        raise EnvError(f"unknown Procgen game {config.env.task!r}; choose one of: {', '.join(GAMES)}")
     if config.algorithm.name != "ppo":
         raise ConfigError(f"duo-ai bench times the ppo algorithm, not {config.algorithm.name!r}")
     return config

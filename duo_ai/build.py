@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
@@ -20,10 +21,12 @@ from duo_ai.coordination.setup import Coordination, setup_coordination
 from duo_ai.core.algorithm import Algorithm
 from duo_ai.core.compute import Compute
 from duo_ai.core.distributed import ProcessContext
+from duo_ai.core.errors import ConfigError
 from duo_ai.core.policy import Policy
 from duo_ai.core.registry import ALGORITHMS, POLICIES
 from duo_ai.core.rng import seed_everything
 from duo_ai.envs import make_env
+from duo_ai.logger import console
 
 Log = Callable[[str], None]
 
@@ -102,6 +105,54 @@ class RunParts:
         self.env.close()
 
 
+# Host memory of one training env: a Procgen game's own state (~2.2 MB measured for coinrun, rounded
+# up), a classic-control one next to nothing; and per rollout step its observation plus a few floats.
+PROCGEN_ENV_BYTES = 3 * 2**20
+CLASSIC_ENV_BYTES = 64 * 2**10
+STEP_EXTRA_BYTES = 64
+
+
+# From this many envs on, building them takes long enough to say so first.
+MANY_ENVS = 1024
+
+
+def check_memory(config: Config) -> None:
+    """Refuse, before building anything, a run whose envs and rollout cannot fit in the memory this
+    machine has available (every process of a data-parallel run on it together)."""
+    available = available_memory()
+    if available is None:
+        return
+    n, steps = config.env.num_envs, int(getattr(config.algorithm, "num_steps", 1))
+    procgen = config.env.name == "procgen"
+    env_bytes = PROCGEN_ENV_BYTES if procgen else CLASSIC_ENV_BYTES
+    obs_bytes = 64 * 64 * 3 if procgen else 1024
+    need = (n + config.evaluation.num_envs) * env_bytes + n * steps * (obs_bytes + STEP_EXTRA_BYTES)
+    if need > available:
+        raise ConfigError(
+            f"env.num_envs={n} with algorithm.num_steps={steps} needs about {need / 2**30:,.1f} GiB of memory "
+            f"(the games, ~{env_bytes / 2**20:.2g} MB each, and the rollout), but {available / 2**30:,.1f} GiB is "
+            "available; lower env.num_envs or algorithm.num_steps"
+        )
+
+
+def available_memory() -> int | None:
+    """Bytes of memory this process may still use: the machine's available memory, capped by its cgroup's limit."""
+    found = []
+    try:
+        with open("/proc/meminfo") as f:
+            found += [int(line.split()[1]) * 1024 for line in f if line.startswith("MemAvailable:")]
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        used = Path("/sys/fs/cgroup/memory.current").read_text().strip()
+        if limit != "max":
+            found.append(int(limit) - int(used))
+    except (OSError, ValueError):
+        pass
+    return min(found) if found else None
+
+
 def build_run(
     config: Config, ctx: ProcessContext | None = None, log: Log = print, agents: dict | None = None
 ) -> RunParts:
@@ -113,6 +164,9 @@ def build_run(
     """
     ctx = ctx or ProcessContext()
     check_world_size(config, ctx.world_size)
+    check_memory(config)
+    if ctx.is_main and config.env.num_envs >= MANY_ENVS:  # minutes of silence otherwise
+        console.print(f"building {config.env.num_envs:,} {config.env.task} environments...", highlight=False)
     seed = ctx.seed(config.seed)
     # The run's own seed (rank 0's) while a coordination run resolves its agents and measures its
     # base penalty, so every process of a data-parallel run measures the same one.

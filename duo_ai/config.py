@@ -35,19 +35,23 @@ from duo_ai.core.compute import PRECISIONS
 from duo_ai.core.config_files import describe, load_yaml_layers, merge, parse_overrides
 from duo_ai.core.errors import ConfigError
 from duo_ai.core.registry import ALGORITHMS, POLICIES, Registry
-from duo_ai.envs import env_family
+from duo_ai.envs import env_family, split_config
 from duo_ai.envs.config import EnvConfig
 
-PLAIN_NAME = "a plain folder name (no '/', not '.', '..', empty or starting with '.')"
+PLAIN_NAME = "a plain folder name (no '/' nor control characters, not '.', '..', empty or starting with '.')"
 
 
 def is_plain_name(name: str) -> bool:
     """A run name is one folder inside experiments_dir: no path separators, no '.'/'..', not hidden."""
-    return bool(name.strip()) and not name.startswith(".") and not any(c in name for c in "/\\\0")
+    return bool(name.strip()) and name.isprintable() and not name.startswith(".") and not any(c in name for c in "/\\")
 
 
 def is_device_name(device: str) -> bool:
     return re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", device) is not None
+
+
+# More evaluation episodes than any study uses (a 4,000-episode confirmation is a large one): a typo, not a plan.
+MAX_EPISODES = 1_000_000
 
 
 @dataclass
@@ -55,7 +59,7 @@ class EvaluationConfig:
     """Evaluation during training (every `algorithm.eval_freq` iterations) and `duo-ai eval` defaults."""
 
     # 0 = no evaluation during training.
-    num_episodes: int = checked(100, ge=0)
+    num_episodes: int = checked(100, ge=0, le=MAX_EPISODES)
     temperature: float = checked(1.0, ge=0)
     num_envs: int = checked(32, ge=1)
     # Each `train` or a split of env.splits (checked with the whole config, in `check_run`).
@@ -178,6 +182,14 @@ def check_run(config: Config) -> None:
             raise ConfigError(
                 f"{key} names split {split!r}, which is not defined; {key} must name one of "
                 f"{', '.join(splits)} (or define env.splits.{split})"
+            )
+    for split in ["train", *config.env.splits]:
+        env = split_config(config.env, split)
+        if env.num_levels and env.start_level + env.num_levels - 1 > INT32_MAX:
+            where = "env" if split == "train" else f"env.splits.{split}"
+            raise ConfigError(
+                f"{where}: levels start_level={env.start_level} + num_levels={env.num_levels} run past level 2**31-1 "
+                "(Procgen's last level seed); lower start_level or num_levels"
             )
     algo = config.algorithm
     if isinstance(algo, PPOConfig) and (algo.num_steps * config.env.num_envs) % algo.num_minibatches:

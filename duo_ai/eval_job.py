@@ -8,12 +8,12 @@ from typing import Any
 import torch
 
 from duo_ai.build import build_policy, compute_from, config_from_checkpoint, env_maker
-from duo_ai.config import Config
+from duo_ai.config import MAX_EPISODES, Config
 from duo_ai.coordination.baselines import reselect
-from duo_ai.coordination.config import is_coordination_run
+from duo_ai.coordination.config import AGENT_KEYS, is_coordination_run
 from duo_ai.coordination.sweep import cost_sweep
 from duo_ai.core.checkpoint import load_checkpoint, resolve_checkpoint_path
-from duo_ai.core.checks import INT32_MAX, Rule
+from duo_ai.core.checks import INT32_MAX, Rule, check_options
 from duo_ai.core.errors import ConfigError
 from duo_ai.core.rng import seed_everything
 from duo_ai.envs import split_config
@@ -24,16 +24,35 @@ __all__ = ["config_from_checkpoint", "evaluate_checkpoint"]
 
 # The command-line options of `duo-ai eval`, by the rules of the config fields they stand for.
 EVAL_OPTIONS = {
-    "--episodes": Rule(ge=1),
+    "--episodes": Rule(ge=1, le=MAX_EPISODES),
     "--temperature": Rule(ge=0),
     "--seed": Rule(ge=0, le=INT32_MAX),
+    "--split": Rule(test=lambda s: bool(s.strip()), allowed="a split name (train, test, or one from env.splits)"),
 }
 
 
-def check_eval_options(num_episodes: int | None, temperature: float | None, seed: int | None) -> None:
-    """Refuse `--episodes 0`, a negative or NaN `--temperature`, a seed out of range (None = not given)."""
-    for (key, rule), value in zip(EVAL_OPTIONS.items(), (num_episodes, temperature, seed), strict=True):
-        rule.check(key, value)
+def embedded_agents(payload: dict[str, Any], overrides: list[str], log: Callable[[str], None]) -> dict | None:
+    """The novice and expert a coordinator's checkpoint carries, unless an override names an agent file
+    (`train_expert=...`): then every agent comes from the files the config names, as given."""
+    named = [key for key in (o.split("=", 1)[0].strip() for o in overrides) if key in AGENT_KEYS]
+    if named and payload.get("agents"):
+        log(f"{', '.join(named)} given: the agents come from the files the config names, not the checkpoint's own")
+        return None
+    return payload.get("agents")
+
+
+def check_coordination_overrides(checkpoint: str, config: Config, overrides: list[str]) -> None:
+    """Refuse coordination settings (`--cost-weight`, `coordination.*`, agent files) for a base agent:
+    they would be silently ignored."""
+    if is_coordination_run(config):
+        return
+    keys = [o.split("=", 1)[0].strip() for o in overrides]
+    given = [key for key in keys if key.startswith("coordination.") or key in AGENT_KEYS]
+    if given:
+        raise ConfigError(
+            f"{checkpoint} is a base agent (no train_novice/expert), so {given[0]} (or --cost-weight) would be "
+            "ignored; coordination settings apply to coordinators only: drop it"
+        )
 
 
 def load_policy(
@@ -74,12 +93,13 @@ def evaluate_checkpoint(
     With `cost_weights` (a coordinator only) the metrics add `cost_sweep`, the reward at each
     expert-query cost weight on the same episodes, and `auc`, the area under that curve.
     """
-    check_eval_options(num_episodes, temperature, seed)
+    check_options(EVAL_OPTIONS, num_episodes, temperature, seed, split)
     checkpoint = str(resolve_checkpoint_path(checkpoint))
     payload = load_checkpoint(checkpoint)
     config = config_from_checkpoint(payload, config_paths, list(overrides))
+    check_coordination_overrides(checkpoint, config, list(overrides))
     ev = config.evaluation
-    split = split or (ev.splits[0] if ev.splits else "test")
+    split = split if split is not None else ev.splits[0] if ev.splits else "test"
     split_config(config.env, split)  # an unknown split fails here, before any agent or env is built
     num_episodes = num_episodes if num_episodes is not None else ev.num_episodes
     temperature = temperature if temperature is not None else ev.temperature
@@ -90,7 +110,7 @@ def evaluate_checkpoint(
     seed = config.seed if seed is None else seed
     seed_everything(seed)
     compute = compute_from(config)
-    make = env_maker(config, compute, log, split=split, agents=payload.get("agents"))
+    make = env_maker(config, compute, log, split=split, agents=embedded_agents(payload, list(overrides), log))
     env = make(split, min(ev.num_envs, num_episodes))
     try:
         policy, notes = load_policy(config, payload, env, compute, log)

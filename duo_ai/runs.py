@@ -71,12 +71,13 @@ class RunFolder:
         self.root = Path(config.experiments_dir)
         self.path = self.root / config.name
         self.resume = resume
+        self.overwrite = config.overwrite
         self.aside: Path | None = None
-        check_writable(self.root, "experiments folder", folder=True)
+        check_writable(self.root, "experiments folder")
         if resume:
             if not has_checkpoint(self.path):
                 raise ConfigError(f"cannot resume: {self.path} holds no last.ckpt nor checkpoints/step_*.ckpt")
-            check_writable(self.path, "run folder", folder=True)
+            check_writable(self.path, "run folder")
         elif self.path.exists() and not self.path.is_dir():
             raise ConfigError(f"run folder {self.path} is a file; pass name=<another name>")
         elif self.occupied and not config.overwrite:
@@ -94,21 +95,73 @@ class RunFolder:
 
     @property
     def occupied(self) -> bool:
-        return self.path.is_dir() and any(self.path.iterdir())
+        """Whether the folder holds a run's files (its lock alone does not count)."""
+        return self.path.is_dir() and any(p.name != LOCK for p in self.path.iterdir())
 
     def open(self, log: Callable[[str], None]) -> Path:
-        """Create the folder (moving an existing run aside first, when overwriting); returns it."""
-        if not self.resume and self.occupied:
-            stamp = time.strftime("%Y%m%d-%H%M%S")
-            aside = self.root / f".{self.path.name}.old-{stamp}"
-            if aside.exists():
-                aside = self.root / f".{self.path.name}.old-{stamp}-{os.getpid()}"
-            os.rename(self.path, aside)
-            self.aside = aside
-            log(f"overwrite: moved the previous run to {aside}; it is deleted once this run saves last.ckpt")
+        """Take the folder's lock, then (when overwriting) move the existing run aside; returns the folder.
+
+        The lock is created atomically (O_CREAT | O_EXCL) before anything is written, and the checks
+        of `__init__` are made again under it: of two runs started into one name, at the same moment
+        or seconds apart, one trains and the other is refused, and neither moves the other aside.
+        """
+        created = not self.path.exists()
         self.path.mkdir(parents=True, exist_ok=True)
-        (self.path / LOCK).write_text(f"{platform.node()} {os.getpid()}\n")
+        try:
+            self.lock()
+            if not self.resume and self.occupied:
+                if not self.overwrite:
+                    raise ConfigError(
+                        f"run folder {self.path} was created by another run since this one started; pass "
+                        f"name=<new name> (or overwrite=true to replace it)"
+                    )
+                self.move_aside(log)
+        except BaseException:
+            self.release()
+            if created and not any(self.path.iterdir()):
+                self.path.rmdir()
+            raise
+        remove_stale_temporaries(self.path)
         return self.path
+
+    def lock(self) -> None:
+        """Create `run.lock` naming this process, atomically; a lock of a process that has died is taken over."""
+        for attempt in range(2):
+            try:
+                fd = os.open(self.path / LOCK, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                owner = live_owner(self.path)
+                if owner is not None or attempt or _empty(self.path / LOCK):  # empty: its owner writes it now
+                    who = f"process {owner}" if owner is not None else "another run"
+                    raise ConfigError(
+                        f"run folder {self.path} is in use by {who}, which is still training it; pass "
+                        f"name=<new name> (if no duo-ai run uses it, delete {self.path / LOCK})"
+                    ) from None
+                (self.path / LOCK).unlink(missing_ok=True)  # left by a process that died
+                continue
+            with os.fdopen(fd, "w") as f:
+                f.write(f"{platform.node()} {os.getpid()}\n")
+            return
+
+    def move_aside(self, log: Callable[[str], None]) -> None:
+        """`overwrite=true`: rename the old run (and the lock just taken) aside, and lock a new, empty folder."""
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        aside = self.root / f".{self.path.name}.old-{stamp}"
+        if aside.exists():
+            aside = self.root / f".{self.path.name}.old-{stamp}-{os.getpid()}"
+        os.rename(self.path, aside)
+        self.aside = aside
+        (aside / LOCK).unlink(missing_ok=True)
+        try:
+            self.path.mkdir()  # fails if another run made the folder since the rename
+            self.lock()
+        except (FileExistsError, ConfigError):
+            self.aside = None  # the folder is the other run's now: never delete it to put this one back
+            raise ConfigError(
+                f"run folder {self.path} was created by another run while this one moved the previous run aside "
+                f"(kept in {aside}); pass name=<new name>"
+            ) from None
+        log(f"overwrite: moved the previous run to {aside}; it is deleted once this run saves last.ckpt")
 
     def release(self) -> None:
         """The run has ended: its folder is free (the lock goes if it is still this process's)."""
@@ -136,6 +189,21 @@ class RunFolder:
         except OSError as e:
             return f"the new run ended before its first checkpoint; the previous run is kept in {aside} ({e})"
         return f"the new run ended before its first checkpoint; restored the previous run in {self.path}"
+
+
+def _empty(path: Path) -> bool:
+    try:
+        return not path.read_text().strip()
+    except OSError:
+        return False
+
+
+def remove_stale_temporaries(run_dir: Path) -> None:
+    """Delete the temporary files of atomic writes that a killed process left (`.<name>.<random>.tmp*`);
+    called under the run's lock, when no other process writes there."""
+    for folder in (run_dir, run_dir / "checkpoints"):
+        for tmp in folder.glob(".*.tmp*") if folder.is_dir() else ():
+            tmp.unlink(missing_ok=True)
 
 
 def has_checkpoint(run_dir: Path) -> bool:
@@ -184,6 +252,23 @@ def resume_config(run_dir: str | os.PathLike, overrides: list[str]) -> tuple[Con
         _check_resumable(run_dir, key, old, new)
     config.experiments_dir, config.name = str(run_dir.parent), run_dir.name
     return config, [f"resume: {key} {old} -> {new}" for key, old, new in changes if _resumable(key)]
+
+
+# What a checkpoint's state is laid out for: resuming it under another game, env or model fails deep
+# inside the game or the optimizer, so these are compared with the run's config.yaml first.
+SAME_ON_RESUME = ("env.", "policy.", "algorithm.name")
+
+
+def check_checkpoint_config(path: Path, saved: dict[str, Any], config: Config) -> None:
+    """Refuse to resume from a checkpoint whose own config differs from the run's in what it trained."""
+    before, now = _flatten(saved), _flatten(config_to_dict(config))
+    for key in sorted(before.keys() & now.keys()):
+        if key.startswith(SAME_ON_RESUME) and not _resumable(key) and before[key] != now[key]:
+            raise ConfigError(
+                f"cannot resume from {path}: it was trained with {key}={before[key]}, but the run's config.yaml "
+                f"has {key}={now[key]} (a checkpoint copied from another run?); put the run's own checkpoint back "
+                "or start a new run"
+            )
 
 
 def _resumable(key: str) -> bool:

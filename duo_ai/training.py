@@ -26,9 +26,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import time
 from pathlib import Path
 from typing import Any
+
+import torch
 
 from duo_ai.build import build_run, device_name
 from duo_ai.config import Config, check_world_size, config_to_dict, config_to_yaml, validate
@@ -37,12 +40,12 @@ from duo_ai.core import distributed
 from duo_ai.core.checkpoint import CheckpointStore, load_checkpoint, save_checkpoint
 from duo_ai.core.compute import resolve_device
 from duo_ai.core.distributed import ProcessContext, gather_to_main, on_main, scatter_from_main, wait_for_main
-from duo_ai.core.errors import CheckpointError, ConfigError
+from duo_ai.core.errors import CheckpointError, ConfigError, TrainingDiverged
 from duo_ai.core.files import atomic_write_text
 from duo_ai.core.rng import get_rng_state, isolated_rng, set_rng_state
 from duo_ai.evaluation import EVAL_SEED_OFFSET, EvalResult, evaluate
 from duo_ai.logger import RunLogger, console
-from duo_ai.runs import RunFolder, run_info
+from duo_ai.runs import RunFolder, check_checkpoint_config, run_info
 
 
 class Trainer:
@@ -153,7 +156,16 @@ class Trainer:
         for reason in skipped:
             early.append(f"resume: skipped an unreadable checkpoint ({reason})")
         if "rng" not in state and "rank_states" not in state:
-            raise CheckpointError(f"{path} was written by an older duo-ai without the state to resume exactly")
+            why = (
+                "was exported (duo-ai export keeps what evaluating needs)"
+                if "optim_state_dict" not in state
+                else ("was written by an older duo-ai")
+            )
+            raise CheckpointError(
+                f"{path} {why}, without the state to resume exactly; resume from a training checkpoint"
+            )
+        if isinstance(state.get("config"), dict):
+            check_checkpoint_config(path, state["config"], self.config)
         saved, now = int(state.get("world_size", 1)), self.ctx.world_size
         if saved != now:
             how = f"torchrun with {saved} processes in all" if saved > 1 else "one process (no torchrun)"
@@ -187,7 +199,7 @@ class Trainer:
         return self
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: Any) -> None:
-        if error is not None and not isinstance(error, (KeyboardInterrupt, ConfigError)):
+        if error is not None and not isinstance(error, (KeyboardInterrupt, ConfigError, TrainingDiverged)):
             self.logger.info(f"run failed: {type(error).__name__}: {error}")
         try:
             self.close()
@@ -246,6 +258,7 @@ class Trainer:
         try:
             while not algo.done:
                 stats = algo.train_iteration()
+                self.stop_if_diverged(stats)
                 self.gather_rank_states()
                 it = algo.iteration
                 self.logger.update(it, algo.global_step, stats)
@@ -269,6 +282,29 @@ class Trainer:
             self.take_snapshot()
         self.save_snapshot()
         return self.finish(results)
+
+    def stop_if_diverged(self, stats: dict[str, float]) -> None:
+        """Stop at the first iteration that left a weight NaN or infinite, keeping the last finite state.
+
+        The weights are what is checked (the same on every process of a data-parallel run, whose
+        gradients are averaged); a non-finite loss makes them so within its iteration. The state at
+        the previous iteration boundary is saved as last.ckpt (if it trained anything), never the
+        diverged one, and nothing is evaluated, so no best_<split>.ckpt holds it either.
+        """
+        params = [v for v in self.parts.policy.get_params().values() if torch.is_tensor(v) and v.is_floating_point()]
+        if not params or bool(torch.stack([torch.isfinite(v).all() for v in params]).all()):
+            return
+        losses = [f"{k}={v:g}" for k, v in stats.items() if isinstance(v, float) and not math.isfinite(v)]
+        kept = "nothing was saved (it diverged in its first iteration)"
+        if self.ctx.is_main and self.snapshot["global_step"] > 0:
+            self.save_snapshot()
+            kept = f"last.ckpt keeps the last finite state (step {self.snapshot['global_step']:,})"
+        algo = self.parts.algorithm
+        raise TrainingDiverged(
+            f"training diverged at iteration {algo.iteration} (step {algo.global_step:,}): the weights are no longer "
+            f"finite{' (' + ', '.join(losses) + ')' if losses else ''}; stopped, and {kept}; lower "
+            "algorithm.learning_rate (or use larger minibatches) and train again"
+        )
 
     def evaluate_splits(self) -> dict[str, EvalResult]:
         """Evaluate on each `evaluation.splits`; keep `best_<split>.ckpt` of the best mean reward.

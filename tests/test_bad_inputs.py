@@ -77,7 +77,7 @@ CASES = [
     (["train", "env.num_levels=-1"], ["env.num_levels=-1"]),
     (["train", "env.start_level=-5"], ["env.start_level=-5"]),
     (["train", "env.distribution_mode=medium"], ["env.distribution_mode='medium'", "easy, hard"]),
-    (["train", "env.name=atari"], ["env.name='atari'", "procgen, gym"]),
+    (["train", "env.name=atari"], ["env.name='atari'", "procgen, minigrid, gym"]),
     (["train", "env.splits.test.num_levels=-1"], ["env.splits.test.num_levels=-1"]),
     (["train", "env.task=coinrn"], ["unknown Procgen game 'coinrn'"]),
     # model
@@ -110,7 +110,7 @@ CASES = [
     (["train", "--resume", "exp/missing"], ["cannot resume", "exp/missing has no config.yaml or no checkpoint"]),
     (["train", "--resume", "exp/R", "-c", "notes.txt"], ["drop --config"]),
     # eval
-    (["eval", "--checkpoint", "exp/R", "--episodes", "0"], ["--episodes=0", ">= 1"]),
+    (["eval", "--checkpoint", "exp/R", "--episodes", "0"], ["--episodes=0", "in [1, 1000000]"]),
     (["eval", "--checkpoint", "exp/R", "--temperature", "nan"], ["--temperature=nan", "finite number >= 0"]),
     (["eval", "--checkpoint", "exp/R", "--temperature", "-0.5"], ["--temperature=-0.5", ">= 0"]),
     (["eval", "--checkpoint", "exp/R", "--seed", "-1"], ["--seed=-1"]),

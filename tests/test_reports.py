@@ -146,7 +146,7 @@ def test_missing_plot_library_is_a_one_line_install_hint():
 def test_plot_pools_seeds_into_one_line_with_their_interval(seeds, tmp_path):
     from PIL import Image
 
-    out = tmp_path / "figs" / "curves.png"
+    out = tmp_path / "curves.png"
     result = duo_ai("plot", *seeds, "-o", out)
     assert result.exit_code == 0, result.output
     assert "1 run(s) in 1 group(s)" not in result.output and "2 run(s) in 1 group(s)" in result.output

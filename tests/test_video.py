@@ -28,7 +28,7 @@ def always(tmp_path_factory):
 
 
 def test_mp4_holds_every_frame_of_the_recorded_episodes(tiny_run, tmp_path):
-    out = tmp_path / "videos" / "episode.mp4"
+    out = tmp_path / "episode.mp4"
     ckpt = str(tiny_run / "last.ckpt")
     made = record_checkpoint(ckpt, out, episodes=2, scale=2, seed=5, overrides=[f"env.task={GAME}"])
     frames = iio.imread(out, plugin="pyav")

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from duo_ai.coordination.agents import AgentCheckpoint
-from duo_ai.core.errors import ConfigError
+from duo_ai.core.errors import ConfigError, OutputError
 from duo_ai.core.files import atomic_write_text
 from duo_ai.envs import make_env, split_config
 from duo_ai.evaluation import evaluate
@@ -56,7 +56,7 @@ def _write_cache(path: Path, entries: list[dict[str, Any]]) -> bool:
     try:
         atomic_write_text(path, json.dumps(entries, indent=2))
         return True
-    except OSError:
+    except (OSError, OutputError):
         return False
 
 

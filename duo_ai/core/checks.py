@@ -75,8 +75,8 @@ class Rule:
         """Raise a one-line `ConfigError` if `value` (of config key `key`) breaks the rule."""
         if not self.allows(value):
             allowed = self.describe()
-            if isinstance(value, float) and not math.isfinite(value) and allowed.startswith("a number"):
-                allowed = "a finite" + allowed[1:]
+            if isinstance(value, float) and not math.isfinite(value):
+                allowed = "a finite" + allowed[1:] if allowed.startswith("a number") else f"a finite number {allowed}"
             raise ConfigError(f"{key}={_show(value)} is not allowed; it must be {allowed}")
 
 
@@ -94,6 +94,13 @@ def check_config(config: Any, path: str = "") -> None:
         if rule is not None:
             rule.check(key, value)
         _walk(value, key)
+
+
+def check_options(rules: dict[str, Rule], *values: Any) -> None:
+    """Check command-line options (values in the order of `rules`; None = not given) by the same rules
+    as config fields: `--fps=nan is not allowed; it must be a finite number in [0.1, 240]`."""
+    for (option, rule), value in zip(rules.items(), values, strict=True):
+        rule.check(option, value)
 
 
 def _walk(value: Any, key: str) -> None:
@@ -120,7 +127,9 @@ def _in_range(value: Any, rule: Rule) -> bool:
 
 
 def _num(x: float) -> str:
-    return "2**31-1" if x == INT32_MAX else f"{x:g}"
+    if x == INT32_MAX:
+        return "2**31-1"
+    return str(int(x)) if x == int(x) else f"{x:g}"  # 1000000, not 1e+06
 
 
 def _show(value: Any) -> str:

@@ -6,6 +6,10 @@ one-line `ConfigError`.
 A YAML file may start with `defaults: [base, ...]`: each base is a YAML file (the `.yaml` suffix
 may be left off) found beside the file, loaded first, and overridden by the file's own keys. So
 `configs/procgen_logit.yaml` holds only what differs from `configs/coordination_base.yaml`.
+
+A config file is bounded before it is used: at most `MAX_DEPTH` levels of nesting and `MAX_NODES`
+values once its aliases are expanded (a "billion laughs" file of a few lines would expand to
+billions), and no key twice in one mapping (YAML would silently keep the last).
 """
 
 from __future__ import annotations
@@ -20,6 +24,73 @@ from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationE
 from duo_ai.core.errors import ConfigError
 
 DEFAULTS_KEY = "defaults"
+MAX_DEPTH = 32  # the deepest config section is a few levels down
+MAX_NODES = 100_000  # values after expanding aliases; a real config has a few hundred
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key that appears twice in one mapping."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[str, int] = {}
+        for key_node, _ in node.value:
+            if isinstance(key_node, yaml.ScalarNode) and key_node.tag != "tag:yaml.org,2002:merge":
+                line = key_node.start_mark.line + 1
+                if key_node.value in seen:
+                    raise ConfigError(
+                        f"{self.name}: key {key_node.value!r} appears twice (lines {seen[key_node.value]} and {line}); "
+                        "keep one"
+                    )
+                seen[key_node.value] = line
+        return super().construct_mapping(node, deep)
+
+
+def _bounded(node: yaml.Node, path: Path, depth: int = 0, memo: dict[int, tuple[int, int]] | None = None) -> int:
+    """The number of values `node` expands to (aliases counted each time they are used); raises a
+    `ConfigError` past `MAX_DEPTH` or `MAX_NODES`. Shared (aliased) nodes are measured once."""
+    memo = {} if memo is None else memo
+    if id(node) not in memo:
+        if depth > MAX_DEPTH:
+            raise _too_deep(path)
+        children = (
+            [n for pair in node.value for n in pair] if isinstance(node, yaml.MappingNode)
+            else node.value if isinstance(node, yaml.SequenceNode)
+            else []
+        )  # fmt: skip
+        sizes = [_bounded(child, path, depth + 1, memo) for child in children]
+        height = 1 + max((memo[id(child)][1] for child in children), default=0)
+        memo[id(node)] = (1 + sum(sizes), height)
+    size, height = memo[id(node)]
+    if depth + height > MAX_DEPTH + 1:
+        raise _too_deep(path)
+    if size > MAX_NODES:
+        raise ConfigError(
+            f"config file {path} expands to more than {MAX_NODES:,} values (through its aliases); "
+            "a config holds a few hundred: remove the aliases that multiply"
+        )
+    return size
+
+
+def _too_deep(path: Path) -> ConfigError:
+    return ConfigError(f"config file {path} nests deeper than {MAX_DEPTH} levels; a config is a few levels deep")
+
+
+def _load_bounded(path: Path, text: str) -> Any:
+    """`yaml.safe_load`, bounded in depth, expanded size and duplicate keys (see the module docstring)."""
+    loader = _BoundedLoader(text)
+    loader.name = str(path)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _bounded(node, path)
+        return loader.construct_document(node)
+    except RecursionError:
+        raise ConfigError(
+            f"config file {path} nests deeper than {MAX_DEPTH} levels; a config is a few levels deep"
+        ) from None
+    finally:
+        loader.dispose()
 
 
 def describe(e: OmegaConfBaseException) -> str:
@@ -48,6 +119,9 @@ def parse_overrides(overrides: list[str] | tuple[str, ...]) -> DictConfig:
     bad = [o for o in overrides if "=" not in o or not o.split("=", 1)[0].strip()]
     if bad:
         raise ConfigError(f"override {bad[0]!r} must look like key=value, e.g. env.task=starpilot")
+    hidden = [o for o in overrides if not o.isprintable()]
+    if hidden:  # YAML would fold a newline into a space: name=$'a\nb' would train into "a b"
+        raise ConfigError(f"override {hidden[0]!r} holds a control character (a newline, a tab); remove it")
     try:
         return OmegaConf.from_dotlist(list(overrides))
     except OmegaConfBaseException as e:
@@ -74,7 +148,7 @@ def read_yaml_mapping(path: str | Path) -> dict[str, Any]:
             f"{path}, or continue its run with duo-ai train --resume <its run folder>"
         )
     try:
-        data = yaml.safe_load(path.read_text())
+        data = _load_bounded(path, path.read_text())
     except UnicodeDecodeError:
         raise ConfigError(f"config file {path} is not a text file; pass a YAML config (see configs/)") from None
     except yaml.YAMLError as e:

@@ -94,6 +94,9 @@ def start(ctx: ProcessContext, device: torch.device, timeout_s: float) -> None:
             f"{ctx.world_size} ..., set MASTER_ADDR and MASTER_PORT (rank 0's host, a free port) for every "
             "process, or unset WORLD_SIZE to train in one process"
         )
+    port = os.environ["MASTER_PORT"]
+    if not (port.isdigit() and 1 <= int(port) <= 65535):
+        raise ConfigError(f"MASTER_PORT={port!r} is not a port number; set it to a free port in 1-65535, e.g. 29500")
     backend = "nccl" if device.type == "cuda" else "gloo"
     if device.type == "cuda":
         torch.cuda.set_device(device)

@@ -29,3 +29,11 @@ class DistributedError(DuoAIError):
     """
 
     exit_code = 1
+
+
+class OutputError(DuoAIError):
+    """A file that could not be written after the work was done (a full disk, a read-only file system)."""
+
+
+class TrainingDiverged(DuoAIError):
+    """Training whose weights became NaN or infinite; the run keeps its last finite checkpoint."""

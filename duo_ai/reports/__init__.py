@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import importlib
 import os
-import tempfile
 from pathlib import Path
 from types import ModuleType
 
 from duo_ai.core.errors import ConfigError
+from duo_ai.core.files import check_output_file
 
 
 def require(module: str, command: str, package: str | None = None) -> ModuleType:
@@ -26,30 +26,10 @@ def require(module: str, command: str, package: str | None = None) -> ModuleType
 
 
 def check_output(path: str | os.PathLike, suffixes: tuple[str, ...], option: str = "-o") -> Path:
-    """An output file path that can be written: a known suffix, in a folder we may create and write."""
+    """An output file path with a known suffix that the output-path rule allows (`check_output_file`)."""
     path = Path(path)
     if path.suffix.lower() not in suffixes:
         raise ConfigError(f"{option} {path}: unknown file type; end the name with one of {', '.join(suffixes)}")
-    if path.is_dir():
+    if path.is_dir() and not path.is_symlink():
         raise ConfigError(f"{option} {path} is a folder; pass a file name such as {path / ('out' + suffixes[0])}")
-    folder = path.parent
-    while not folder.exists() and folder != folder.parent:
-        folder = folder.parent
-    if not (folder.is_dir() and _can_create_in(folder)) or (path.exists() and not os.access(path, os.W_OK)):
-        raise ConfigError(f"{option} {path} cannot be written there; choose a path in a folder you can write")
-    return path
-
-
-def prepare_output(path: Path) -> Path:
-    """Create the output's folder (checked by `check_output` beforehand)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return path
-
-
-def _can_create_in(folder: Path) -> bool:
-    """Whether a file can be made in `folder` (tried, not guessed from permission bits: root ignores them)."""
-    try:
-        with tempfile.NamedTemporaryFile(dir=folder, prefix=".duo-ai-probe-"):
-            return True
-    except OSError:
-        return False
+    return check_output_file(path, option)

@@ -12,6 +12,7 @@ elsewhere; `asks_near_failures` against `visits_near_failures` says it in two nu
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,10 +24,13 @@ from duo_ai.build import build_policy, compute_from, config_from_checkpoint, env
 from duo_ai.coordination.config import is_coordination_run
 from duo_ai.coordination.env import NOVICE
 from duo_ai.core.checkpoint import load_checkpoint
+from duo_ai.core.checks import check_options
 from duo_ai.core.errors import ConfigError
+from duo_ai.core.files import atomic_path, atomic_write_text, check_output_file
 from duo_ai.core.rng import seed_everything
+from duo_ai.eval_job import EVAL_OPTIONS, embedded_agents
 from duo_ai.evaluation import EVAL_SEED_OFFSET, episode_quotas
-from duo_ai.reports import check_output, prepare_output, require
+from duo_ai.reports import check_output, require
 
 # Cells visited fewer times than this get no ask rate on the map (a rate of 1 visit is noise).
 MIN_VISITS = 5
@@ -160,8 +164,8 @@ def ask_map(
     novice's failures per cell over the same `episodes` episodes of `split`. The coordinator samples
     at `temperature` (default: its evaluation.temperature, as `duo-ai eval` does)."""
     out = check_output(Path(out), (".png",))
-    if episodes < 1:
-        raise ConfigError(f"--episodes must be at least 1, got {episodes}")
+    check_output_file(out.with_suffix(".json"), "-o (its .json)")
+    check_options(EVAL_OPTIONS, episodes, temperature, seed, split)
     payload = load_checkpoint(checkpoint)
     config = config_from_checkpoint(payload, None, list(overrides))
     if config.env.name != "minigrid" or not is_coordination_run(config):
@@ -173,7 +177,7 @@ def ask_map(
     temperature = config.evaluation.temperature if temperature is None else temperature
     seed_everything(seed)
     compute = compute_from(config)
-    env = env_maker(config, compute, log, split=split, agents=payload.get("agents"))(
+    env = env_maker(config, compute, log, split=split, agents=embedded_agents(payload, list(overrides), log))(
         split, min(config.evaluation.num_envs, episodes)
     )
     try:
@@ -196,9 +200,7 @@ def ask_map(
         temperature=temperature,
         output=str(out),
     )
-    prepare_output(out)
-    draw(out, background, summary, f"{config.env.task} / {split}, {episodes} episodes")
-    import json
-
-    out.with_suffix(".json").write_text(json.dumps(summary, indent=1) + "\n")
+    with atomic_path(out) as tmp:
+        draw(tmp, background, summary, f"{config.env.task} / {split}, {episodes} episodes")
+    atomic_write_text(out.with_suffix(".json"), json.dumps(summary, indent=1) + "\n")
     return summary

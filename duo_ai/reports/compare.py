@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from duo_ai.core.errors import ConfigError
-from duo_ai.reports import check_output, prepare_output
+from duo_ai.core.files import atomic_write_text
+from duo_ai.reports import check_output
 from duo_ai.reports.runs import Group, Run, group_runs, load_runs
 from duo_ai.reports.stats import AGGREGATES, interval
 
@@ -84,5 +85,5 @@ def compare_runs(
     rows = [row for group in group_runs(runs) for row in group_rows(group, split, aggregate)]
     report = {"aggregate": aggregate, "rows": rows}
     if json_out is not None:
-        prepare_output(json_out).write_text(json.dumps(report, indent=2, default=str))
+        atomic_write_text(json_out, json.dumps(report, indent=2, default=str))
     return report

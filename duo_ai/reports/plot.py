@@ -15,8 +15,9 @@ from typing import Any
 import numpy as np
 
 from duo_ai.core.errors import ConfigError
+from duo_ai.core.files import atomic_write
 from duo_ai.logger import EVAL_COLUMNS, PROGRESS_COLUMNS
-from duo_ai.reports import check_output, prepare_output, require
+from duo_ai.reports import check_output, require
 from duo_ai.reports.runs import Group, Run, group_runs, load_runs
 from duo_ai.reports.stats import AGGREGATES, bootstrap_ci
 
@@ -178,7 +179,7 @@ def draw(series: list[Series], out: Path, title: str, ylabel: str, aggregate: st
     else:
         legend = "band: 95% interval over evaluation episodes"
     ax.legend(title=legend, fontsize="small", title_fontsize="small", loc="best")
-    fig.savefig(prepare_output(out), dpi=DPI)
+    atomic_write(out, lambda f: fig.savefig(f, format=out.suffix.lower()[1:], dpi=DPI))
 
 
 def _human(x: float) -> str:

@@ -36,16 +36,23 @@ def read_csv(path: Path, columns: tuple[str, ...]) -> dict[str, np.ndarray]:
     Rows of another width (a line being written right now) are skipped.
     """
     rows: list[list[str]] = []
+    damaged = ConfigError(f"{path} is damaged (not the CSV duo-ai train writes); restore it or retrain the run")
     if path.is_file():
-        with open(path, newline="") as f:
-            rows = [row for row in csv.reader(f) if len(row) == len(columns)][1:]
+        try:
+            with open(path, newline="") as f:
+                rows = [row for row in csv.reader(f) if len(row) == len(columns)][1:]
+        except (UnicodeDecodeError, csv.Error):
+            raise damaged from None
     table: dict[str, np.ndarray] = {}
     for i, column in enumerate(columns):
         cells = [row[i] for row in rows]
         if column == "split":
             table[column] = np.array(cells, dtype=object)
-        else:
+            continue
+        try:
             table[column] = np.array([float(c) if c else np.nan for c in cells], dtype=np.float64)
+        except ValueError:
+            raise damaged from None
     return table
 
 
@@ -90,15 +97,25 @@ def load_run(path: str | Path, need: str = "progress") -> Run:
         raise ConfigError(f"{path} {what}; pass run folders written by duo-ai train, e.g. experiments/quickstart")
     try:
         config = yaml.safe_load((path / "config.yaml").read_text()) or {}
-    except yaml.YAMLError:
-        raise ConfigError(f"{path}/config.yaml is not valid YAML; pass a run folder written by duo-ai train") from None
+    except (yaml.YAMLError, UnicodeDecodeError):
+        config = None
+    if not isinstance(config, dict):
+        raise ConfigError(f"{path}/config.yaml is not a duo-ai config; pass a run folder written by duo-ai train")
     if need == "progress" and not (path / "progress.csv").is_file():
         raise ConfigError(
             f"{path} has no progress.csv (trained before duo-ai wrote it); resume or retrain it to get curves"
         )
     summary = None
     if (path / "summary.json").is_file():
-        summary = json.loads((path / "summary.json").read_text())
+        try:
+            summary = json.loads((path / "summary.json").read_text())
+        except (ValueError, UnicodeDecodeError):
+            summary = None
+        if not isinstance(summary, dict) or not isinstance(summary.get("eval", {}), dict):
+            raise ConfigError(
+                f"{path}/summary.json is damaged (not the summary duo-ai train writes); finish the run "
+                f"again with --resume {path}, or leave it out"
+            )
     elif need == "summary":
         raise ConfigError(f"{path} has no summary.json: the run has not finished; finish it with --resume {path}")
     progress = read_csv(path / "progress.csv", PROGRESS_COLUMNS)
@@ -109,6 +126,12 @@ def load_run(path: str | Path, need: str = "progress") -> Run:
 def load_runs(paths: list[Path], need: str = "progress") -> list[Run]:
     if not paths:
         raise ConfigError("pass at least one run folder, e.g. experiments/quickstart")
+    seen: dict[Path, Path] = {}
+    for path in paths:  # one run given twice would count as two seeds and narrow the interval
+        resolved = Path(path).resolve()
+        if resolved in seen:
+            raise ConfigError(f"run folder {path} is given twice (as {seen[resolved]} and {path}); pass each run once")
+        seen[resolved] = Path(path)
     runs = [load_run(p, need) for p in paths]
     games = sorted({run.game for run in runs})
     if len(games) > 1:

@@ -39,8 +39,9 @@ from typing import Any
 import numpy as np
 
 from duo_ai.coordination.sweep import COST_WEIGHTS, trapezoid_auc
+from duo_ai.core.checks import Rule, check_options
 from duo_ai.core.errors import ConfigError
-from duo_ai.core.files import atomic_write, atomic_write_text, check_writable
+from duo_ai.core.files import atomic_write, atomic_write_text, check_output_folder
 from duo_ai.reports import require
 from duo_ai.reports.stats import bootstrap_ci
 
@@ -448,12 +449,13 @@ def study_report(
 ) -> dict[str, Any]:
     """Check everything, compute the table and draw the figure, then write them to `out_dir`."""
     out_dir = Path(out_dir)
-    check_writable(out_dir, "output folder", folder=True)
+    check_options({"--weight": Rule(ge=0)}, weight)
+    check_output_folder(out_dir, "output folder", (TABLE, f"{FIGURE}.png", f"{FIGURE}.svg"))
     require("matplotlib", "study-report")
     study = load_study(Path(evals), skip=out_dir, weights=weights)
     table = summarize(study, weight, Path(root) if root is not None else out_dir)
     images = {suffix: render(table, suffix) for suffix in ("png", "svg")}
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir.mkdir(exist_ok=True)
     atomic_write_text(out_dir / TABLE, json.dumps(table, indent=2) + "\n")
     for suffix, data in images.items():
         atomic_write(out_dir / f"{FIGURE}.{suffix}", lambda f, data=data: f.write(data))

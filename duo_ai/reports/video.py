@@ -21,10 +21,13 @@ import numpy as np
 
 from duo_ai.build import build_policy, compute_from, config_from_checkpoint, env_maker
 from duo_ai.core.checkpoint import load_checkpoint
+from duo_ai.core.checks import INT32_MAX, Rule, check_options
 from duo_ai.core.errors import ConfigError
+from duo_ai.core.files import atomic_path
 from duo_ai.core.rng import seed_everything
+from duo_ai.eval_job import EVAL_OPTIONS, check_coordination_overrides, embedded_agents
 from duo_ai.evaluation import EVAL_SEED_OFFSET
-from duo_ai.reports import check_output, prepare_output, require
+from duo_ai.reports import check_output, require
 
 SUFFIXES = (".mp4", ".gif", ".png")
 EXPERT_COLOR = (255, 140, 0)  # the border of frames where the expert acts
@@ -101,11 +104,14 @@ def frame_strip(rec: Recording, count: int, scale: int) -> np.ndarray:
 
 
 def write_output(path: Path, rec: Recording, scale: int, fps: float, strip_frames: int) -> int:
-    """Write the MP4, GIF or PNG strip; returns the number of frames written."""
+    """Write the MP4, GIF or PNG strip (atomically); returns the number of frames written."""
+    with atomic_path(path) as tmp:
+        return encode(tmp, path.suffix.lower(), rec, scale, fps, strip_frames)
+
+
+def encode(path: Path, suffix: str, rec: Recording, scale: int, fps: float, strip_frames: int) -> int:
     import imageio.v3 as iio
 
-    prepare_output(path)
-    suffix = path.suffix.lower()
     if suffix == ".png":
         strip = frame_strip(rec, strip_frames, scale)
         iio.imwrite(path, strip)
@@ -120,16 +126,24 @@ def write_output(path: Path, rec: Recording, scale: int, fps: float, strip_frame
     return len(rec.frames)
 
 
-def check_video_args(out: Path, episodes: int, temperature: float | None, scale: int, fps: float, frames: int) -> Path:
+# The command-line options of `duo-ai video` (checked like config fields: finite, in range).
+VIDEO_OPTIONS = {
+    "--episodes": Rule(ge=1, le=1000),
+    "--temperature": Rule(ge=0),
+    "--scale": Rule(ge=1, le=16),
+    "--fps": Rule(ge=0.1, le=240),
+    "--frames": Rule(ge=1, le=1000),
+    "--seed": Rule(ge=0, le=INT32_MAX),
+    "--split": EVAL_OPTIONS["--split"],
+}
+
+
+def check_video_args(
+    out: Path, episodes: int, temperature: float | None, scale: int, fps: float, frames: int, seed: int | None,
+    split: str | None,
+) -> Path:  # fmt: skip
     out = check_output(out, SUFFIXES)
-    if episodes < 1:
-        raise ConfigError(f"--episodes must be at least 1, got {episodes}")
-    if temperature is not None and temperature < 0:
-        raise ConfigError(f"--temperature must be >= 0, got {temperature}")
-    if not 1 <= scale <= 16:
-        raise ConfigError(f"--scale must be between 1 and 16 (times 64 pixels), got {scale}")
-    if fps <= 0 or frames < 1:
-        raise ConfigError(f"--fps must be > 0 and --frames at least 1, got {fps} and {frames}")
+    check_options(VIDEO_OPTIONS, episodes, temperature, scale, fps, frames, seed, split)
     require("imageio", "video")
     if out.suffix.lower() == ".mp4":
         require("av", "video", "av (PyAV, the MP4 encoder)")
@@ -150,19 +164,21 @@ def record_checkpoint(
     log: Callable[[str], None] = lambda message: None,
 ) -> dict[str, Any]:
     """Record `episodes` episodes of a checkpoint's agent into `out` (.mp4, .gif, or .png strip)."""
-    out = check_video_args(Path(out), episodes, temperature, scale, fps, strip_frames)
+    out = check_video_args(Path(out), episodes, temperature, scale, fps, strip_frames, seed, split)
     payload = load_checkpoint(checkpoint)
     config = config_from_checkpoint(payload, None, list(overrides))
+    check_coordination_overrides(checkpoint, config, list(overrides))
     if config.env.name not in ("procgen", "minigrid"):
         raise ConfigError(
             f"duo-ai video records Procgen and MiniGrid games; {checkpoint} plays {config.env.name}/{config.env.task}"
         )
-    split = split or (config.evaluation.splits[0] if config.evaluation.splits else "test")
+    split = split if split is not None else config.evaluation.splits[0] if config.evaluation.splits else "test"
     temperature = config.evaluation.temperature if temperature is None else temperature
     seed = config.seed + EVAL_SEED_OFFSET if seed is None else seed
     seed_everything(seed)
     compute = compute_from(config)
-    env = env_maker(config, compute, log, split=split, agents=payload.get("agents"))(split, 1)
+    agents = embedded_agents(payload, list(overrides), log)
+    env = env_maker(config, compute, log, split=split, agents=agents)(split, 1)
     try:
         config.policy.load_path = None
         policy = build_policy(config, env, compute)

@@ -261,7 +261,7 @@ def check_study(study: Study) -> None:
             parse_overrides(values)
         except ConfigError as error:
             raise ConfigError(f"{key}: {error}") from None
-    check_writable(study.out, "out folder", folder=True)
+    check_writable(study.out, "out folder")
 
 
 def check_baselines(study: Study) -> None:
