@@ -23,7 +23,7 @@ from duo_ai.reports.stats import bootstrap_ci, interval, iqm
 from tests.conftest import TINY, train_tiny
 from tests.coord_fixtures import always_coordinators
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+CURVES_PAGE = Path(__file__).resolve().parents[1] / "docs" / "curves.md"
 runner = CliRunner()
 
 
@@ -106,8 +106,8 @@ def test_csv_log_takes_an_older_layout_with_fewer_columns_into_the_new_header(tm
     assert not (tmp_path / "progress.old.csv").exists()
 
 
-def test_readme_documents_every_csv_column():
-    text = README.read_text()
+def test_docs_document_every_csv_column():
+    text = CURVES_PAGE.read_text()
     for column in (*PROGRESS_COLUMNS, *EVAL_COLUMNS):
         assert f"`{column}`" in text, column
 
