@@ -223,7 +223,7 @@ class Trainer:
             console.print(note, highlight=False, markup=False)
 
     def record_run_info(self, resume: bool) -> None:
-        """Write run_info.json (earlier sessions of a resumed run under `previous`) and log it."""
+        """Write run_info.json (the earlier segments of a resumed run under `previous`) and log it."""
         info = run_info(self.parts.compute, self.ctx, resumed=resume)
         path = self.run_dir / "run_info.json"
         if resume and path.is_file():
