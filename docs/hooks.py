@@ -134,7 +134,9 @@ def configuration_page() -> str:
         "`key=value` override (`env.task=starpilot`). Every rule in the *allowed* column is checked "
         "before anything is built or written; a value that breaks one stops the command with one line "
         "`error: <key>=<value> is not allowed; it must be <allowed>` and exit code 2. Numbers must also "
-        "be finite, and `null` passes every rule of an optional field.\n",
+        "be finite, and `null` passes every rule of an optional field. The defaults of a `name`-selected "
+        "section are its class's; the quickstart's own (`configs/quickstart.yaml`) are in the top-level "
+        "`policy` and `algorithm` rows.\n",
     ]
     for key, cls in config_sections(config.Config):
         parts.append(_section(f"`{key}`" if key else "Top level", cls, key))
