@@ -381,6 +381,7 @@ class Trainer:
             f"run {self.run_dir} already finished at step {algo.global_step:,} (iteration {algo.iteration}); "
             "nothing to do. To train longer, resume with a larger algorithm.total_timesteps",
             highlight=False,
+            soft_wrap=True,  # one line whatever the terminal's width: a long run path must not break it
         )
         summary_path = self.run_dir / "summary.json"
         return json.loads(summary_path.read_text()) if summary_path.is_file() else {}

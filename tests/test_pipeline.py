@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 from PIL import Image
 
@@ -32,6 +33,7 @@ def run_script(script: str, *args: object) -> subprocess.CompletedProcess:
     return done
 
 
+@pytest.mark.slow
 def test_smoke_pipeline_runs_the_whole_protocol(tmp_path):
     out = tmp_path / "study"
     # The study's weight 0.5 lies off the AUC's grid (0, 1): it gets its own coordinator and evaluation.
@@ -114,6 +116,7 @@ def test_smoke_pipeline_runs_the_whole_protocol(tmp_path):
     assert f"reusing {out}/ppo_w0" in again.stdout
 
 
+@pytest.mark.slow
 def test_gate_only_stops_after_the_gate_before_any_coordinator(tmp_path):
     out = tmp_path / "study"
     gate = ("--smoke", "--out", out, "--gate-only", "--jobs", "2")

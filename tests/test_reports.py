@@ -211,6 +211,7 @@ def test_compare_reports_the_interval_over_seeds(seeds, tiny_run, tmp_path):
     assert row["reward_mean"]["low"] == pytest.approx(metrics["reward_mean"] - metrics["reward_ci95"])
 
 
+@pytest.mark.slow
 def test_compare_and_plot_coordination_runs(tmp_path_factory, tmp_path):
     runs = always_coordinators(tmp_path_factory)
     out = tmp_path / "coord.json"
