@@ -10,7 +10,6 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
 import typer
 import yaml
 
@@ -31,7 +30,6 @@ def load_hooks():
 hooks = load_hooks()
 
 
-@pytest.mark.slow
 def test_site_builds_strictly_with_every_page_and_the_generated_ones(tmp_path):
     site = tmp_path / "site"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "NO_MKDOCS_2_WARNING": "1"}
@@ -107,7 +105,6 @@ def test_cli_page_has_every_command_of_duo_ai():
     assert "--checkpoint" in page and "--seeds" in page
 
 
-@pytest.mark.slow
 def test_extending_example_registers_a_model_and_trains_with_it(tmp_path):
     """The two files of the Extending page, as they stand there, with a shorter run."""
     blocks = re.findall(r"```python\n# (\w+\.py)\n(.*?)```", (DOCS / "extending.md").read_text(), re.S)
