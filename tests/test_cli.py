@@ -74,6 +74,7 @@ def test_refuses_to_clobber_an_existing_run(cli_run):
     assert sha(cli_run / "last.ckpt") == before
 
 
+@pytest.mark.slow
 def test_eval_greedy_is_deterministic_and_writes_json(cli_run, tmp_path):
     outs = []
     for i in range(2):
