@@ -338,6 +338,7 @@ def bench_table(report: dict) -> Table:
         ("update per iteration (s)", report["bound"]["update_seconds_per_iteration"], ".2f"),
         ("rollout storage (MB)", report["rollout_storage_mb"], ",.0f"),
         ("peak resident memory (MB)", report["peak_rss_mb"], ",.0f"),
+        ("peak GPU memory allocated (MB)", report.get("peak_gpu_memory_mb"), ",.0f"),
     ]
     for name, value, fmt in rows:
         table.add_row(name, "-" if value is None else format(value, fmt))
@@ -402,6 +403,39 @@ def video(
     out.print(
         f"wrote {made['output']}: {made['frames']} frames; {made['env']} / {made['split']}, temperature "
         f"{made['temperature']:g}; episode lengths {made['episode_lengths']}, returns {returns}{expert}",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+@app.command("ask-map")
+def ask_map(
+    checkpoint: Path = typer.Option(
+        ..., "--checkpoint", help="A MiniGrid coordinator's .ckpt (duo-ai train or export)."
+    ),
+    output: Path = typer.Option(..., "--output", "-o", help="PNG to draw; the numbers go to the same name with .json."),
+    episodes: int = typer.Option(500, "--episodes", "-n", help="Test episodes for each of the two passes."),
+    split: str = typer.Option("test", "--split", help="Level split (train, test, or one from env.splits)."),
+    seed: int | None = typer.Option(None, "--seed", help="Seed of the episodes. Default: the run's evaluation seed."),
+    temperature: float | None = typer.Option(
+        None, "--temperature", "-t", help="The coordinator's sampling temperature. Default: evaluation.temperature."
+    ),
+    overrides: list[str] | None = typer.Argument(None, help=OVERRIDES_HELP, show_default=False),
+) -> None:
+    """Draw where a MiniGrid coordinator asks for the expert (per grid cell) beside where the novice alone fails."""
+    from duo_ai.reports.ask_map import ask_map as draw_ask_map
+
+    try:
+        made = draw_ask_map(
+            str(checkpoint), output, split, episodes, seed, temperature, overrides or [],
+            log=lambda message: err.print(message, highlight=False),
+        )  # fmt: skip
+    except DuoAIError as e:
+        fail(str(e))
+    out.print(
+        f"wrote {made['output']} (+ .json): asks on {made['ask_fraction']:.1%} of steps; "
+        f"{made['asks_near_failures']:.1%} of asks and {made['visits_near_failures']:.1%} of steps are on or next "
+        f"to a cell where the novice alone failed ({made['novice_failure_rate']:.1%} of its episodes)",
         highlight=False,
         soft_wrap=True,
     )
@@ -488,7 +522,71 @@ def study_report(
     for row in rows:
         report.add_row(*row)
     out.print(report)
+    learned = [name for name in ranked(table) if "diff_vs_best_baseline" in table["methods"][name]]
+    if learned:
+        versus = Table(caption="paired; * = its 95% interval excludes 0")
+        versus.add_column("learned")
+        versus.add_column(escape(f"diff vs best baseline\nat {w} ({table['best_baseline']})"), justify="right")
+        versus.add_column(escape(f"AUC diff vs best\nbaseline ({table['best_baseline_auc']})"), justify="right")
+        for name in learned:
+            versus.add_row(escape(name), *map(escape, baseline_cells(table["methods"][name])))
+        out.print(versus)
     out.print(f"wrote {', '.join(table['outputs'])}", highlight=False, soft_wrap=True)
+
+
+def baseline_cells(method: dict) -> tuple[str, str]:
+    """A learned coordinator's differences to the best baseline (at the weight, in AUC); '-' for a baseline."""
+    diff, auc = method.get("diff_vs_best_baseline"), method.get("auc_diff_vs_best_baseline")
+    return (
+        "-" if diff is None else f"{diff['mean']:+.3g} ± {diff['ci95']:.2g}" + "*" * diff["excludes_zero"],
+        "-"
+        if auc is None
+        else f"{auc['value']:+.3g} [{auc['low']:+.3g}, {auc['high']:+.3g}]" + "*" * auc["excludes_zero"],
+    )
+
+
+@app.command()
+def study(
+    study_file: str = typer.Argument(
+        ..., help="A study file (YAML), or the name of one in configs/studies/, e.g. procgen_smoke."
+    ),
+    overrides: list[str] | None = typer.Argument(
+        None,
+        help="Study overrides as dotted key=value pairs, e.g. weight=0.5 evaluation.auc_episodes=100.",
+        show_default=False,
+    ),
+    out_dir: str | None = typer.Option(
+        None, "--out", help="The study's folder (study key out; default experiments/coordination)."
+    ),
+    jobs: str | None = typer.Option(
+        None, "--jobs", help="Run up to N trainings and evaluations at once, each logging to OUT/logs/ (key jobs)."
+    ),
+    gate_only: bool = typer.Option(
+        False, "--gate-only", help="Stop after the gate, which prints where always-novice and always-expert break even."
+    ),
+) -> None:
+    """Run a coordination study end to end: agents, gate, baselines, PPO per cost weight, paired evaluations, reports.
+
+    Finished runs and evaluations are reused and stopped runs resume, so a rerun only does what is
+    missing. OUT/study.yaml records the study as it ran; OUT/table.json is its table.
+    """
+    from duo_ai.study.protocol import run_study
+    from duo_ai.study.schema import load_study
+
+    signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
+    extra = [*([] if out_dir is None else [f"out={out_dir}"]), *([] if jobs is None else [f"jobs={jobs}"])]
+    command = ["duo-ai", "study", study_file, *(overrides or []), *extra, *(["--gate-only"] if gate_only else [])]
+    try:
+        run_study(load_study(study_file, [*(overrides or []), *extra]), gate_only, shlex.join(command))
+    except DuoAIError as e:
+        fail(str(e), getattr(e, "exit_code", 2))
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        raise typer.Exit(130) from None
+    except typer.Exit:
+        raise
+    except Exception as e:
+        crashed(e, None)
 
 
 def _cell(value: dict) -> str:

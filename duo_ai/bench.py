@@ -9,6 +9,9 @@ One run measures, on one workload (game, num_envs x num_steps, minibatches, epoc
 - `train_sps`: the real `PPO.train_iteration` (rollout + update) after warm-up iterations;
 - `baseline_sps`: the same loop with `precision=fp32` and `compile=false`.
 
+On CUDA the report also holds the process's peak GPU memory (`peak_gpu_memory_mb`, what tensors
+took; `gpu_memory_reserved_mb`, what torch's allocator held); both are None on a CPU.
+
 `loop_efficiency = train_sps / bound_sps` is the share of the loop's time spent in the network,
 so what is left (env stepping, storage, GAE, Python) is `1 - loop_efficiency`.
 
@@ -85,6 +88,16 @@ def bench_config(workload: Workload, path: Any = None, overrides: list[str] = ()
 def peak_rss_mb() -> float:
     """Peak resident memory of this process so far (Linux reports ru_maxrss in KiB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def gpu_memory_mb(device: torch.device) -> dict[str, float | None]:
+    """Peak CUDA memory of this process so far: what tensors took, and what torch's allocator held
+    (close to what nvidia-smi shows for the process, less CUDA's own context). None off CUDA."""
+    cuda = device.type == "cuda"
+    return {
+        "peak_gpu_memory_mb": torch.cuda.max_memory_allocated(device) / 1e6 if cuda else None,
+        "gpu_memory_reserved_mb": torch.cuda.max_memory_reserved(device) / 1e6 if cuda else None,
+    }
 
 
 def synchronize(device: torch.device) -> None:
@@ -278,7 +291,7 @@ def measure_all(
     log(f"compute bound ({settings['precision']}): {workload.num_steps} inference calls + one update, synthetic")
     bound = measure_bound(algo, seed=config.seed)
     storage_mb = algo.obs.nbytes() / 1e6
-    peak = peak_rss_mb()
+    peak, gpu_memory = peak_rss_mb(), gpu_memory_mb(algo.compute.device)
     algo.env.close()
     del algo
     gc.collect()
@@ -294,6 +307,7 @@ def measure_all(
         "bound_sps": bound["bound_sps"],
         "loop_efficiency": loop["sps"] / bound["bound_sps"],
         "peak_rss_mb": peak,
+        **gpu_memory,
         "rollout_storage_mb": storage_mb,
         "bound": bound,
         "loop": loop,

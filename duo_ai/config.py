@@ -35,6 +35,7 @@ from duo_ai.core.compute import PRECISIONS
 from duo_ai.core.config_files import describe, load_yaml_layers, merge, parse_overrides
 from duo_ai.core.errors import ConfigError
 from duo_ai.core.registry import ALGORITHMS, POLICIES, Registry
+from duo_ai.envs import env_family
 from duo_ai.envs.config import EnvConfig
 
 PLAIN_NAME = "a plain folder name (no '/', not '.', '..', empty or starting with '.')"
@@ -163,7 +164,9 @@ def validate(config: Config) -> None:
 
 
 def check_run(config: Config) -> None:
-    """Checks that span sections: split names against env.splits, PPO's minibatch split of a rollout."""
+    """Checks that span sections: the env family's own settings and task, split names against
+    env.splits, PPO's minibatch split of a rollout."""
+    env_family(config.env).check(config.env)
     splits = ["train", *config.env.splits]
     named = [("evaluation.splits", s) for s in config.evaluation.splits]
     if is_coordination_run(config):

@@ -312,22 +312,23 @@ class Trainer:
         Data-parallel (rank 0): each process's own part (`Algorithm.process_state_dict` and its
         RNGs) is under `rank_states`, in rank order, with `world_size`.
         """
-        parts = self.parts
+        parts, per_rank = self.parts, self.rank_states is not None
         payload = {
             "model_state_dict": {k: v.cpu() for k, v in parts.policy.get_params().items()},
             "policy_config": dataclasses.asdict(parts.policy.config),
             "config": config_to_dict(self.config),
-            **parts.algorithm.state_dict(),
-            "rng": get_rng_state(),
+            # Data-parallel: this process's own part is already in rank_states (its envs' games
+            # are not serialised twice an iteration).
+            **(parts.algorithm.shared_state_dict() if per_rank else parts.algorithm.state_dict()),
             "best": dict(self.best),
             "train_seconds": self.train_seconds,
             "segments": self.segments,
             **({"agents": self.agents} if self.agents else {}),
         }
-        if self.rank_states is not None:
-            for key in self.rank_states[0]:
-                payload.pop(key, None)
+        if per_rank:
             payload.update(world_size=self.ctx.world_size, rank_states=self.rank_states)
+        else:
+            payload["rng"] = get_rng_state()
         return payload
 
     def gather_rank_states(self) -> None:

@@ -90,7 +90,7 @@ def test_a_file_builds_on_its_defaults_and_wins_over_them(tmp_path):
 def test_coordination_configs_share_one_base():
     """Each coordination config differs from coordination_base only in its name, policy and algorithm."""
     base = config_to_dict(load_config("configs/coordination_base.yaml"))
-    for name in ("procgen_ppo", "procgen_always", "procgen_random", "procgen_logit"):
+    for name in ("procgen_ppo", "procgen_always", "procgen_random", "procgen_logit", "procgen_every_k", "procgen_ood"):
         c = config_to_dict(load_config(f"configs/{name}.yaml"))
         differing = {k for k in c if c[k] != base[k]}
         # The PPO coordinator is a skyline: trained on the test distribution with the real pair.

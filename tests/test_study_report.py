@@ -295,3 +295,25 @@ def test_one_weight_compares_the_methods_there_without_an_auc(evals, tmp_path):
     assert "ranked by AUC" not in result.stdout
     with Image.open(out / "reward_vs_cost.png") as image:
         assert image.size == (900, 550)
+
+
+def test_learned_coordinators_are_compared_with_every_baseline(evals):
+    """ppo (and ppo_s<S>) against each other method and the best one, at the weight and in AUC."""
+    for w in WEIGHTS:
+        write_eval(evals, "ppo_s2", w, returns=[9.0, 9.0, 9.0, 9.0])
+    table = table_of(evals, 0.5)
+    assert table["best_baseline"] == "always_expert" and table["best_baseline_auc"] == "always_expert"
+    ppo = table["methods"]["ppo"]
+    assert ppo["diff_vs_best_baseline"] == ppo["diff_vs_best_always"]  # the always-expert is the best baseline
+    assert set(ppo["diff_vs_baselines"]) == set(ppo["auc_diff_vs_baselines"]) == {"always_expert", "always_novice"}
+    assert "ppo_s2" not in ppo["diff_vs_baselines"]  # another seed of PPO is not a baseline
+    seed2 = table["methods"]["ppo_s2"]
+    # 9 at every weight against the expert's 8.75, 8.5, 8.25, 8 at w = 0.5: +0.625 per episode.
+    assert (
+        seed2["diff_vs_best_baseline"]["mean"] == pytest.approx(0.625)
+        and seed2["diff_vs_best_baseline"]["excludes_zero"]
+    )
+    assert seed2["auc_diff_vs_best_baseline"]["value"] == pytest.approx(
+        9.0 - table["methods"]["always_expert"]["auc"]["value"]
+    )
+    assert "diff_vs_best_baseline" not in table["methods"]["always_novice"]

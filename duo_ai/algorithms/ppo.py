@@ -247,11 +247,14 @@ class PPO(Algorithm):
         for step in range(self.config.num_steps):
             obs = self.obs.write(step, self.next_obs)
             action, out = self.policy.act(obs, temperature=1.0, return_model_output=True)
+            # The step's one wait for the device: the envs need the actions. Queued after it, the
+            # bookkeeping below runs on a GPU while the envs step.
+            host_action = action.cpu().numpy()
             self.actions[step] = action
             self.logprobs[step] = log_prob_and_entropy(out.logits, action)[0]
             self.values[step] = out.value
 
-            self.next_obs, reward, terminated, truncated, info = self.env.step(action.cpu().numpy())
+            self.next_obs, reward, terminated, truncated, info = self.env.step(host_action)
             done = terminated | truncated
             self.policy.reset(done)
             self.episodes.add(info)
@@ -424,11 +427,14 @@ class PPO(Algorithm):
         """Everything besides the weights that continuing exactly needs, taken between iterations:
         optimizer, counters, reward normaliser, the episodes in flight (the env's game states where
         the env can save them) and the recent episode statistics."""
+        return {**self.shared_state_dict(), **self.process_state_dict()}
+
+    def shared_state_dict(self) -> dict[str, Any]:
+        """The part every process holds alike: optimizer (and gradient scaler), counters."""
         state = {
             "optim_state_dict": copy.deepcopy(self.optimizer.state_dict()),
             "global_step": self.global_step,
             "iteration": self.iteration,
-            **self.process_state_dict(),
         }
         if self.scaler is not None:
             state["grad_scaler"] = self.scaler.state_dict()

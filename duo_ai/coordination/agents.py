@@ -12,6 +12,8 @@ from duo_ai.coordination.config import AGENT_KEYS, is_coordination_run
 from duo_ai.core.checkpoint import load_checkpoint, resolve_checkpoint_path
 from duo_ai.core.compute import Compute
 from duo_ai.core.errors import CheckpointError, ConfigError
+from duo_ai.envs import EnvConfig, env_family
+from duo_ai.models.coordinator import is_coordinator_model
 from duo_ai.policies.ppo import PPOPolicy, PPOPolicyConfig
 
 
@@ -38,7 +40,7 @@ def read_agent_checkpoint(key: str, path: str) -> AgentCheckpoint:
     # A coordinator (learned or baseline) cannot act in the game: it picks agents, not game actions.
     if (
         policy_config.get("name") != "ppo"
-        or model_name == "impala_coord_ppo"
+        or is_coordinator_model(model_name)
         or any(stored.get(k) is not None for k in AGENT_KEYS)
     ):
         kind = policy_config.get("name") if policy_config.get("name") != "ppo" else f"ppo/{model_name}"
@@ -46,8 +48,16 @@ def read_agent_checkpoint(key: str, path: str) -> AgentCheckpoint:
             f"{key} {path} is a coordinator checkpoint ({kind}), not a novice/expert agent; "
             "pass a base agent trained with configs/procgen_agent.yaml"
         )
-    env = stored.get("env") or {}
-    return AgentCheckpoint(key, path, payload, f"{env.get('name')}/{env.get('task')}")
+    return AgentCheckpoint(key, path, payload, game_of(stored.get("env") or {}))
+
+
+def game_of(env: dict[str, Any] | EnvConfig) -> str:
+    """The game an env config plays, as its family defines it (agents of one game share spaces)."""
+    cfg = env if isinstance(env, EnvConfig) else EnvConfig(**{k: v for k, v in env.items() if k != "splits"})
+    try:
+        return env_family(cfg).game(cfg)
+    except ConfigError:  # an env family this version does not know
+        return f"{cfg.name}/{cfg.task}"
 
 
 def read_agents(config: Any) -> dict[str, AgentCheckpoint]:
@@ -64,18 +74,18 @@ def read_agents(config: Any) -> dict[str, AgentCheckpoint]:
                 "(checkpoints written by duo-ai train)"
             )
     agents = {key: read_agent_checkpoint(key, getattr(config, key)) for key in AGENT_KEYS if getattr(config, key)}
-    env_game = f"{config.env.name}/{config.env.task}"
+    env_game = game_of(config.env)
     novice = agents["train_novice"]
     for agent in agents.values():
         if agent.game != novice.game:
             raise CheckpointError(
                 f"{novice.key} was trained on {novice.game} but {agent.key} on {agent.game}; "
-                "the novice and the expert must be trained on the same game"
+                "the novice and the expert must be trained on the same game (on MiniGrid: the same suite)"
             )
     if novice.game != env_game:
         raise CheckpointError(
             f"the agents were trained on {novice.game} but the coordination env is {env_game}; "
-            f"set env.task={novice.game.split('/')[-1]} or pass agents trained on {config.env.task}"
+            f"set env.name/env.task to {novice.game} or pass agents trained on {env_game}"
         )
     return agents
 

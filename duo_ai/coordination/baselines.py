@@ -3,16 +3,21 @@
 - `always`: the same agent acts at every step (`agent: novice` or `expert`).
 - `random`: ask the expert with probability `prob`.
 - `logit`: ask the expert when a confidence score of the novice's logits falls below `threshold`.
+- `every_k`: ask the expert at steps 0, k, 2k, ... of each episode.
+- `ood`: ask the expert when an outlier detector, fitted on the novice's features over its own
+  training levels, scores the current state above `threshold`.
 
-None has a network. The one parameter of `random` (prob) and `logit` (threshold) is chosen by
-`calibrate`: every candidate is evaluated on a validation split with the same levels and seed, and
-the one with the best mean reward (costs included) is kept. The checkpoint stores the chosen value
-as a tensor in `model_state_dict` and the whole sweep under `calibration`.
+None has a network. The one parameter of `random` (prob), `logit` and `ood` (threshold) and
+`every_k` (k) is chosen by `calibrate`: every candidate is evaluated on a validation split with
+the same levels and seed, and the one with the best mean reward (costs included) is kept. The
+checkpoint stores the chosen value as a tensor in `model_state_dict` and the whole sweep under
+`calibration` (`ood` also its fitted states).
 """
 
 from __future__ import annotations
 
 import copy
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -20,8 +25,11 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import torch
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
-from duo_ai.coordination.env import EXPERT, NOVICE
+from duo_ai.coordination.config import CoordinationConfig
+from duo_ai.coordination.env import EXPERT, NOVICE, CoordinationEnv
 from duo_ai.core.algorithm import Algorithm, AlgorithmConfig, EnvFactory
 from duo_ai.core.checks import Rule, checked
 from duo_ai.core.compute import Compute
@@ -29,8 +37,9 @@ from duo_ai.core.distributed import ProcessContext
 from duo_ai.core.errors import CheckpointError, ConfigError
 from duo_ai.core.policy import Policy
 from duo_ai.core.registry import ALGORITHMS, POLICIES
+from duo_ai.envs import EnvConfig, make_env
 from duo_ai.evaluation import EvalResult, episode_quotas, evaluate
-from duo_ai.policies.ppo import spaces_of
+from duo_ai.policies.ppo import PPOPolicy, spaces_of
 
 # Level-sampling seed offset of the validation episodes, apart from training and evaluation seeds.
 CALIBRATION_SEED_OFFSET = 30_000
@@ -62,10 +71,39 @@ def expert_fraction(result: EvalResult) -> float:
     return float(np.sum(result.extra["expert_steps"]) / np.sum(result.lengths))
 
 
+def novice_rollout(
+    env: gym.vector.VectorEnv, num_episodes: int, seed: int, per_state: Callable[[Any], np.ndarray]
+) -> tuple[np.ndarray, int]:
+    """`per_state(obs)` (one row per env) over every state of `num_episodes` complete episodes of
+    the novice acting alone in coordination env `env`, stacked; and the env steps spent.
+
+    Only whole episodes count, with a fixed quota per env (as in evaluation), so the states are
+    not biased towards the starts of episodes or towards short episodes.
+    """
+    obs, _ = env.reset(seed=seed)
+    novice = np.full(env.num_envs, NOVICE)
+    quotas, counts = episode_quotas(num_episodes, env.num_envs), np.zeros(env.num_envs, dtype=np.int64)
+    current: list[list[np.ndarray]] = [[] for _ in range(env.num_envs)]
+    pooled, steps = [], 0
+    while (counts < quotas).any():
+        for i, row in enumerate(np.asarray(per_state(obs))):
+            current[i].append(row)
+        obs, _, terminated, truncated, _ = env.step(novice)
+        steps += env.num_envs
+        for i in np.flatnonzero(terminated | truncated):
+            if counts[i] < quotas[i]:
+                pooled.extend(current[i])
+                counts[i] += 1
+            current[i] = []
+    return np.stack(pooled), steps
+
+
 class CoordinationPolicy(Policy):
-    """A coordinator without a network. `param` names its calibrated parameter (None: nothing to calibrate)."""
+    """A coordinator without a network. `param` names its calibrated parameter (None: nothing to
+    calibrate), and `param_type` is the type of its config field."""
 
     param: str | None = None
+    param_type: type = float
 
     def __init__(self, config: Any, env: gym.vector.VectorEnv) -> None:
         self.config = config
@@ -104,7 +142,15 @@ class CoordinationPolicy(Policy):
                 "was the checkpoint saved from another policy?"
             )
         if self.param is not None:
-            setattr(self.config, self.param, float(params[self.param]))
+            setattr(self.config, self.param, self.param_type(float(params[self.param])))
+
+    def check_env(self, env: gym.vector.VectorEnv, split: str) -> None:
+        """Refuse, before any work, the env of `split` if this coordinator cannot act in it; most can."""
+
+    def fit(self, env: gym.vector.VectorEnv, seed: int) -> int:
+        """Learn what the coordinator needs before its candidates are listed (`env`: the run's
+        training env); returns the env steps spent. Most learn nothing."""
+        return 0
 
     def num_candidates(self) -> int:
         """How many values of `param` calibration tries."""
@@ -189,29 +235,236 @@ class LogitPolicy(CoordinationPolicy):
         return len(self.config.percentiles)
 
     def candidates(self, env: gym.vector.VectorEnv, rollout_episodes: int, seed: int) -> tuple[list[float], int]:
-        """Percentiles of the novice's scores over `rollout_episodes` complete episodes, the novice acting.
+        """Percentiles of the novice's scores over `rollout_episodes` complete episodes, the novice acting."""
+        return percentile_candidates(env, rollout_episodes, seed, self.scores, self.config.percentiles)
 
-        Only whole episodes count, with a fixed quota per env (as in evaluation), so the scores are
-        not biased towards the starts of episodes or towards short episodes.
-        """
-        obs, _ = env.reset(seed=seed)
-        novice = np.full(env.num_envs, NOVICE)
-        quotas, counts = episode_quotas(rollout_episodes, env.num_envs), np.zeros(env.num_envs, dtype=np.int64)
-        current: list[list[np.ndarray]] = [[] for _ in range(env.num_envs)]
-        pooled, steps = [], 0
-        while (counts < quotas).any():
-            scores = self.scores(obs).numpy()
-            for i, score in enumerate(scores):
-                current[i].append(score)
-            obs, _, terminated, truncated, _ = env.step(novice)
-            steps += env.num_envs
-            for i in np.flatnonzero(terminated | truncated):
-                if counts[i] < quotas[i]:
-                    pooled.extend(current[i])
-                    counts[i] += 1
-                current[i] = []
-        values = np.percentile(np.asarray(pooled), self.config.percentiles)
-        return [float(v) for v in values], steps
+
+def percentile_candidates(
+    env: gym.vector.VectorEnv,
+    rollout_episodes: int,
+    seed: int,
+    scores: Callable[[Any], np.ndarray],
+    percentiles: list[float],
+) -> tuple[list[float], int]:
+    """`percentiles` of the `scores` of the novice's own states over `rollout_episodes` complete episodes."""
+    values, steps = novice_rollout(env, rollout_episodes, seed, scores)
+    return [float(v) for v in np.percentile(values, percentiles)], steps
+
+
+@dataclass
+class EveryKPolicyConfig:
+    """Ask the expert at steps 0, k, 2k, ... of each episode (k = 1: always); calibration tries each of `candidates`."""
+
+    name: str = "every_k"
+    k: int = checked(4, ge=1)
+    candidates: list[int] = checked(factory=lambda: [1, 2, 3, 4, 6, 8, 12, 16, 24, 32], nonempty=True, each=Rule(ge=1))
+
+
+@POLICIES.register("every_k")
+class EveryKPolicy(CoordinationPolicy):
+    config_cls = EveryKPolicyConfig
+    param = "k"
+    param_type = int
+
+    def __init__(self, config: EveryKPolicyConfig, env: gym.vector.VectorEnv) -> None:
+        super().__init__(config, env)
+        self.steps = np.zeros(env.num_envs, dtype=np.int64)  # each env's step within its episode
+
+    def reset(self, done: np.ndarray) -> None:
+        done = np.asarray(done, dtype=bool)
+        if done.shape != self.steps.shape:  # another batch of envs: evaluation starts by resetting them all
+            self.steps = np.zeros(done.shape, dtype=np.int64)
+        self.steps[done] = 0
+
+    def act(self, obs: Any, temperature: float = 1.0, return_model_output: bool = False) -> torch.Tensor:
+        ask = self.steps % self.config.k == 0
+        self.steps += 1
+        return torch.as_tensor(ask).long()
+
+    def num_candidates(self) -> int:
+        return len(self.config.candidates)
+
+    def candidates(self, env: gym.vector.VectorEnv, rollout_episodes: int, seed: int) -> tuple[list[float], int]:
+        return [float(k) for k in self.config.candidates], 0
+
+
+def _knn(config: OODPolicyConfig) -> Any:
+    from pyod.models.knn import KNN  # pyod takes seconds to import: only when a detector is built
+
+    return KNN(n_neighbors=config.n_neighbors)
+
+
+def _lof(config: OODPolicyConfig) -> Any:
+    from pyod.models.lof import LOF
+
+    return LOF(n_neighbors=config.n_neighbors)
+
+
+def _iforest(config: OODPolicyConfig) -> Any:
+    from pyod.models.iforest import IForest
+
+    return IForest(random_state=0)  # fixed: a refit on the same states scores the same
+
+
+# pyod outlier detectors by name (ECOD is left out: it re-ranks against every fitted state each
+# step, ~1 s per batch of 64 over 4,000 states on a CPU).
+DETECTORS: dict[str, Callable[[OODPolicyConfig], Any]] = {"knn": _knn, "lof": _lof, "iforest": _iforest}
+OOD_FEATURES = ("hidden", "dist", "hidden_dist")
+
+
+@dataclass
+class OODPolicyConfig:
+    """Ask the expert when `detector`'s outlier score of the novice's `features` is above `threshold`.
+
+    `features`: the novice's `hidden` features, `dist` (the softmax of its logits) or both. The
+    detector is fitted (by calibration) on them over `fit_episodes` complete episodes of the novice
+    playing alone on its own training levels, at most `max_fit_states` states (evenly spaced);
+    `n_neighbors` is knn's and lof's. Calibration tries the `percentiles` of the scores of the
+    novice's states on the run's training split: percentile q asks on about (100 - q)% of them.
+    """
+
+    name: str = "ood"
+    detector: str = checked("knn", choices=tuple(DETECTORS))
+    features: str = checked("hidden", choices=OOD_FEATURES)
+    n_neighbors: int = checked(10, ge=1)
+    fit_episodes: int = checked(64, ge=1)
+    max_fit_states: int = checked(4000, ge=2)
+    threshold: float = checked(0.0)
+    percentiles: list[float] = checked(
+        factory=lambda: [10.0 * i for i in range(11)], nonempty=True, each=Rule(ge=0, le=100)
+    )
+
+
+def novice_fingerprint(novice: PPOPolicy) -> torch.Tensor:
+    """sha256 of the novice's weights (names, dtypes, shapes, bytes) as 32 uint8: which novice a fit is of."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(novice.get_params().items()):
+        t = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}:{t.dtype}:{tuple(t.shape)};".encode())
+        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return torch.tensor(list(digest.digest()), dtype=torch.uint8)
+
+
+def novice_alone(env: CoordinationEnv, num_envs: int, seed: int) -> CoordinationEnv:
+    """`env`'s novice on the levels it was trained on (its checkpoint's `env` section, split `train`),
+    observed as in `env`; it acts in every state (the expert's place is never used)."""
+    if env.novice_env is None:
+        raise CheckpointError(
+            "the novice's checkpoint stores no env section, so its training levels are unknown; "
+            "pass train_novice=<a checkpoint written by duo-ai train>"
+        )
+    try:
+        config = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(EnvConfig), env.novice_env))
+    except OmegaConfBaseException as e:
+        raise CheckpointError(f"the novice's training env section cannot be read ({e}); retrain the novice") from None
+    base = make_env(config, "train", num_envs=num_envs, seed=seed)
+    try:
+        return CoordinationEnv(base, env.novice, env.novice, CoordinationConfig(agent_temperature=env.temperature), 1.0)
+    except BaseException:
+        base.close()
+        raise
+
+
+@POLICIES.register("ood")
+class OODPolicy(CoordinationPolicy):
+    """Outlier detection over the novice's features; higher pyod scores mean more outlying, so the
+    expert is asked when the score is ABOVE the threshold (asking below it inverts the method).
+
+    Checkpoints hold the fitted states (`fit_states`, float32) and the sha256 of the novice they
+    were collected from (`fitted_on`), never a pickled estimator: the detector is refitted from
+    them on load (deterministically), and refuses a novice other than the one it was fitted on.
+    """
+
+    config_cls = OODPolicyConfig
+    param = "threshold"
+    FIT_KEYS = ("fit_states", "fitted_on")
+
+    def __init__(self, config: OODPolicyConfig, env: gym.vector.VectorEnv) -> None:
+        super().__init__(config, env)
+        if not isinstance(env, CoordinationEnv):
+            raise ConfigError(f"policy ood needs a coordination env, got {type(env).__name__}")
+        self.novice_sha256 = novice_fingerprint(env.novice)  # the novice acting in this env
+        self.fit_states: torch.Tensor | None = None
+        self.fitted_on: torch.Tensor | None = None
+        self.detector: Any = None
+
+    def features(self, obs: Any) -> np.ndarray:
+        parts = self.config.features.split("_")
+        found = {
+            "hidden": lambda: np.asarray(obs["novice_hidden"], dtype=np.float32),
+            "dist": lambda: torch.as_tensor(obs["novice_logits"]).float().softmax(-1).numpy(),
+        }
+        return np.concatenate([found[part]() for part in parts], axis=-1)
+
+    def scores(self, obs: Any) -> np.ndarray:
+        """The detector's outlier score of each env's state (higher = more outlying)."""
+        if self.detector is None:
+            raise ConfigError("this ood coordinator has no fitted detector; set it up with algorithm.name=calibrate")
+        return self.detector.decision_function(self.features(obs))
+
+    def act(self, obs: Any, temperature: float = 1.0, return_model_output: bool = False) -> torch.Tensor:
+        return torch.as_tensor(self.scores(obs) > self.config.threshold).long()
+
+    def fit(self, env: gym.vector.VectorEnv, seed: int) -> int:
+        """Fit the detector on the novice's states over its own training levels; returns the steps spent."""
+        cfg = self.config
+        alone = novice_alone(env, min(cfg.fit_episodes, env.num_envs), seed)
+        try:
+            states, steps = novice_rollout(alone, cfg.fit_episodes, seed, self.features)
+        finally:
+            alone.close()
+        if len(states) > cfg.max_fit_states:
+            states = states[np.linspace(0, len(states) - 1, cfg.max_fit_states).round().astype(np.int64)]
+        if cfg.detector in ("knn", "lof") and len(states) <= cfg.n_neighbors:
+            raise ConfigError(
+                f"policy.fit_episodes={cfg.fit_episodes} gave {len(states)} novice states, too few for "
+                f"policy.n_neighbors={cfg.n_neighbors}; raise fit_episodes or lower n_neighbors"
+            )
+        self.set_fit(torch.from_numpy(np.ascontiguousarray(states, dtype=np.float32)), novice_fingerprint(env.novice))
+        return steps
+
+    def set_fit(self, states: torch.Tensor, fitted_on: torch.Tensor) -> None:
+        """Take fitted states of the novice with sha256 `fitted_on` and refit the detector on them."""
+        fitted_on = fitted_on.to(torch.uint8)
+        if not torch.equal(fitted_on, self.novice_sha256):
+            fitted, here = (bytes(t.tolist()).hex()[:12] for t in (fitted_on, self.novice_sha256))
+            raise CheckpointError(
+                f"this ood coordinator was fitted on another novice (weights sha256 {fitted}...) than the one "
+                f"acting here ({here}...); evaluate it with the train_novice/test_novice it was calibrated "
+                "with, or calibrate a new one for this novice"
+            )
+        self.fit_states, self.fitted_on = states.float().contiguous(), fitted_on
+        self.detector = DETECTORS[self.config.detector](self.config).fit(self.fit_states.numpy())
+
+    def check_env(self, env: gym.vector.VectorEnv, split: str) -> None:
+        """The novice acting in `split` must be the training split's, on which the detector is fitted."""
+        if not torch.equal(novice_fingerprint(env.novice), self.novice_sha256):
+            raise ConfigError(
+                f"policy ood is fitted on the training split's novice, but another one (test_novice) acts in split "
+                f"{split!r}; leave test_novice unset or give it train_novice's checkpoint"
+            )
+
+    def get_params(self) -> dict[str, Any]:
+        params = super().get_params()
+        if self.fit_states is not None:
+            params.update(fit_states=self.fit_states.clone(), fitted_on=self.fitted_on.clone())
+        return params
+
+    def set_params(self, params: dict[str, Any]) -> None:
+        """The threshold alone (calibration, re-pricing) or with a whole fit (a checkpoint)."""
+        fit = {k: params[k] for k in self.FIT_KEYS if k in params}
+        if fit and len(fit) != len(self.FIT_KEYS):
+            raise CheckpointError(f"ood parameters {sorted(params)} hold part of a fit; a fit is {list(self.FIT_KEYS)}")
+        super().set_params({k: v for k, v in params.items() if k not in fit})
+        if fit:
+            self.set_fit(fit["fit_states"], fit["fitted_on"])
+
+    def num_candidates(self) -> int:
+        return len(self.config.percentiles)
+
+    def candidates(self, env: gym.vector.VectorEnv, rollout_episodes: int, seed: int) -> tuple[list[float], int]:
+        """Percentiles of the detector's scores of the novice's states on the run's training split."""
+        return percentile_candidates(env, rollout_episodes, seed, self.scores, self.config.percentiles)
 
 
 @dataclass
@@ -221,7 +474,7 @@ class CalibrateConfig(AlgorithmConfig):
     Each candidate is evaluated over `num_episodes` episodes on `num_envs` envs, and each
     episode's base reward, expert steps and switches are kept, so the choice can be made again at
     any other cost weight by re-pricing them (`reselect`). `rollout_episodes` complete episodes of
-    novice play on the training split give the logit thresholds. `split: null` = the run's
+    novice play on the training split give the logit and ood thresholds. `split: null` = the run's
     `coordination.selection_split`. An iteration
     evaluates one candidate, and the run saves after each (`save_freq`).
     """
@@ -239,10 +492,12 @@ class CalibrateConfig(AlgorithmConfig):
 class Calibrate(Algorithm):
     """Sets up a baseline coordinator without gradient steps: the best candidate on validation.
 
-    Iteration 0 lists the candidates (for `logit`, percentiles of the novice's scores from a
-    rollout on the training env); iteration k evaluates candidate k on the validation split, on
-    the same levels and seed for every candidate; the last one keeps the best. A policy with
-    nothing to calibrate (`always`) takes no iterations.
+    Iteration 0 fits what the policy learns (`ood`'s detector) and lists the candidates (for
+    `logit` and `ood`, percentiles of the novice's scores from a rollout on the training env);
+    iteration k evaluates candidate k on the validation split, on the same levels and seed for
+    every candidate; the last one keeps the best. A policy with nothing to calibrate (`always`)
+    takes no iterations. The validation env is built up front, so a policy can refuse it
+    (`check_env`) before any work.
     """
 
     config_cls = CalibrateConfig
@@ -266,19 +521,25 @@ class Calibrate(Algorithm):
         # The sweep as it runs: candidates, their validation rewards and expert fractions, the choice.
         self.calibration: dict[str, Any] = {"param": policy.param, "split": config.split}
         self.val_env: gym.vector.VectorEnv | None = None
+        if self.num_iterations:
+            self.val_env = self.make_env(config.split, min(config.num_envs, config.num_episodes))
+            try:
+                policy.check_env(self.val_env, config.split)
+            except BaseException:
+                self.close()
+                raise
 
     def train_iteration(self) -> dict[str, float]:
         param, cfg, sweep = self.policy.param, self.config, self.calibration
         if self.iteration == 0:
+            fit_steps = self.policy.fit(self.env, self.seed)
             sweep["candidates"], steps = self.policy.candidates(self.env, cfg.rollout_episodes, self.seed)
             sweep["reward_mean"], sweep["expert_fraction"], sweep["episodes"] = [], [], []
-            self.global_step += steps
+            self.global_step += fit_steps + steps
             self.iteration += 1
             return {"calibrate/num_candidates": float(len(sweep["candidates"]))}
 
         value = sweep["candidates"][self.iteration - 1]
-        if self.val_env is None:
-            self.val_env = self.make_env(cfg.split, min(cfg.num_envs, cfg.num_episodes))
         self.policy.set_params({param: torch.tensor(value, dtype=torch.float64)})
         result = evaluate(
             self.policy, self.val_env, cfg.num_episodes, seed=self.seed + CALIBRATION_SEED_OFFSET, split=cfg.split
@@ -334,4 +595,4 @@ def reselect(calibration: dict[str, Any], weight: float, base_penalty: float, sw
     return calibration["candidates"][int(np.argmax(rewards))]
 
 
-BASELINES = ("always", "random", "logit")
+BASELINES = ("always", "random", "logit", "every_k", "ood")

@@ -53,6 +53,7 @@ class CoordinationEnv(gym.vector.VectorEnv):
         expert: PPOPolicy,
         config: CoordinationConfig,
         base_penalty: float,
+        novice_env: dict[str, Any] | None = None,
     ) -> None:
         self.base_env = base_env
         self.novice = novice
@@ -63,6 +64,9 @@ class CoordinationEnv(gym.vector.VectorEnv):
         self.switch_cost = config.switch_agent_cost_weight * base_penalty
         self.temperature = config.agent_temperature
         self.expert_visible = config.expert_visible
+        # The `env` section the novice was trained with (from its checkpoint; None if unknown): where
+        # a coordinator that models the novice's own experience (ood) watches it play alone.
+        self.novice_env = novice_env
 
         frame_space = base_env.single_observation_space
         spaces = {"base_obs": frame_space, **self._feature_spaces("novice", novice, frame_space)}

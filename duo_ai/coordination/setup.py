@@ -16,7 +16,7 @@ from typing import Any
 
 import gymnasium as gym
 
-from duo_ai.coordination.agents import AgentCheckpoint, build_agent, read_agents, resolve_agent_paths
+from duo_ai.coordination.agents import AgentCheckpoint, build_agent, game_of, read_agents, resolve_agent_paths
 from duo_ai.coordination.config import AGENT_KEYS, CoordinationConfig, is_coordination_run
 from duo_ai.coordination.env import CoordinationEnv
 from duo_ai.coordination.penalty import resolve_base_penalty
@@ -26,11 +26,15 @@ from duo_ai.policies.ppo import PPOPolicy
 
 @dataclass
 class Coordination:
-    """The loaded agents (by config key), the costs, and which agents act in which split."""
+    """The loaded agents (by config key), the costs, and which agents act in which split.
+
+    `agent_envs`: each agent's training `env` section, as its checkpoint stores it.
+    """
 
     config: CoordinationConfig
     agents: dict[str, PPOPolicy]
     base_penalty: float
+    agent_envs: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
 
     def agents_for_split(self, split: str) -> tuple[str, str]:
         """The config keys of the novice and expert acting in `split` (test ones fall back to train ones)."""
@@ -44,7 +48,14 @@ class Coordination:
         """The coordinator's env over `base_env` (of `split`); closes `base_env` if that fails."""
         novice, expert = self.agents_for_split(split)
         try:
-            return CoordinationEnv(base_env, self.agents[novice], self.agents[expert], self.config, self.base_penalty)
+            return CoordinationEnv(
+                base_env,
+                self.agents[novice],
+                self.agents[expert],
+                self.config,
+                self.base_penalty,
+                novice_env=self.agent_envs.get(novice),
+            )
         except BaseException:
             base_env.close()
             raise
@@ -61,11 +72,12 @@ def setup_coordination(
 
     `spaces_env` is any base env of the run's game (the agents read their spaces from it).
     `embedded`: the agents stored in a coordinator's checkpoint (`embed_agents`), used instead of
-    the checkpoint files the config names, so a coordinator works after those are moved or deleted.
+    the checkpoint files the config names, so a coordinator works after those are moved or deleted;
+    unless the config names other agents (e.g. an override of `train_novice`): then those files.
     """
     if not is_coordination_run(config):
         return None
-    if embedded:
+    if embedded and all(getattr(config, key) == embedded.get(key, {}).get("path") for key in AGENT_KEYS):
         checkpoints = {
             key: AgentCheckpoint(key, agent["path"], agent, agent["game"]) for key, agent in embedded.items()
         }
@@ -73,7 +85,8 @@ def setup_coordination(
         resolve_agent_paths(config)
         checkpoints = read_agents(config)
     agents = {key: build_agent(checkpoints[key], spaces_env, compute) for key in AGENT_KEYS if key in checkpoints}
-    coordination = Coordination(config.coordination, agents, base_penalty=0.0)
+    agent_envs = {key: (c.payload.get("config") or {}).get("env") for key, c in checkpoints.items()}
+    coordination = Coordination(config.coordination, agents, base_penalty=0.0, agent_envs=agent_envs)
     expert_key = coordination.agents_for_split(config.coordination.base_penalty_split)[1]
     coordination.base_penalty = config.coordination.base_penalty = resolve_base_penalty(
         config, checkpoints[expert_key], agents[expert_key], log
@@ -83,13 +96,14 @@ def setup_coordination(
 
 def embed_agents(config: Any, coordination: Coordination) -> dict[str, dict[str, Any]]:
     """The agents' weights and configs, to store in every coordinator checkpoint (a few MB each)."""
-    game = f"{config.env.name}/{config.env.task}"
+    game = game_of(config.env)
     return {
         key: {
             "path": str(getattr(config, key)),
             "game": game,
             "policy_config": dataclasses.asdict(agent.config),
             "model_state_dict": {k: v.cpu() for k, v in agent.get_params().items()},
+            "config": {"env": coordination.agent_envs.get(key)},
         }
         for key, agent in coordination.agents.items()
     }

@@ -94,5 +94,13 @@ class Algorithm(abc.ABC):
         a run holds each process's part under `rank_states`."""
         return {}
 
+    def shared_state_dict(self) -> dict[str, Any]:
+        """`state_dict()` without what `process_state_dict()` holds; override where the process's
+        part is costly to take (a data-parallel checkpoint takes it once, under `rank_states`)."""
+        state = self.state_dict()
+        for key in self.process_state_dict():
+            state.pop(key, None)
+        return state
+
     def close(self) -> None:  # noqa: B027  (optional hook: most algorithms open nothing themselves)
         """Release what the algorithm opened itself (e.g. validation environments)."""

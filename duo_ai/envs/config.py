@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from duo_ai.core.checks import INT32_MAX, checked
 from duo_ai.envs.procgen import DISTRIBUTION_MODES
 
-# Env families: `env.name`.
-ENV_FAMILIES = ("procgen", "gym")
+# Env families (`env.name`), each registered in `duo_ai.envs.ENVS`.
+ENV_FAMILIES = ("procgen", "minigrid", "gym")
 
 
 @dataclass
@@ -22,10 +23,18 @@ class SplitConfig:
 
 @dataclass
 class EnvConfig:
-    """The training environment. `name` is the family (procgen, gym), `task` the game or env id."""
+    """The training environment. `name` is the family (procgen, minigrid, gym), `task` the game or env id.
+
+    Levels are `[start_level, start_level + num_levels)` (0 = unlimited) for Procgen and MiniGrid
+    alike: a Procgen level, or the seed MiniGrid builds a layout and start from.
+    `distribution_mode` and `num_threads` are Procgen's; `kwargs` are MiniGrid's (arguments of the
+    env's constructor, e.g. `{agent_start_pos: null}` for random starts on DistShift).
+    """
 
     name: str = checked("procgen", choices=ENV_FAMILIES)
-    task: str = checked("coinrun", test=bool, allowed="a game name (procgen) or a gymnasium id (gym)")
+    task: str = checked(
+        "coinrun", test=bool, allowed="a game name (procgen), a MiniGrid id (minigrid) or a gymnasium id (gym)"
+    )
     num_envs: int = checked(32, ge=1)
     distribution_mode: str = checked("easy", choices=DISTRIBUTION_MODES)
     start_level: int = checked(0, ge=0, le=INT32_MAX)
@@ -33,6 +42,7 @@ class EnvConfig:
     num_levels: int = checked(200, ge=0, le=INT32_MAX)
     # Procgen engine threads; 0 = one per core.
     num_threads: int = checked(0, ge=0)
+    kwargs: dict[str, Any] = field(default_factory=dict)
     # Evaluation splits by name; `train` always means the training levels.
     splits: dict[str, SplitConfig] = field(
         default_factory=lambda: {"test": SplitConfig(start_level=100_000, num_levels=0)}

@@ -13,7 +13,10 @@ share:
   every method; 2000 resamples, seeded), and the same interval for its difference to the best
   always-agent (the one with the larger AUC);
 - at the study weight W: each method's mean per-episode difference to the best always-agent at W
-  (the higher mean there) and to the other always-agent, with 1.96 x std(diff) / sqrt(n).
+  (the higher mean there) and to the other always-agent, with 1.96 x std(diff) / sqrt(n);
+- for each learned coordinator (a method named `ppo*`: `ppo`, `ppo_s2`, ...): its difference to every
+  baseline (every other method) at W and in AUC, and to the best baseline at W and by AUC: the
+  question a study asks is whether learning beats the best calibrated rule, not only the always-agents.
 
 An always-agent's episodes do not depend on the weight, so a method named `always_*` with a single
 file is re-priced to every weight: reward = base reward - (w x expert steps + switch cost weight x
@@ -51,6 +54,7 @@ ARRAYS = {  # eval JSON key -> EvalFile attribute
 }
 SCALARS = ("split", "num_episodes", "cost_weight", "base_penalty", "switch_agent_cost_weight", "env", "checkpoint")
 ALWAYS = "always_"
+LEARNED = "ppo"  # methods named ppo, ppo_s<seed>: learned coordinators; every other method is a baseline
 FILE_NAME = re.compile(r"^w(.+)\.json$")
 Z95 = 1.96
 NUM_RESAMPLES, BOOTSTRAP_SEED = 2000, 0
@@ -389,6 +393,20 @@ def summarize(study: Study, weight: float, root: Path) -> dict[str, Any]:
             "auc": auc_interval(weights, m.rewards) if has_auc else None,
             "auc_diff_vs_best_always": None if best_auc is None else auc_diff(weights, m, best_auc),
         }
+    baselines = [m for name, m in study.methods.items() if not name.startswith(LEARNED)]
+    best_base = max(baselines, key=lambda m: float(m.rewards[k].mean()), default=None)
+    best_base_auc = (
+        max(baselines, key=lambda m: trapezoid_auc(weights, m.rewards.mean(axis=1)), default=None) if has_auc else None
+    )
+    for name, m in study.methods.items():
+        if not name.startswith(LEARNED) or best_base is None:
+            continue
+        methods[name].update(
+            diff_vs_best_baseline=paired_diff(m.rewards[k], best_base.rewards[k], best_base.name),
+            diff_vs_baselines={b.name: paired_diff(m.rewards[k], b.rewards[k], b.name) for b in baselines},
+            auc_diff_vs_best_baseline=auc_diff(weights, m, best_base_auc) if has_auc else None,
+            auc_diff_vs_baselines={b.name: auc_diff(weights, m, b) for b in baselines} if has_auc else None,
+        )
     first = study.first.data
     return {
         "cost_weight": weights[k],
@@ -399,6 +417,8 @@ def summarize(study: Study, weight: float, root: Path) -> dict[str, Any]:
         "switch_agent_cost_weight": float(first["switch_agent_cost_weight"]),
         "best_always": None if best is None else best.name,
         "best_always_auc": None if best_auc is None else best_auc.name,
+        "best_baseline": None if best_base is None else best_base.name,
+        "best_baseline_auc": None if best_base_auc is None else best_base_auc.name,
         "interval": "reward: 1.96 x std / sqrt(n) over episodes; AUC: 95% percentile bootstrap over episodes",
         "bootstrap": {"resamples": NUM_RESAMPLES, "seed": BOOTSTRAP_SEED, "paired": True},
         "evals": relative(study.evals, root),

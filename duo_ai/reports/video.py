@@ -1,9 +1,11 @@
 """`duo-ai video`: record full episodes of a checkpoint's agent as MP4, GIF, or a PNG frame strip.
 
-The frames are the agent's own observations (Procgen's 64x64 RGB frames, the ones the policy acts
-on), upscaled with nearest-neighbour so every game pixel stays a sharp square. For a coordinator,
-each frame the expert acts on gets an orange border (the coordination env reports who acted in
-`info["agent"]`: 0 the novice, 1 the expert); novice frames are unmarked. Procgen can also render
+Procgen: the frames are the agent's own observations (64x64 RGB, the ones the policy acts on).
+MiniGrid: the agent sees a 7x7 symbolic view, so the frames are the whole grid drawn by MiniGrid
+(8 pixels a cell, the agent's view highlighted). Frames are upscaled with nearest-neighbour so
+every game pixel stays a sharp square. For a coordinator, each frame the expert acts on gets an
+orange border (the coordination env reports who acted in `info["agent"]`: 0 the novice, 1 the
+expert); novice frames are unmarked. Procgen can also render
 512x512 frames (`render_mode="rgb_array"`, read from `get_info()[i]["rgb"]`); those are not what
 the agent sees and are not used here.
 """
@@ -43,8 +45,15 @@ class Recording:
         return range(start, start + self.lengths[index])
 
 
-def base_frame(obs: Any) -> np.ndarray:
-    """The first env's frame as [H, W, 3] uint8 (a coordination env's observation holds it in `base_obs`)."""
+def base_frame(env: Any, obs: Any) -> np.ndarray:
+    """The first env's frame as [H, W, 3] uint8.
+
+    Procgen: the observation itself (a coordination env's observation holds it in `base_obs`).
+    MiniGrid: the whole grid drawn by the env (`render_frame`), not the agent's 7x7 symbolic view.
+    """
+    base = getattr(env, "base_env", env)
+    if hasattr(base, "render_frame"):
+        return base.render_frame(0, tile_size=8)
     frames = obs["base_obs"] if isinstance(obs, dict) else obs
     return np.array(np.asarray(frames[0]).transpose(1, 2, 0), copy=True, order="C")  # the env reuses its buffer
 
@@ -56,7 +65,7 @@ def record_episodes(policy: Any, env: Any, episodes: int, temperature: float, se
     policy.eval()
     policy.reset(np.ones(env.num_envs, dtype=bool))
     while len(rec.lengths) < episodes:
-        rec.frames.append(base_frame(obs))
+        rec.frames.append(base_frame(env, obs))
         action = policy.act(obs, temperature=temperature)
         obs, _, terminated, truncated, info = env.step(np.asarray(action.cpu()))
         policy.reset(terminated | truncated)
@@ -144,8 +153,10 @@ def record_checkpoint(
     out = check_video_args(Path(out), episodes, temperature, scale, fps, strip_frames)
     payload = load_checkpoint(checkpoint)
     config = config_from_checkpoint(payload, None, list(overrides))
-    if config.env.name != "procgen":
-        raise ConfigError(f"duo-ai video records Procgen games; {checkpoint} plays {config.env.name}/{config.env.task}")
+    if config.env.name not in ("procgen", "minigrid"):
+        raise ConfigError(
+            f"duo-ai video records Procgen and MiniGrid games; {checkpoint} plays {config.env.name}/{config.env.task}"
+        )
     split = split or (config.evaluation.splits[0] if config.evaluation.splits else "test")
     temperature = config.evaluation.temperature if temperature is None else temperature
     seed = config.seed + EVAL_SEED_OFFSET if seed is None else seed

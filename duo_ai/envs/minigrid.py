@@ -1,0 +1,204 @@
+"""MiniGrid grid worlds as a gymnasium vector environment, with Procgen-style level seeds.
+
+Each copy is one MiniGrid env stepped in a Python loop (a step is microseconds of Python). The
+observation is the agent's egocentric 7x7 view, MiniGrid's symbolic `image` (object, colour and
+state index per cell) as channel-first uint8 [N, 3, 7, 7]. The agent's direction is not a separate
+input: the view is already rotated so that the agent faces up, as in MiniGrid's `ImgObsWrapper`.
+
+Levels: MiniGrid builds a layout (and a start position, where it is random) from the seed of
+`reset`. Episode k of env i plays level `start_level + (h(seed, i, k) mod num_levels)` (any level
+from `start_level` on when `num_levels` is 0), h a counter-based hash, so disjoint
+`[start_level, start_level + num_levels)` ranges give disjoint train, validation and test levels, and
+the level sequence is a pure function of the reset seed. Episodes reset as soon as they end (same-
+step autoreset, as Procgen): the step that ends one returns the next episode's first view, with the
+last view in `info["final_obs"]`. MiniGrid's step limit is a truncation, bootstrapped by PPO.
+
+Exact resume: an env's state is its level seed and the actions taken so far in the episode; MiniGrid
+is deterministic given both, so `set_state` replays them.
+"""
+
+from __future__ import annotations
+
+import difflib
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from duo_ai.core.checks import INT32_MAX
+from duo_ai.core.errors import EnvError
+from duo_ai.core.rng import counter_uniforms
+
+VIEW_SHAPE = (3, 7, 7)
+# The largest index MiniGrid writes in each channel of the view (object, colour, state):
+# models scale by these rather than by 255, which would squash them towards 0.
+VIEW_MAX = (10, 5, 2)
+
+
+def minigrid_ids() -> list[str]:
+    """Every registered MiniGrid env id (importing `minigrid` registers them)."""
+    import minigrid  # noqa: F401  registers the MiniGrid-* ids
+
+    return sorted(env_id for env_id in gym.registry if env_id.startswith("MiniGrid-"))
+
+
+def check_task(task: str) -> None:
+    """Refuse an id that MiniGrid does not register, naming the closest ones."""
+    ids = minigrid_ids()
+    if task in ids:
+        return
+    close = difflib.get_close_matches(task, ids, n=3, cutoff=0.5)
+    hint = f"did you mean {', '.join(close)}?" if close else "e.g. MiniGrid-DistShift2-v0 or MiniGrid-LavaGapS7-v0"
+    raise EnvError(f"unknown MiniGrid id {task!r}; {hint}")
+
+
+class MiniGridVecEnv(gym.vector.VectorEnv):
+    """`num_envs` copies of one MiniGrid env; observations [N, 3, 7, 7] uint8 (object, colour, state).
+
+    `info["episode"]` holds the return `r`, length `l` and `level_seed` of episodes that ended this
+    step, masked by `info["_episode"]`; `info["level_seed"]` is each env's current level.
+    """
+
+    metadata = {"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP}
+
+    def __init__(
+        self,
+        task: str,
+        num_envs: int,
+        start_level: int = 0,
+        num_levels: int = 0,
+        kwargs: dict[str, Any] | None = None,
+        seed: int = 0,
+    ) -> None:
+        check_task(task)
+        if num_envs < 1 or start_level < 0 or num_levels < 0:
+            raise EnvError("num_envs must be >= 1 and start_level, num_levels >= 0")
+        self.task = task
+        self.num_envs = num_envs
+        self.start_level = start_level
+        self.num_levels = num_levels
+        self.kwargs = dict(kwargs or {})
+        try:
+            self.envs = [gym.make(task, **self.kwargs).unwrapped for _ in range(num_envs)]
+        except TypeError as e:
+            raise EnvError(f"env.kwargs do not fit {task} ({e}); pass only arguments of its constructor") from None
+        self.single_observation_space = gym.spaces.Box(0, 255, VIEW_SHAPE, dtype=np.uint8)
+        self.single_action_space = gym.spaces.Discrete(int(self.envs[0].action_space.n))
+        self.observation_space = gym.vector.utils.batch_space(self.single_observation_space, num_envs)
+        self.action_space = gym.vector.utils.batch_space(self.single_action_space, num_envs)
+        self._seed = seed
+        self._obs = np.zeros((num_envs, *VIEW_SHAPE), dtype=np.uint8)
+        self._returns = np.zeros(num_envs, dtype=np.float64)
+        self._lengths = np.zeros(num_envs, dtype=np.int64)
+        self._episode_index = np.zeros(num_envs, dtype=np.int64)
+        self._level_seeds = np.zeros(num_envs, dtype=np.int64)
+        self._actions: list[list[int]] = [[] for _ in range(num_envs)]
+        self._started = False
+
+    # -- levels ------------------------------------------------------------------------------------
+    def _level_seed(self, i: int) -> int:
+        span = self.num_levels if self.num_levels > 0 else INT32_MAX + 1 - self.start_level
+        u = counter_uniforms(self._seed, [np.array([i]), np.array([self._episode_index[i]])], 1)[0, 0]
+        return self.start_level + min(int(u * span), span - 1)
+
+    def _start_episode(self, i: int) -> None:
+        self._level_seeds[i] = self._level_seed(i)
+        obs, _ = self.envs[i].reset(seed=int(self._level_seeds[i]))
+        self._obs[i] = obs["image"].transpose(2, 0, 1)
+        self._returns[i] = 0.0
+        self._lengths[i] = 0
+        self._actions[i] = []
+
+    # -- gymnasium API -----------------------------------------------------------------------------
+    def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[np.ndarray, dict]:
+        """Start every env on its first level of the sequence that `seed` (default: the last one) picks."""
+        if seed is not None:
+            self._seed = int(seed)
+        self._episode_index[:] = 0
+        for i in range(self.num_envs):
+            self._start_episode(i)
+        self._started = True
+        return self._obs.copy(), {"level_seed": self._level_seeds.copy()}
+
+    def step(self, actions: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict]:
+        if not self._started:
+            raise RuntimeError("call reset() before step()")
+        actions = np.asarray(actions, dtype=np.int64)
+        rewards = np.zeros(self.num_envs, dtype=np.float32)
+        terminated = np.zeros(self.num_envs, dtype=bool)
+        truncated = np.zeros(self.num_envs, dtype=bool)
+        ended: dict[int, tuple[np.ndarray, float, int, int]] = {}
+        for i, env in enumerate(self.envs):
+            obs, reward, term, trunc, _ = env.step(int(actions[i]))
+            self._actions[i].append(int(actions[i]))
+            self._returns[i] += reward
+            self._lengths[i] += 1
+            rewards[i], terminated[i], truncated[i] = reward, term, trunc and not term
+            view = obs["image"].transpose(2, 0, 1)
+            if term or trunc:
+                ended[i] = (view.copy(), self._returns[i], self._lengths[i], self._level_seeds[i])
+                self._episode_index[i] += 1
+                self._start_episode(i)
+            else:
+                self._obs[i] = view
+        info: dict[str, Any] = {"level_seed": self._level_seeds.copy()}
+        if ended:
+            done = np.zeros(self.num_envs, dtype=bool)
+            done[list(ended)] = True
+            final_obs = np.empty(self.num_envs, dtype=object)
+            episode = {
+                "r": np.zeros(self.num_envs),
+                "l": np.zeros(self.num_envs, dtype=np.int64),
+                "level_seed": np.zeros(self.num_envs, dtype=np.int64),
+            }
+            for i, (view, ret, length, level) in ended.items():
+                final_obs[i] = view
+                episode["r"][i], episode["l"][i], episode["level_seed"][i] = ret, length, level
+            info.update(episode=episode, _episode=done, final_obs=final_obs, _final_obs=done.copy())
+        return self._obs.copy(), rewards, terminated, truncated, info
+
+    # -- where the agents are (videos, ask maps) ---------------------------------------------------
+    def render_frame(self, i: int, tile_size: int = 16) -> np.ndarray:
+        """Env `i`'s whole grid as RGB [H, W, 3] uint8, the agent's view highlighted."""
+        return self.envs[i].get_frame(highlight=True, tile_size=tile_size)
+
+    def agent_cells(self) -> np.ndarray:
+        """Each env's agent position [N, 2] as (x, y) grid cells."""
+        return np.array([env.agent_pos for env in self.envs], dtype=np.int64)
+
+    def grid_size(self) -> tuple[int, int]:
+        """(width, height) of the grid in cells."""
+        return int(self.envs[0].width), int(self.envs[0].height)
+
+    # -- exact resume ------------------------------------------------------------------------------
+    def get_state(self) -> dict[str, Any]:
+        """The level sequence's seed, each env's episode index and the actions of its current episode."""
+        if not self._started:
+            raise RuntimeError("call reset() before get_state()")
+        return {
+            "seed": self._seed,
+            "episode_index": self._episode_index.tolist(),
+            "actions": [list(a) for a in self._actions],
+            "returns": self._returns.tolist(),
+        }
+
+    def set_state(self, state: dict[str, Any]) -> np.ndarray:
+        """Continue exactly where `get_state` was taken, by replaying each episode's actions."""
+        if len(state["actions"]) != self.num_envs:
+            raise EnvError(f"saved state holds {len(state['actions'])} environments, this env has {self.num_envs}")
+        self._seed = int(state["seed"])
+        self._episode_index[:] = state["episode_index"]
+        for i, actions in enumerate(state["actions"]):
+            self._start_episode(i)
+            for action in actions:
+                obs, reward, *_ = self.envs[i].step(int(action))
+                self._obs[i] = obs["image"].transpose(2, 0, 1)
+            self._actions[i] = [int(a) for a in actions]
+            self._lengths[i] = len(actions)
+        self._returns[:] = state["returns"]
+        self._started = True
+        return self._obs.copy()
+
+    def close(self, **kwargs: Any) -> None:
+        for env in self.envs:
+            env.close()

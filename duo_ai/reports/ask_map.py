@@ -1,0 +1,204 @@
+"""`duo-ai ask-map`: where on the grid a MiniGrid coordinator asks for the expert, beside where the
+novice alone fails.
+
+Two passes over the same test episodes (same levels, same seed, same agents' random numbers):
+1. the coordinator: per grid cell, how often the agent stood there (`visits`) and how often the
+   coordinator handed that step to the expert (`asks`); the ask rate is asks / visits;
+2. the novice alone (never asking): per cell, how many of its episodes ended there in failure:
+   the step from that cell walked into something deadly (lava), or its time ran out there.
+If asks follow the state, the ask rate is high on and next to the novice's failure cells and low
+elsewhere; `asks_near_failures` against `visits_near_failures` says it in two numbers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from duo_ai.build import build_policy, compute_from, config_from_checkpoint, env_maker
+from duo_ai.coordination.config import is_coordination_run
+from duo_ai.coordination.env import NOVICE
+from duo_ai.core.checkpoint import load_checkpoint
+from duo_ai.core.errors import ConfigError
+from duo_ai.core.rng import seed_everything
+from duo_ai.evaluation import EVAL_SEED_OFFSET, episode_quotas
+from duo_ai.reports import check_output, prepare_output, require
+
+# Cells visited fewer times than this get no ask rate on the map (a rate of 1 visit is noise).
+MIN_VISITS = 5
+
+
+@dataclass
+class CellCounts:
+    """Per-cell counts [height, width] over the counted episodes of one pass."""
+
+    visits: np.ndarray
+    asks: np.ndarray
+    failures: np.ndarray
+    episodes: int
+
+
+def play(policy: Any, env: Any, episodes: int, seed: int, temperature: float) -> CellCounts:
+    """Run `policy` on a MiniGrid coordination env for exactly `episodes` episodes (fixed quota per
+    env, as evaluation does) and count visits, asks and failures per cell."""
+    base = env.base_env
+    width, height = base.grid_size()
+    counts = CellCounts(*(np.zeros((height, width), dtype=np.int64) for _ in range(3)), episodes=episodes)
+    quotas, done = episode_quotas(episodes, env.num_envs), np.zeros(env.num_envs, dtype=np.int64)
+    obs, _ = env.reset(seed=seed)
+    policy.eval()
+    policy.reset(np.ones(env.num_envs, dtype=bool))
+    while (done < quotas).any():
+        cells = base.agent_cells()
+        action = np.asarray(policy.act(obs, temperature=temperature).cpu())
+        obs, _, terminated, truncated, info = env.step(action)
+        policy.reset(terminated | truncated)
+        counting = done < quotas
+        x, y = cells[counting, 0], cells[counting, 1]
+        np.add.at(counts.visits, (y, x), 1)
+        np.add.at(counts.asks, (y, x), info["agent"][counting] != NOVICE)
+        if "_episode" not in info:
+            continue
+        for i in np.flatnonzero(info["_episode"] & counting):
+            if truncated[i] or info["episode"]["base_reward"][i] <= 0:
+                counts.failures[cells[i, 1], cells[i, 0]] += 1
+            done[i] += 1
+    return counts
+
+
+class NeverAsk:
+    """The novice alone: answers 0 everywhere."""
+
+    def eval(self) -> None: ...
+
+    def reset(self, done: np.ndarray) -> None: ...
+
+    def act(self, obs: Any, temperature: float = 1.0) -> Any:
+        import torch
+
+        return torch.zeros(len(obs["novice_logits"]), dtype=torch.long)
+
+
+def near(mask: np.ndarray) -> np.ndarray:
+    """`mask` grown by one cell in the four grid directions (a failure is decided one step before it)."""
+    grown = mask.copy()
+    grown[1:] |= mask[:-1]
+    grown[:-1] |= mask[1:]
+    grown[:, 1:] |= mask[:, :-1]
+    grown[:, :-1] |= mask[:, 1:]
+    return grown
+
+
+def summarise(coord: CellCounts, novice: CellCounts) -> dict[str, Any]:
+    """Plain numbers and per-cell arrays for the JSON beside the picture."""
+    failing = near(novice.failures > 0)
+    asks, visits = coord.asks.sum(), coord.visits.sum()
+    rate = np.where(coord.visits >= MIN_VISITS, coord.asks / np.maximum(coord.visits, 1), np.nan)
+    return {
+        "episodes": coord.episodes,
+        "ask_fraction": float(asks / max(visits, 1)),
+        # Share of all asks (and of all steps) made on or next to a cell where the novice alone failed.
+        "asks_near_failures": float(coord.asks[failing].sum() / max(asks, 1)),
+        "visits_near_failures": float(coord.visits[failing].sum() / max(visits, 1)),
+        "novice_failure_rate": float(novice.failures.sum() / max(novice.episodes, 1)),
+        "ask_rate": [[None if np.isnan(v) else round(float(v), 4) for v in row] for row in rate],
+        "visits": coord.visits.tolist(),
+        "asks": coord.asks.tolist(),
+        "novice_failures": novice.failures.tolist(),
+    }
+
+
+def draw(path: Path, background: np.ndarray, summary: dict[str, Any], title: str) -> None:
+    """Two panels on the grid: the coordinator's ask rate per cell, the novice's failures per cell."""
+    require("matplotlib", "ask-map")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rate = np.array(summary["ask_rate"], dtype=float)
+    failures = np.array(summary["novice_failures"], dtype=float) / max(summary["episodes"], 1)
+    height, width = rate.shape
+    extent = (0, width, height, 0)
+    fig, axes = plt.subplots(1, 2, figsize=(2 * (1.1 * width / 2 + 1.2), 1.1 * height / 2 + 1.2), squeeze=False)
+    panels = [
+        (axes[0, 0], np.ma.masked_invalid(rate), "Blues", 1.0, "coordinator: P(ask expert) per cell"),
+        (axes[0, 1], np.ma.masked_equal(failures, 0), "Reds", None, "novice alone: failures per episode"),
+    ]
+    for ax, values, cmap, vmax, label in panels:
+        ax.imshow(background, extent=extent, interpolation="nearest")
+        shown = ax.imshow(values, extent=extent, cmap=cmap, alpha=0.75, vmin=0, vmax=vmax, interpolation="nearest")
+        fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.04)
+        ax.set_title(label, fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.suptitle(
+        f"{title}: {summary['ask_fraction']:.0%} of steps asked; {summary['asks_near_failures']:.0%} of asks "
+        f"vs {summary['visits_near_failures']:.0%} of steps on/next to the novice's failure cells",
+        fontsize=9,
+    )
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def ask_map(
+    checkpoint: str,
+    out: Path,
+    split: str = "test",
+    episodes: int = 500,
+    seed: int | None = None,
+    temperature: float | None = None,
+    overrides: list[str] = (),
+    log: Callable[[str], None] = lambda message: None,
+) -> dict[str, Any]:
+    """Draw `out` (.png) and write `out` with .json: the coordinator's ask rate per cell beside the
+    novice's failures per cell over the same `episodes` episodes of `split`. The coordinator samples
+    at `temperature` (default: its evaluation.temperature, as `duo-ai eval` does)."""
+    out = check_output(Path(out), (".png",))
+    if episodes < 1:
+        raise ConfigError(f"--episodes must be at least 1, got {episodes}")
+    payload = load_checkpoint(checkpoint)
+    config = config_from_checkpoint(payload, None, list(overrides))
+    if config.env.name != "minigrid" or not is_coordination_run(config):
+        raise ConfigError(
+            f"duo-ai ask-map draws a MiniGrid coordinator's asks on the grid; {checkpoint} is "
+            f"{'a coordinator' if is_coordination_run(config) else 'an agent'} on {config.env.name}/{config.env.task}"
+        )
+    seed = config.seed + EVAL_SEED_OFFSET if seed is None else seed
+    temperature = config.evaluation.temperature if temperature is None else temperature
+    seed_everything(seed)
+    compute = compute_from(config)
+    env = env_maker(config, compute, log, split=split, agents=payload.get("agents"))(
+        split, min(config.evaluation.num_envs, episodes)
+    )
+    try:
+        config.policy.load_path = None
+        policy = build_policy(config, env, compute)
+        policy.set_params(payload["model_state_dict"])
+        coord = play(policy, env, episodes, seed, temperature)
+        novice = play(NeverAsk(), env, episodes, seed, temperature)
+        first = env.base_env.envs[0]
+        env.reset(seed=seed)
+        background = first.grid.render(16, agent_pos=(-1, -1))
+    finally:
+        env.close()
+    summary = summarise(coord, novice)
+    summary.update(
+        checkpoint=str(checkpoint),
+        env=config.env.task,
+        split=split,
+        seed=seed,
+        temperature=temperature,
+        output=str(out),
+    )
+    prepare_output(out)
+    draw(out, background, summary, f"{config.env.task} / {split}, {episodes} episodes")
+    import json
+
+    out.with_suffix(".json").write_text(json.dumps(summary, indent=1) + "\n")
+    return summary

@@ -1,0 +1,321 @@
+"""The coordination benchmark's protocol, end to end, as `duo-ai` subprocesses:
+
+1. agents: a novice and an expert (or given checkpoints);
+2. the gate, before any coordinator: always-novice and always-expert on the test split (the first
+   always-agent's run measures the cost unit, base_penalty, and caches it beside the expert);
+3. the calibrated baselines, calibrated once (re-calibrated per weight at evaluation from their
+   stored validation episodes); a PPO coordinator per cost weight, plus the sanity weights;
+4. every method evaluated on the same test episodes (paired) at every weight, and
+   `duo-ai study-report`: the study's weight on `evaluation.episodes` (OUT/evals, OUT/report), and,
+   with `evaluation.auc_episodes`, every grid weight apart for the AUC (OUT/evals_auc, OUT/report_auc);
+5. with `evaluation.confirm_episodes`, every method again at the study's weight on fresh episodes
+   (OUT/evals_confirm_seedS, OUT/report_confirm_seedS), nothing selected on them.
+OUT/table.json is the study's table at its weight: the confirmation's where there is one.
+
+Runs that finished (summary.json) are reused and runs stopped part-way (last.ckpt) resume, so a
+rerun only redoes what is missing.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from datetime import datetime
+from pathlib import Path
+
+from duo_ai.config import load_config
+from duo_ai.core.errors import ConfigError
+from duo_ai.core.files import atomic_write_text
+from duo_ai.study.jobs import Output, Pool
+from duo_ai.study.schema import ALWAYS, GATE, Study, study_to_yaml, weight_name
+
+# PPO's start at random's rate is kept within this range so that it still tries both agents (a few
+# hundred times in procgen_small's 262,144 steps). Wider than the former [0.05, 0.95]: where random
+# never asks, a 5% start costs ~29 expert steps in the novice's ~580-step episodes, and PPO with
+# GAE lambda 1 keeps its start.
+START_RANGE = (0.001, 0.999)
+# The split every method is selected on: PPO's pick is its best_<split>.ckpt.
+SELECTION_SPLIT = "val_true"
+# Runs evaluate nothing while training: the study evaluates every method itself, paired.
+NO_EVALUATION = "evaluation.num_episodes=0"
+
+
+class Protocol:
+    """One study's runs and evaluations under `study.out`."""
+
+    def __init__(self, study: Study, pool: Pool) -> None:
+        self.study, self.pool = study, pool
+        self.out = Path(study.out)
+        c = study.compute
+        self.compute = [f"num_threads={c.num_threads}", *([f"precision={c.precision}"] if c.precision else [])]
+        self.common = [f"env.name={study.suite}", f"env.task={study.game}", f"experiments_dir={study.out}"]
+        self.common += self.compute
+        self.agents = {
+            role: getattr(study.agents, role).checkpoint or str(self.out / role / "last.ckpt")
+            for role in ("novice", "expert")
+        }
+        # The real pair acts everywhere (test_* default to train_*): every method is selected on
+        # val_true with it, and the cost unit is the expert's reward per step on test.
+        self.pair = [f"train_novice={self.agents['novice']}", f"train_expert={self.agents['expert']}"]
+        self.pair += study.coordination.overrides
+        if study.coordination.agent_temperature is not None:
+            self.pair.append(f"coordination.agent_temperature={study.coordination.agent_temperature:g}")
+        self.start = time.monotonic()
+
+    # -- what runs --------------------------------------------------------------------------------
+    def agent_runs(self) -> list[tuple[str, str, list[str]]]:
+        """(run name, config, overrides) of each agent to train."""
+        runs = []
+        for role in ("novice", "expert"):
+            agent = getattr(self.study.agents, role)
+            if agent.checkpoint is None:
+                steps = [] if agent.steps is None else [f"algorithm.total_timesteps={agent.steps}"]
+                overrides = [*self.study.agents.overrides, *steps, *agent.overrides, NO_EVALUATION]
+                runs.append((role, agent.config, overrides))
+        return runs
+
+    def baseline_run(self, name: str) -> tuple[str, str, list[str]]:
+        method = self.study.methods[name]
+        calibration = [] if name.startswith(ALWAYS) else self.study.calibration
+        return name, method.config, [*self.pair, *calibration, *method.grid, *method.overrides, NO_EVALUATION]
+
+    def ppo_run(self, weight: str, start: list[str], seed: int) -> tuple[str, str, list[str]]:
+        ppo = self.study.ppo
+        overrides = [*self.pair, *ppo.overrides, f"coordination.expert_query_cost_weight={weight}", *start]
+        return ppo.run_name(weight, seed), ppo.config, [*overrides, f"seed={seed}"]
+
+    def ppo_seeds(self, weight: str) -> list[int]:
+        """Every seed where the weight is evaluated (the study's and the grid's); the first alone at a
+        sanity-only weight, which only checks that PPO responds to the cost."""
+        s = self.study
+        evaluated = {weight_name(w) for w in (s.weight, *s.weights)}
+        return s.ppo.seeds if weight in evaluated else s.ppo.seeds[:1]
+
+    def check_runs(self) -> None:
+        """Every run's config loads (keys, values, files), before any work: one line naming the run."""
+        placeholder = ["policy.model.expert_prob_init=0.5"] if self.study.ppo.start == "random" else []
+        runs = [*self.agent_runs(), *map(self.baseline_run, self.study.baselines)]
+        runs += [self.ppo_run(w, placeholder, seed) for w in self.study.ppo_weights for seed in self.ppo_seeds(w)]
+        for name, config, overrides in runs:
+            try:
+                load_config(config, [f"name={name}", *self.common, *overrides])
+            except ConfigError as e:
+                raise ConfigError(f"run {name} ({config} with the study's overrides): {e}") from None
+
+    # -- jobs -------------------------------------------------------------------------------------
+    def train(self, out: Output, name: str, config: str, overrides: list[str]) -> None:
+        """Reuse a finished run, resume a stopped one (its own saved config), else start it afresh."""
+        run = self.out / name
+        if (run / "summary.json").is_file():
+            return out.say(f"reusing {run}")
+        if (run / "last.ckpt").is_file():
+            out.say(f"resuming {run} from its last.ckpt")
+            return out.run(["train", "--resume", str(run), *self.compute, "--no-progress"])
+        out.run(["train", "-c", config, f"name={name}", "overwrite=true", *self.common, *overrides, "--no-progress"])
+
+    def spawn_train(self, run: tuple[str, str, list[str]]) -> None:
+        self.pool.spawn(run[0], lambda out: self.train(out, *run))
+
+    def evaluate(self, out: Output, method: str, checkpoint: str, weight: str, episodes: int, folder: Path,
+                 seed: int) -> None:  # fmt: skip
+        """Test episodes, paired: the same seed, number of episodes and envs for every method."""
+        file = folder / method / f"w{weight}.json"
+        file.parent.mkdir(parents=True, exist_ok=True)
+        if file.is_file():
+            return out.say(f"reusing {file}")
+        command = ["eval", "--checkpoint", checkpoint, "--split", "test", "-n", str(episodes), "--seed", str(seed)]
+        command += ["--cost-weight", weight, "--json", str(file), *self.compute]
+        out.run([*command, f"evaluation.num_envs={self.study.evaluation.num_envs}"], quiet=True)
+        out.say(f"evaluated {method} at weight {weight} on {episodes} episodes (seed {seed})")
+
+    def spawn_evaluations(self, methods: list[tuple[str, str]], weight: str, episodes: int, folder: Path,
+                          seed: int) -> None:  # fmt: skip
+        """Evaluate each (method, checkpoint); a job's log is named after the folder (eval_ppo_w1_auc)."""
+        tag = "" if folder.name == "evals" else "_" + folder.name.removeprefix("evals_")
+        for method, checkpoint in methods:
+            suffix = "" if method.startswith(ALWAYS) else f"_w{weight}"
+            self.pool.spawn(
+                f"eval_{method}{suffix}{tag}",
+                lambda out, m=method, c=checkpoint: self.evaluate(out, m, c, weight, episodes, folder, seed),
+            )
+
+    def evaluate_always_agents(self, episodes: int, folder: Path, seed: int) -> None:
+        """The always-agents at weight 0: their episodes do not depend on the weight (the report re-prices them)."""
+        agents = [name for name in self.study.baselines if name.startswith(ALWAYS)]
+        self.spawn_evaluations([(m, str(self.out / m / "last.ckpt")) for m in agents], "0", episodes, folder, seed)
+
+    def evaluate_coordinators(self, weight: str, episodes: int, folder: Path, seed: int) -> None:
+        """The calibrated baselines and PPO (its pick on the selection split) at one weight."""
+        methods = [(m, str(self.out / m / "last.ckpt")) for m in self.study.calibrated]
+        ppo = self.study.ppo
+        for training_seed in ppo.seeds:
+            run = self.out / ppo.run_name(weight, training_seed)
+            best = run / f"best_{SELECTION_SPLIT}.ckpt"
+            methods.append((ppo.method_name(training_seed), str(best if best.is_file() else run / "last.ckpt")))
+        self.spawn_evaluations(methods, weight, episodes, folder, seed)
+
+    def report(self, evals: str, weight: str, output: str, weights: str | None = None) -> None:
+        command = ["study-report", str(self.out / evals), "--weight", weight]
+        command += ["--weights", weights] if weights is not None else []
+        command += ["-o", str(self.out / output), "--root", str(self.out)]
+        self.pool.now("study-report", lambda out: out.run(command))
+
+    # -- stages -----------------------------------------------------------------------------------
+    def agents_and_gate(self) -> None:
+        """The agents, then always-novice and always-expert on the test split, before any coordinator."""
+        s, e = self.study, self.study.evaluation
+        about = {role: " ".join(filter(None, [s.game, getattr(s.agents, role).about])) for role in ("novice", "expert")}
+        self.stage(f"agents: novice ({about['novice']}), expert ({about['expert']})")
+        for run in self.agent_runs():
+            self.pool.now(run[0], lambda out, run=run: self.train(out, *run))
+        print(f"novice: {self.agents['novice']}; expert: {self.agents['expert']}", flush=True)
+        self.stage(
+            f"the gate, before any coordinator: always-novice and always-expert, {e.episodes} test episodes each"
+        )
+        for name in [m for m in s.baselines if m.startswith(ALWAYS)]:  # in turn: the first measures base_penalty
+            self.pool.now(name, lambda out, name=name: self.train(out, *self.baseline_run(name)))
+        self.evaluate_always_agents(e.episodes, self.out / "evals", e.seed)
+        self.pool.join()
+        self.gate()
+
+    def coordinators(self) -> None:
+        """The calibrated baselines, then a PPO coordinator per weight; the sanity weights' ask rates."""
+        s = self.study
+        self.stage(f"baselines: {', '.join(s.calibrated)} (calibrated on {SELECTION_SPLIT})")
+        for name in s.calibrated:
+            self.spawn_train(self.baseline_run(name))
+        if s.ppo.start == "random":
+            self.pool.join()  # PPO starts from random's calibration
+        sanity = [weight_name(w) for w in s.sanity_weights]
+        self.stage(
+            f"PPO coordinators at cost weights {' '.join(s.ppo_weights)} (the study's weight, the grid, "
+            f"the sanity check's {' and '.join(sanity)})"
+        )
+        for w in s.ppo_weights:
+            start = self.ppo_start(w)
+            if start:
+                print(f"PPO at weight {w} starts at random's rate: {start[0]}", flush=True)
+            for seed in self.ppo_seeds(w):
+                self.spawn_train(self.ppo_run(w, start, seed))
+        self.pool.join()
+        for w in sanity:
+            for seed in self.ppo_seeds(w):
+                self.sanity(w, seed)
+
+    def evaluations(self) -> Path:
+        """Every method at every weight, paired, and the reports; returns the study's report table."""
+        s, e = self.study, self.study.evaluation
+        weight, weights, evals = weight_name(s.weight), [weight_name(w) for w in s.weights], self.out / "evals"
+        if s.auc_episodes == e.episodes:
+            self.stage(
+                "evaluation: every coordinator at every weight (the study's first), "
+                f"the same {e.episodes} test episodes"
+            )
+            for w in [weight, *(w for w in weights if w != weight)]:
+                self.evaluate_coordinators(w, e.episodes, evals, e.seed)
+            self.pool.join()
+            self.stage("report")
+            self.report("evals", weight, "report")
+            return self.out / "report" / "table.json"
+        self.stage(f"evaluation at the study's weight {weight}: every coordinator, the same {e.episodes} test episodes")
+        self.evaluate_coordinators(weight, e.episodes, evals, e.seed)
+        self.pool.join()
+        self.report("evals", weight, "report", weights=weight)
+        self.stage(
+            f"evaluation for the AUC: every method at every weight ({' '.join(weights)}), "
+            f"the same {s.auc_episodes} test episodes"
+        )
+        self.evaluate_always_agents(s.auc_episodes, self.out / "evals_auc", e.seed)
+        for w in weights:
+            self.evaluate_coordinators(w, s.auc_episodes, self.out / "evals_auc", e.seed)
+        self.pool.join()
+        # The AUC report's row: the grid weight nearest to the study's (the later one on a tie).
+        nearest = min(reversed(s.weights), key=lambda w: round(abs(w - s.weight), 9))
+        self.report("evals_auc", weight_name(nearest), "report_auc")
+        return self.out / "report" / "table.json"
+
+    def confirmation(self) -> Path:
+        """Every method again at the study's weight on fresh episodes; returns its report table."""
+        weight, e = weight_name(self.study.weight), self.study.evaluation
+        confirm = f"confirm_seed{e.confirm_seed}"
+        self.stage(
+            f"confirmation at the study's weight {weight}: every method, {e.confirm_episodes} fresh test "
+            f"episodes (seed {e.confirm_seed})"
+        )
+        self.evaluate_always_agents(e.confirm_episodes, self.out / f"evals_{confirm}", e.confirm_seed)
+        self.evaluate_coordinators(weight, e.confirm_episodes, self.out / f"evals_{confirm}", e.confirm_seed)
+        self.pool.join()
+        self.report(f"evals_{confirm}", weight, f"report_{confirm}", weights=weight)
+        return self.out / f"report_{confirm}" / "table.json"
+
+    # -- output -----------------------------------------------------------------------------------
+    def stage(self, text: str) -> None:
+        print(f"\n== [{datetime.now():%H:%M:%S}, +{self.elapsed()}s] {text}", flush=True)
+
+    def elapsed(self) -> int:
+        return int(time.monotonic() - self.start)
+
+    def gate(self) -> None:
+        """Print the novice's share of the expert's test return and the weight where they break even."""
+        novice, expert = (json.loads((self.out / "evals" / m / "w0.json").read_text()) for m in GATE)
+        n, e = novice["base_reward_mean"], expert["base_reward_mean"]
+        even = (e - n) / (expert["base_penalty"] * expert["expert_steps_mean"]) if e > n else 0.0
+        ratio = f"{n / e:.3f}" if e > 0 else "n/a (the expert scores 0)"
+        print(
+            f"gate: novice {n:.2f}, expert {e:.2f} on test: the novice gets {ratio} of the expert (the benchmark "
+            f"wants at most about 0.55); always-expert and always-novice break even at cost weight {even:.2f}",
+            flush=True,
+        )
+
+    def ppo_start(self, weight: str) -> list[str]:
+        """With ppo.start random: the probability of asking random's calibration chooses at `weight`, clamped."""
+        if self.study.ppo.start != "random":
+            return []
+        from duo_ai.coordination.baselines import reselect
+        from duo_ai.core.checkpoint import load_checkpoint
+
+        payload = load_checkpoint(self.out / "random" / "last.ckpt")
+        c = payload["config"]["coordination"]
+        p = reselect(payload["calibration"], float(weight), c["base_penalty"], c["switch_agent_cost_weight"])
+        low, high = START_RANGE
+        return [f"policy.model.expert_prob_init={min(max(p, low), high):g}"]
+
+    def sanity(self, weight: str, seed: int) -> None:
+        """The expert fraction of the PPO coordinator at a sanity weight on the selection split."""
+        run = self.study.ppo.run_name(weight, seed)
+        evals = json.loads((self.out / run / "summary.json").read_text())["eval"]
+        split = SELECTION_SPLIT if SELECTION_SPLIT in evals else next(iter(evals))
+        fraction = evals[split]["expert_fraction"]
+        seeded = "" if seed == self.study.ppo.seeds[0] else f" (seed {seed})"
+        print(f"sanity: PPO at weight {weight}{seeded} asks the expert on {fraction:.1%} of {split} steps", flush=True)
+
+
+def record(path: Path, text: str) -> None:
+    """Write the study as it runs; a different earlier record is kept beside it, named by its time."""
+    if path.is_file() and path.read_text() != text:
+        when = datetime.fromtimestamp(path.stat().st_mtime)
+        path.rename(path.with_name(f"{path.stem}_{when:%Y%m%d-%H%M%S}{path.suffix}"))
+    atomic_write_text(path, text)
+
+
+def run_study(study: Study, gate_only: bool = False, command: str = "") -> None:
+    """Check every run's config, write OUT/study.yaml, and run the protocol (see the module's docstring)."""
+    out = Path(study.out)
+    with Pool(study.jobs, out / "logs") as pool:
+        p = Protocol(study, pool)
+        p.check_runs()
+        out.mkdir(parents=True, exist_ok=True)
+        record(out / "study.yaml", f"# The study as it ran: {command}\n{study_to_yaml(study)}")
+        p.agents_and_gate()
+        if gate_only:
+            print("stopped after the gate (--gate-only); rerun without it to train and evaluate the coordinators")
+        else:
+            p.coordinators()
+            table = p.evaluations()
+            if study.evaluation.confirm_episodes > 0:
+                table = p.confirmation()
+            # The study's table where a script looks for it (its checkpoint paths are relative to OUT).
+            shutil.copyfile(table, out / "table.json")
+            print(f"the study's table: {out / 'table.json'} (from {table.relative_to(out)})")
+        print(f"wall-clock: {p.elapsed()}s", flush=True)
