@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from duo_ai import __version__
 from duo_ai.core.errors import DuoAIError
 
 app = typer.Typer(
@@ -21,9 +22,27 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Inherited by every command: `duo-ai train -h` as well as `--help`.
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
 out = Console()
 err = Console(stderr=True)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        out.print(f"duo-ai {__version__}", highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: bool = typer.Option(
+        False, "--version", callback=_print_version, is_eager=True, help="Print duo-ai's version and exit."
+    ),
+) -> None:
+    """Options before the command (`duo-ai --version`)."""
+
 
 OVERRIDES_HELP = "Config overrides as dotted key=value pairs, e.g. env.task=starpilot algorithm.learning_rate=3e-4."
 
@@ -115,7 +134,7 @@ def train(
         fail("--seeds starts new runs; resume each seed's run on its own with --resume RUN_DIR")
     if print_commands and seeds is None:
         fail("--print-commands prints the commands of a multi-seed run; add --seeds, e.g. --seeds 1,2,3")
-    cfg = None  # the run being trained, for the crash report (none yet while the config is read)
+    cfg = None  # the run being trained, once known: a crash names its train.log
     try:
         if seeds is not None:
             runs = seed_overrides(config, overrides or [], parse_seeds(seeds))

@@ -174,7 +174,7 @@ class RunLogger:
         self.task = None
         self.progress_csv: CsvLog | None = None
         self.eval_csv: CsvLog | None = None
-        self.time_offset = 0.0  # training seconds of earlier sessions of this run (from progress.csv)
+        self.time_offset = 0.0  # training seconds of this run's earlier segments (from progress.csv)
         self.clock_start = time.perf_counter()
         if not enabled:
             return
@@ -204,7 +204,7 @@ class RunLogger:
             self.log.info(message)
 
     def elapsed(self) -> float:
-        """Seconds of training of this run, continuing the count of the sessions before a resume."""
+        """Seconds of training of this run, continuing the count of the segments before a resume."""
         return self.time_offset + time.perf_counter() - self.clock_start
 
     def start(self, total_iterations: int, done_iterations: int) -> None:

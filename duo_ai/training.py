@@ -235,7 +235,7 @@ class Trainer:
             console.print(note, highlight=False, markup=False)
 
     def record_run_info(self, resume: bool) -> None:
-        """Write run_info.json (earlier sessions of a resumed run under `previous`) and log it."""
+        """Write run_info.json (the earlier segments of a resumed run under `previous`) and log it."""
         info = run_info(self.parts.compute, self.ctx, resumed=resume)
         path = self.run_dir / "run_info.json"
         if resume and path.is_file():
@@ -418,6 +418,7 @@ class Trainer:
             f"run {self.run_dir} already finished at step {algo.global_step:,} (iteration {algo.iteration}); "
             "nothing to do. To train longer, resume with a larger algorithm.total_timesteps",
             highlight=False,
+            soft_wrap=True,  # one line whatever the terminal's width: a long run path must not break it
         )
         summary_path = self.run_dir / "summary.json"
         return json.loads(summary_path.read_text()) if summary_path.is_file() else {}

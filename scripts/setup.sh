@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Set up duo-ai in ./.venv.
 #   bash scripts/setup.sh          # the package and its command-line tool
-#   bash scripts/setup.sh --dev    # plus the test and lint tools
+#   bash scripts/setup.sh --dev    # plus the test, lint and documentation tools
 #
 # torch: a bare `pip install torch` on a machine without torch pulls a multi-GB CUDA build.
 # - If the Python that runs this script already has torch (say your CUDA build), the venv is made

@@ -8,7 +8,7 @@
 #   NPROC=2 scripts/train_multi_gpu.sh -c configs/procgen_standard.yaml   # only 2 processes
 #
 # env.num_envs is the total over all processes (64 on 8 GPUs = 8 envs each) and must divide by the
-# number of processes; the update is the one of a single process with all the envs (README, Scaling).
+# number of processes; the update is the one of a single process with all the envs (docs/scaling.md).
 # NPROC defaults to the GPUs `nvidia-smi -L` lists. Set DUO_AI_TORCHRUN to the torchrun to use
 # (default: .venv/bin/torchrun if present, else torchrun). Only rank 0 prints and writes the run.
 set -euo pipefail

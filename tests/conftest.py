@@ -1,4 +1,4 @@
-"""Shared fixtures: tiny real training runs on real Procgen, made once per session."""
+"""Shared fixtures: tiny real training runs on real Procgen, made once per test worker."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Tiny real novice/expert checkpoints for the coordination tests, trained once per test session.
+"""Tiny real novice/expert checkpoints for the coordination tests, trained once per test worker.
 
 The agents are real `Trainer` runs on real Procgen, just very short: the tests check plumbing and
 arithmetic, not skill. Starpilot is used because its episodes are short under near-random play.

@@ -1,7 +1,7 @@
 """Every bad input is refused before work starts: exit code 2, one line, no traceback, nothing written.
 
 Each case runs `duo-ai` in-process (`typer.testing.CliRunner`) from a scratch folder holding an
-experiments folder with one finished tiny run `R` (a copy of the session's `tiny_run`), and checks
+experiments folder with one finished tiny run `R` (a copy of the shared `tiny_run`), and checks
 that no file under the scratch folder was created, changed or removed.
 """
 

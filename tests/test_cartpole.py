@@ -1,5 +1,7 @@
 """PPO itself learns: CartPole-v1 with mlp_ppo reaches a greedy mean return >= 195."""
 
+import pytest
+
 from duo_ai.config import load_config
 from duo_ai.envs import make_env
 from duo_ai.evaluation import evaluate
@@ -8,6 +10,7 @@ from duo_ai.training import Trainer
 STEPS = 50_000
 
 
+@pytest.mark.slow
 def test_ppo_learns_cartpole(tmp_path):
     config = load_config(
         "configs/cartpole.yaml",

@@ -49,6 +49,7 @@ def test_pickled_classes_are_refused(tmp_path):
         load_checkpoint(path)
 
 
+@pytest.mark.slow
 def test_sigterm_saves_last_checkpoint_and_resume_works(tmp_path):
     overrides = [o for o in TINY if not o.startswith(("algorithm.total_timesteps", "algorithm.save_freq"))]
     cmd = [sys.executable, "-m", "cli.main", "train", *overrides, "algorithm.total_timesteps=100000000"]
@@ -68,6 +69,7 @@ def test_sigterm_saves_last_checkpoint_and_resume_works(tmp_path):
     assert saved["global_step"] >= 256  # save_freq=0: only the stop itself saved it
 
 
+@pytest.mark.slow
 def test_a_live_run_folder_is_neither_overwritten_nor_resumed_by_another_run(tmp_path):
     overrides = [o for o in TINY if not o.startswith(("algorithm.total_timesteps", "algorithm.save_freq"))]
     train = [sys.executable, "-m", "cli.main", "train", *overrides, "name=live", "--no-progress"]

@@ -74,6 +74,7 @@ def test_refuses_to_clobber_an_existing_run(cli_run):
     assert sha(cli_run / "last.ckpt") == before
 
 
+@pytest.mark.slow
 def test_eval_greedy_is_deterministic_and_writes_json(cli_run, tmp_path):
     outs = []
     for i in range(2):
@@ -157,3 +158,16 @@ def test_help_explains_commands():
     assert result.exit_code == 0 and "train" in result.stdout and "eval" in result.stdout
     result = cli("eval", "--help")
     assert "--temperature" in result.stdout and "greedy" in result.stdout
+
+
+def test_version_and_short_help_on_every_command():
+    import duo_ai
+    from cli.main import app
+
+    result = cli("--version")
+    assert result.exit_code == 0 and result.stdout.strip() == f"duo-ai {duo_ai.__version__}"
+    commands = [command.name or command.callback.__name__ for command in app.registered_commands]
+    assert {"train", "eval", "study-report"} <= set(commands)
+    for command in commands:
+        result = cli(command, "-h")
+        assert result.exit_code == 0 and "Usage:" in result.stdout and "--help" in result.stdout, command

@@ -94,6 +94,7 @@ def assert_bit_identical(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor])
 # -- the update is one process's update over every process's rows ---------------------------------
 
 
+@pytest.mark.slow
 def test_processes_keep_identical_weights_and_their_gradient_is_one_process_gradient(tmp_path):
     done = torchrun("tests/dp_helper.py", str(tmp_path))
     assert done.returncode == 0, done.stderr[-3000:]
@@ -115,6 +116,7 @@ def test_processes_keep_identical_weights_and_their_gradient_is_one_process_grad
     assert any((local[k] - one[k]).abs().max() > 0.05 * one[k].abs().max() for k in one)
 
 
+@pytest.mark.slow
 def test_a_coordinator_keeps_rank_0s_fitted_feature_scales_in_every_process(tmp_path, tmp_path_factory):
     from tests.coord_fixtures import agent_checkpoints
 
@@ -180,6 +182,7 @@ def dp_run(tmp_path_factory) -> tuple[Path, Path, tuple[str, str]]:
     return cwd[0] / "exp" / "dp_s1", cwd[1], (results[0][1], results[1][1])
 
 
+@pytest.mark.slow
 def test_only_rank_0_writes_and_logs_the_global_run(dp_run):
     run, rank1_cwd, (_, rank1_stderr) = dp_run
     assert list(rank1_cwd.iterdir()) == []  # rank 1 wrote nothing, not even its experiments folder
@@ -206,6 +209,7 @@ def test_resuming_in_one_process_is_refused_in_one_line(dp_run):
     assert (run / "last.ckpt").read_bytes() == before
 
 
+@pytest.mark.slow
 def test_a_data_parallel_run_resumes_bit_identically(dp_run, tmp_path):
     run = tmp_path / "dp"
     shutil.copytree(dp_run[0], run)
@@ -235,6 +239,7 @@ def test_no_rendezvous_ends_in_one_line_within_the_timeout(tmp_path):
     assert "Traceback" not in stderr and not any(tmp_path.iterdir())
 
 
+@pytest.mark.slow
 def test_a_rank_that_dies_ends_the_others_at_once(tmp_path):
     port = free_port()
     long_run = [*RUN, "algorithm.total_timesteps=100000", f"experiments_dir={tmp_path}", "name=dies"]
@@ -277,6 +282,7 @@ def test_envs_that_do_not_split_and_a_missing_rendezvous_are_refused_before_any_
     assert not any(tmp_path.iterdir())
 
 
+@pytest.mark.slow
 def test_bench_under_torchrun_reports_total_and_per_process_speed(tmp_path):
     out = tmp_path / "bench.json"
     small = ["--num-envs", "4", "--num-steps", "16", "--num-minibatches", "2", "--epochs", "1", "--iterations", "1"]

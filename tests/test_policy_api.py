@@ -67,6 +67,15 @@ def test_policy_attributes(policy):
     assert policy.config.model.name == "impala_ppo"
 
 
+def test_the_policy_base_declares_setup_which_the_builder_calls():
+    """build_policy calls `policy.setup(compute)`: a policy without it cannot even be made."""
+    others = {name: lambda self, *args, **kwargs: None for name in Policy.__abstractmethods__ - {"setup"}}
+    without_setup = type("WithoutSetup", (Policy,), others)
+    with pytest.raises(TypeError, match="setup"):
+        without_setup()
+    assert type("WithSetup", (without_setup,), {"setup": lambda self, compute: self})() is not None
+
+
 def test_default_policy_is_a_coordinator_over_dict_observations():
     policy = PPOPolicy(PPOPolicyConfig(), CoordSpacesEnv())
     obs = {k: s.sample()[None].repeat(3, 0) for k, s in CoordSpacesEnv.observation_space.spaces.items()}

@@ -23,7 +23,7 @@ from duo_ai.reports.stats import bootstrap_ci, interval, iqm
 from tests.conftest import TINY, train_tiny
 from tests.coord_fixtures import always_coordinators
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+CURVES_PAGE = Path(__file__).resolve().parents[1] / "docs" / "curves.md"
 runner = CliRunner()
 
 
@@ -47,7 +47,7 @@ def read_rows(path: Path) -> list[dict[str, str]]:
 
 @pytest.fixture(scope="module")
 def seeds(tiny_run, tmp_path_factory) -> list[Path]:
-    """Two seeds of one tiny experiment: the session's tiny run (seed 1) and the same run with seed 2."""
+    """Two seeds of one tiny experiment: the shared tiny run (seed 1) and the same run with seed 2."""
     second = train_tiny(tmp_path_factory.mktemp("seed2"), "tiny_s2", "seed=2")
     return [tiny_run, second]
 
@@ -61,14 +61,14 @@ def test_progress_csv_has_one_row_per_logged_iteration_across_a_resume(tiny_run,
     text = (run / "progress.csv").read_text()
     assert text.splitlines()[0] == ",".join(PROGRESS_COLUMNS) and text.count("iteration,") == 1
     rows = read_rows(run / "progress.csv")
-    assert [int(r["iteration"]) for r in rows] == [1, 2, 3, 4]  # log_freq=1, 2 iterations per session
+    assert [int(r["iteration"]) for r in rows] == [1, 2, 3, 4]  # log_freq=1, 2 iterations per segment
     assert [int(r["step"]) for r in rows] == [128, 256, 384, 512]
     times = [float(r["time"]) for r in rows]
     assert times == sorted(times) and times[0] > 0  # the clock goes on across the resume
     for row in rows:
         for column in ("sps", "entropy", "policy_loss", "value_loss", "learning_rate"):
             assert float(row[column]) == float(row[column]), column  # a number, not empty
-    evals = read_rows(run / "eval.csv")  # the first session's final evaluation; none after the resume
+    evals = read_rows(run / "eval.csv")  # the first segment's final evaluation; none after the resume
     assert list(evals[0]) == list(EVAL_COLUMNS) and len(evals) == 1
     assert evals[0]["split"] == "test" and int(evals[0]["step"]) == 256 and int(evals[0]["num_episodes"]) == 2
     summary = json.loads((tiny_run / "summary.json").read_text())["eval"]["test"]
@@ -106,8 +106,8 @@ def test_csv_log_takes_an_older_layout_with_fewer_columns_into_the_new_header(tm
     assert not (tmp_path / "progress.old.csv").exists()
 
 
-def test_readme_documents_every_csv_column():
-    text = README.read_text()
+def test_docs_document_every_csv_column():
+    text = CURVES_PAGE.read_text()
     for column in (*PROGRESS_COLUMNS, *EVAL_COLUMNS):
         assert f"`{column}`" in text, column
 
@@ -211,6 +211,7 @@ def test_compare_reports_the_interval_over_seeds(seeds, tiny_run, tmp_path):
     assert row["reward_mean"]["low"] == pytest.approx(metrics["reward_mean"] - metrics["reward_ci95"])
 
 
+@pytest.mark.slow
 def test_compare_and_plot_coordination_runs(tmp_path_factory, tmp_path):
     runs = always_coordinators(tmp_path_factory)
     out = tmp_path / "coord.json"

@@ -81,6 +81,7 @@ def start_and_kill(exp: Path, name: str, iteration: int) -> Path:
     return exp / name
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("iteration", [2, 4, 5])
 def test_kill_9_then_resume_is_bit_identical_to_never_stopping(reference, tmp_path, iteration):
     run = start_and_kill(tmp_path, "killed", iteration)
@@ -96,6 +97,7 @@ def test_kill_9_then_resume_is_bit_identical_to_never_stopping(reference, tmp_pa
     assert summary["eval"].keys() == {"test"}
 
 
+@pytest.mark.slow
 def test_a_torn_newest_checkpoint_falls_back_to_the_one_before(reference, tmp_path):
     """A checkpoint cut short (a crash mid-save, a full disk): resume from the previous one, still exact."""
     run = start_and_kill(tmp_path, "torn", 4)
@@ -115,6 +117,7 @@ def csv_steps(path: Path) -> list[int]:
     return [int(row["step"]) for row in csv.DictReader(path.open())]
 
 
+@pytest.mark.slow
 def test_tensorboard_and_csv_steps_are_unique_after_a_resume(reference, tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 

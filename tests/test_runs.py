@@ -31,7 +31,7 @@ def hashes(folder: Path) -> dict[str, str]:
 
 @pytest.fixture
 def old_run(tiny_run, tmp_path) -> Path:
-    """exp/R: a finished run to be overwritten (a copy of the session's tiny run)."""
+    """exp/R: a finished run to be overwritten (a copy of the shared tiny run)."""
     shutil.copytree(tiny_run, tmp_path / "exp" / "R")
     return tmp_path / "exp" / "R"
 

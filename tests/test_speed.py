@@ -94,6 +94,7 @@ def test_channels_last_matches_contiguous_layout(rollout):
     assert rel_err(grad_nchw, grad_cl) < 1e-3
 
 
+@pytest.mark.slow
 def test_setup_applies_the_compute_settings():
     algo = build_ppo(load_config(overrides=[*SMALL, "precision=bf16", "compile=false"]))
     try:
@@ -117,6 +118,7 @@ def test_rollout_frames_are_stored_as_uint8():
     assert buffer.flat().is_contiguous(memory_format=torch.channels_last)
 
 
+@pytest.mark.slow
 def test_cached_host_memory_is_reused_without_page_faults():
     if not keep_freed_host_memory():
         pytest.skip("no glibc mallopt here")

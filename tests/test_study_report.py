@@ -269,8 +269,8 @@ def test_checkpoints_default_to_paths_relative_to_the_output_folder(evals, tmp_p
     assert set(study_report(evals, 0.0, evals / "report")["methods"]) == set(again["methods"])
 
 
-def test_readme_documents_the_command_and_every_key_of_table_json(evals, tmp_path):
-    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+def test_docs_document_the_command_and_every_key_of_table_json(evals, tmp_path):
+    text = (Path(__file__).resolve().parents[1] / "docs" / "studies.md").read_text()
     assert "duo-ai study-report" in text
     table = study_report(evals, 0.5, tmp_path / "report")
     keys = {*table, *table["methods"]["ppo"], *table["methods"]["ppo"]["auc_diff_vs_best_always"]}

@@ -23,7 +23,7 @@ def duo_ai(*args: object):
 
 @pytest.fixture(scope="module")
 def always(tmp_path_factory):
-    """last.ckpt of always-novice and always-expert coordinators over the session's tiny starpilot agents."""
+    """last.ckpt of always-novice and always-expert coordinators over the shared tiny starpilot agents."""
     return {agent: run / "last.ckpt" for agent, run in always_coordinators(tmp_path_factory).items()}
 
 

@@ -7,6 +7,8 @@ from typing import Any
 
 import numpy as np
 
+from duo_ai.core.compute import Compute
+
 
 class Policy(abc.ABC):
     """Maps observations to actions for a batch of environments.
@@ -16,6 +18,10 @@ class Policy(abc.ABC):
     """
 
     config_cls: type
+
+    @abc.abstractmethod
+    def setup(self, compute: Compute) -> Policy:
+        """Place the policy on `compute` (device, layout, compilation) before it acts; returns the policy."""
 
     @abc.abstractmethod
     def reset(self, done: np.ndarray) -> None:

@@ -1,6 +1,6 @@
 #!/bin/bash
 # A confirmatory evaluation on fresh test episodes (--seed 2, 4,000 per method at 0.56), decided in
-# the sixth session before any seed-2 episode was played: the 1,000-episode study (seed 1) had random
+# 2026-11-27, before any seed-2 episode was played: the 1,000-episode study (seed 1) had random
 # above both always-agents, significantly only against always-expert. Nothing is selected on these.
 # Usage: confirm.sh METHOD CHECKPOINT WEIGHT
 cd /work/main

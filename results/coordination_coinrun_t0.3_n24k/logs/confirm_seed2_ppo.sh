@@ -1,5 +1,5 @@
 #!/bin/bash
-# Seventh session: the lambda-1 PPO pick at 0.56 on the sixth session's 4,000 confirmatory test
+# 2026-12-02: the lambda-1 PPO pick at 0.56 on the 2026-11-27 4,000 confirmatory test
 # episodes (--seed 2), for a paired comparison with the lambda-0.95 PPO and the other methods there.
 cd /work/main
 O=experiments/coordination_n24k

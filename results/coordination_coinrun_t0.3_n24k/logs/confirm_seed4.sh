@@ -1,5 +1,5 @@
 #!/bin/bash
-# Seventh session: a confirmatory evaluation on fresh test episodes (--seed 4: no study has played
+# 2026-12-02: a confirmatory evaluation on fresh test episodes (--seed 4: no study has played
 # them), 4,000 per method at 0.56, fp32, decided before any seed-4 episode was played and before the
 # lambda-1 PPO coordinators were evaluated on test. Every method of the study: always-novice,
 # always-expert, random, logit, and PPO (the pipeline's val_true pick). Nothing is selected on them.

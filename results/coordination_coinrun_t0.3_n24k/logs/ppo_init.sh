@@ -1,5 +1,5 @@
 #!/bin/bash
-# PPO started at random's calibrated rate (p = 0.8 at 0.56, chosen on val_true), sixth session.
+# PPO started at random's calibrated rate (p = 0.8 at 0.56, chosen on val_true), 2026-11-27.
 # Usage: ppo_init.sh NAME EXTRA_OVERRIDES...   (the --small PPO settings, 262,144 steps, 250 val_true
 # episodes per checkpoint so that the best-checkpoint pick is less of a coin toss than with 100)
 cd /work/main

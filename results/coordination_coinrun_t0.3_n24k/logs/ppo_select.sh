@@ -1,5 +1,5 @@
 #!/bin/bash
-# Sixth session: which PPO coordinator at 0.56 is "ppo"? Each run's best_val_true.ckpt was picked on
+# 2026-11-27: which PPO coordinator at 0.56 is "ppo"? Each run's best_val_true.ckpt was picked on
 # its own training-time val_true episodes (a winner's curse), so the three picks (and random and
 # always-expert for scale) are compared on 500 fresh val_true episodes (--seed 3), paired. No test.
 cd /work/main

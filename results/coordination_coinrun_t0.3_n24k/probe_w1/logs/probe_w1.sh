@@ -1,5 +1,5 @@
 #!/bin/bash
-# Seventh session, after the study: val_true-only probe of two fixes for PPO at weight 1 (where random
+# 2026-12-02, after the study: val_true-only probe of two fixes for PPO at weight 1 (where random
 # never asks and the --small PPO, started at 5% with lambda 1, kept asking 3-5%). The --small PPO
 # settings in fp32, 131,072 steps (half the grid's), 250 val_true episodes per checkpoint.
 # Usage: probe_w1.sh NAME OVERRIDES...

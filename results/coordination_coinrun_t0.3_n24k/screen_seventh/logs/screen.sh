@@ -1,5 +1,5 @@
 #!/bin/bash
-# Seventh session's screen (val_true only): PPO at 0.56 started at random's rate (0.8), the --small
+# The val_true-only screen of 2026-12-02: PPO at 0.56 started at random's rate (0.8), the --small
 # settings, 262,144 steps, 250 val_true episodes per checkpoint. Usage: screen.sh NAME OVERRIDES...
 cd /work/main
 O=experiments/n24k

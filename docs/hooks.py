@@ -1,0 +1,191 @@
+"""mkdocs hooks: the Configuration and CLI pages, generated from the code at every build.
+
+`configuration_page()` reads the config dataclasses: each field's type, default, declared rule
+(`duo_ai.core.checks.checked`) and the comment above it in the source; the sections chosen by a
+`name` come from the registries, so a newly registered policy, model or algorithm gets its table.
+`cli_page(app)` reads the Typer app's commands, arguments and options. Neither page is in git:
+what they say is what the code does.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import json
+import re
+import textwrap
+import typing
+from typing import Any
+
+import typer
+from mkdocs.structure.files import File, Files
+
+GENERATED = {"configuration.md": "configuration_page", "cli.md": "cli_page"}
+
+
+# -- Configuration -----------------------------------------------------------------------------------
+def field_docs(cls: type) -> dict[str, str]:
+    """The comment lines right above each field of the dataclass `cls`, joined: its documentation."""
+    docs, comment = {}, []
+    for line in textwrap.dedent(inspect.getsource(cls)).splitlines()[1:]:
+        stripped = line.strip()
+        if stripped.startswith("#"):
+            comment.append(stripped.lstrip("#").strip())
+            continue
+        match = re.match(r"\s{4}(\w+)\s*:", line)
+        if match and comment:
+            docs[match.group(1)] = " ".join(comment)
+        comment = []
+    return docs
+
+
+def _default(f: dataclasses.Field) -> Any:
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return dataclasses.MISSING
+
+
+def _show(value: Any) -> str:
+    if value is dataclasses.MISSING:
+        return "(required)"
+    if dataclasses.is_dataclass(value):
+        value = dataclasses.asdict(value)
+    if isinstance(value, dict):
+        value = {k: dataclasses.asdict(v) if dataclasses.is_dataclass(v) else v for k, v in value.items()}
+    if isinstance(value, str):
+        return f"`{value}`"
+    return f"`{json.dumps(value)}`"
+
+
+def _text(text: str) -> str:
+    """Prose from the code as Markdown: outside `code`, <name> is shown (not taken for HTML) and * is no emphasis."""
+    parts = re.split(r"(`[^`]*`)", text)
+    return "".join(p if p.startswith("`") else p.replace("<", "&lt;").replace("*", "\\*") for p in parts)
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def _nested(hint: Any) -> type | None:
+    """The dataclass a field holds directly, or as the values of a dict (then shown as `<name>`)."""
+    if dataclasses.is_dataclass(hint):
+        return hint
+    args = typing.get_args(hint)
+    if typing.get_origin(hint) is dict and len(args) == 2 and dataclasses.is_dataclass(args[1]):
+        return args[1]
+    return None
+
+
+def config_sections(cls: type, key: str = "") -> list[tuple[str, type]]:
+    """`(dotted key, dataclass)` for `cls` and every dataclass nested in it, in field order."""
+    sections = [(key, cls)]
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        inner = _nested(hints[f.name])
+        if inner is not None:
+            sub = f"{key}.{f.name}" if key else f.name
+            if typing.get_origin(hints[f.name]) is dict:
+                sub += ".<name>"
+            sections += config_sections(inner, sub)
+    return sections
+
+
+def config_table(cls: type, key: str = "") -> str:
+    """One dataclass as a Markdown table: key, type, default, what is allowed, what it means."""
+    from duo_ai.core.checks import RULE
+
+    docs, hints = field_docs(cls), typing.get_type_hints(cls)
+    rows = ["| key | type | default | allowed | meaning |", "|---|---|---|---|---|"]
+    for f in dataclasses.fields(cls):
+        if _nested(hints[f.name]) is not None and typing.get_origin(hints[f.name]) is not dict:
+            continue  # a section of its own
+        rule = f.metadata.get(RULE)
+        kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
+        cells = [
+            f"`{key + '.' if key else ''}{f.name}`",
+            f"`{kind}`",
+            _show(_default(f)),
+            _text(rule.describe()) if rule is not None else "",
+            _text(docs.get(f.name, "")),
+        ]
+        rows.append("| " + " | ".join(_cell(c) for c in cells) + " |")
+    return "\n".join(rows)
+
+
+def _section(title: str, cls: type, key: str) -> str:
+    doc = cls.__doc__ or ""
+    doc = "" if doc.startswith(cls.__name__ + "(") else inspect.cleandoc(doc)  # dataclass's made-up docstring
+    return f"## {title}\n\n{_text(doc)}\n\n{config_table(cls, key)}\n"
+
+
+def configuration_page() -> str:
+    """The Configuration page: every section of `Config` and of each registered policy, model and algorithm."""
+    from duo_ai import config
+    from duo_ai.core.registry import MODELS
+
+    parts = [
+        "# Configuration\n",
+        "*Generated from the config dataclasses at every build of these pages.*\n",
+        inspect.cleandoc(config.__doc__ or ""),
+        "\nA config file is YAML with the same nesting; on the command line each key is a dotted "
+        "`key=value` override (`env.task=starpilot`). Every rule in the *allowed* column is checked "
+        "before anything is built or written; a value that breaks one stops the command with one line "
+        "`error: <key>=<value> is not allowed; it must be <allowed>` and exit code 2. Numbers must also "
+        "be finite, and `null` passes every rule of an optional field. The defaults of a `name`-selected "
+        "section are its class's; the quickstart's own (`configs/quickstart.yaml`) are in the top-level "
+        "`policy` and `algorithm` rows.\n",
+    ]
+    for key, cls in config_sections(config.Config):
+        parts.append(_section(f"`{key}`" if key else "Top level", cls, key))
+    named = {**config.NAMED_SECTIONS, "policy.model": MODELS}
+    for section, registry in named.items():
+        for name in registry.names():
+            cls = registry.get(name).config_cls
+            parts.append(_section(f"`{section}` with `name: {name}`", cls, section))
+    parts.append("## Checks across sections\n")
+    for check in (config.check_run, config.check_world_size):
+        parts.append(f"- `{check.__name__}`: {' '.join(inspect.cleandoc(check.__doc__ or '').split())}")
+    return "\n".join(parts) + "\n"
+
+
+# -- CLI ---------------------------------------------------------------------------------------------
+def command_section(name: str, command: Any, prog: str = "duo-ai") -> str:
+    """One command (as Typer builds it): what it does, its usage line and a table of its arguments
+    and options, in the words of its own `--help`."""
+    with command.context_class(command, info_name=f"{prog} {name}") as ctx:
+        usage = command.get_usage(ctx).removeprefix("Usage: ")
+        records = [p.get_help_record(ctx) for p in command.params if not p.hidden]
+    rows = ["| argument / option | meaning |", "|---|---|"]
+    rows += [f"| `{_cell(names)}` | {_cell(_text(help_text))} |" for names, help_text in filter(None, records)]
+    about = _text(inspect.cleandoc(command.help or ""))
+    return f"## `{prog} {name}`\n\n{about}\n\n```\n{usage}\n```\n\n" + "\n".join(rows)
+
+
+def cli_page(app: typer.Typer | None = None) -> str:
+    """The CLI page: every command of the Typer `app` (default: duo-ai's), with its options."""
+    if app is None:
+        from cli.main import app
+    group = typer.main.get_command(app)
+    parts = [
+        "# Command line\n",
+        "*Generated from the `duo-ai` command's own definitions at every build of these pages.* "
+        "`-h` or `--help` after any command prints the same; `duo-ai --version` prints the version.\n",
+        _text(inspect.cleandoc(group.help or "")),
+    ]
+    for name, command in group.commands.items():
+        parts.append(command_section(name, command))
+    return "\n\n".join(parts) + "\n"
+
+
+# -- mkdocs ------------------------------------------------------------------------------------------
+def on_files(files: Files, config: Any) -> Files:
+    """Add the generated pages to the site (replacing any file of the same name)."""
+    for path, maker in GENERATED.items():
+        old = files.get_file_from_path(path)
+        if old is not None:
+            files.remove(old)
+        files.append(File.generated(config, path, content=globals()[maker]()))
+    return files
