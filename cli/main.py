@@ -527,16 +527,23 @@ def study_report(
     for row in rows:
         report.add_row(*row)
     out.print(report)
-    learned = [name for name in ranked(table) if "diff_vs_best_baseline" in table["methods"][name]]
-    if learned:
-        versus = Table(caption="paired; * = its 95% interval excludes 0")
-        versus.add_column("learned")
-        versus.add_column(escape(f"diff vs best baseline\nat {w} ({table['best_baseline']})"), justify="right")
-        versus.add_column(escape(f"AUC diff vs best\nbaseline ({table['best_baseline_auc']})"), justify="right")
-        for name in learned:
-            versus.add_row(escape(name), *map(escape, baseline_cells(table["methods"][name])))
-        out.print(versus)
+    print_learned_vs_baselines(table, ranked(table))
     out.print(f"wrote {', '.join(table['outputs'])}", highlight=False, soft_wrap=True)
+
+
+def print_learned_vs_baselines(table: dict, order: list[str]) -> None:
+    """study-report's second table: each learned coordinator against the best baseline (none: nothing)."""
+    learned = [name for name in order if "diff_vs_best_baseline" in table["methods"][name]]
+    if not learned:
+        return
+    versus = Table(caption="paired; * = its 95% interval excludes 0")
+    versus.add_column("learned")
+    w = f"{table['cost_weight']:g}"
+    versus.add_column(escape(f"diff vs best baseline\nat {w} ({table['best_baseline']})"), justify="right")
+    versus.add_column(escape(f"AUC diff vs best\nbaseline ({table['best_baseline_auc']})"), justify="right")
+    for name in learned:
+        versus.add_row(escape(name), *map(escape, baseline_cells(table["methods"][name])))
+    out.print(versus)
 
 
 def baseline_cells(method: dict) -> tuple[str, str]:
