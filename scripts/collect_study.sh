@@ -3,8 +3,9 @@
 # each finished run's config, logs, CSVs and summary; every coordinator's checkpoint exported
 # without its agents (`duo-ai export --without-agents`, ~10-20 KB) at the path the reports name
 # (best_val_true.ckpt where there is one, else last.ckpt); the evaluations and reports (every
-# evals* and report* folder). The agents' own weights are not copied: export them once
-# (duo-ai export <run>/last.ckpt -o DST/agents/...).
+# evals* and report* folder), the ask maps (ask_map/), the study's record (study.yaml) and the
+# jobs' logs (logs/). The agents (the study's novice/ and expert/ runs) are exported once, with
+# their weights and configs only, to DST/agents/novice.ckpt and DST/agents/expert.ckpt.
 #
 #   scripts/collect_study.sh experiments/coordination_coinrun results/coordination_coinrun
 #
@@ -31,8 +32,17 @@ for path in "$src"/*/; do
   "$DUO" export "$src/$run/$ckpt" -o "$dst/$run/$ckpt" --without-agents >/dev/null
   echo "exported $run/$ckpt"
 done
-for d in "$src"/evals* "$src"/report*; do  # evals, evals_auc, report, report_auc, and any variant
+for role in novice expert; do
+  if [ -f "$src/$role/last.ckpt" ] && [ ! -f "$dst/agents/$role.ckpt" ]; then
+    mkdir -p "$dst/agents"
+    "$DUO" export "$src/$role/last.ckpt" -o "$dst/agents/$role.ckpt" >/dev/null
+    echo "exported the $role to agents/$role.ckpt"
+  fi
+done
+for d in "$src"/evals* "$src"/report* "$src"/ask_map "$src"/logs; do  # evals, evals_auc, report, report_auc, ...
   if [ -d "$d" ]; then cp -r "$d" "$dst/"; fi
 done
-if [ -f "$src/table.json" ]; then cp "$src/table.json" "$dst/"; fi  # the study's table
+for f in table.json study.yaml; do  # the study's table and what ran
+  if [ -f "$src/$f" ]; then cp "$src/$f" "$dst/"; fi
+done
 du -sh "$dst"

@@ -211,6 +211,9 @@ def test_the_minigrid_smoke_study_runs_every_method_and_seed(smoke_study) -> Non
     # The second seed is its own run, trained with its own seed; the sanity-only weight 2 has one seed.
     assert load_checkpoint(smoke_study / "ppo_w1_s2" / "last.ckpt")["config"]["seed"] == 2
     assert (smoke_study / "ppo_w2").is_dir() and not (smoke_study / "ppo_w2_s2").exists()
+    for method in ("ppo", "ppo_s2"):  # where each seed's coordinator asks, at the study's weight
+        picture = smoke_study / "ask_map" / f"{method}_w1.png"
+        assert picture.stat().st_size > 1000 and json.loads(picture.with_suffix(".json").read_text())["episodes"] == 4
 
 
 @pytest.mark.slow

@@ -235,6 +235,28 @@ class Protocol:
         self.report("evals_auc", weight_name(nearest), "report_auc")
         return self.out / "report" / "table.json"
 
+    def ask_maps(self) -> None:
+        """MiniGrid: where each PPO coordinator asks on the grid at the study's weight, beside where the
+        novice alone fails, on the study's test episodes (OUT/ask_map/<method>_w<W>.png and .json)."""
+        if self.study.suite != "minigrid":
+            return
+        s, weight = self.study, weight_name(self.study.weight)
+        self.stage(f"where PPO asks at weight {weight}: ask maps on {s.evaluation.episodes} test episodes")
+        folder = self.out / "ask_map"
+        folder.mkdir(exist_ok=True)
+        for seed in s.ppo.seeds:
+            run = self.out / s.ppo.run_name(weight, seed)
+            best = run / f"best_{SELECTION_SPLIT}.ckpt"
+            checkpoint = str(best if best.is_file() else run / "last.ckpt")
+            picture = folder / f"{s.ppo.method_name(seed)}_w{weight}.png"
+            command = ["ask-map", "--checkpoint", checkpoint, "-o", str(picture), "-n", str(s.evaluation.episodes)]
+            command += ["--seed", str(s.evaluation.seed), *self.compute, f"evaluation.num_envs={s.evaluation.num_envs}"]
+            self.pool.spawn(
+                f"ask_map_{picture.stem}",
+                lambda out, p=picture, c=command: out.say(f"reusing {p}") if p.is_file() else out.run(c),
+            )
+        self.pool.join()
+
     def confirmation(self) -> Path:
         """Every method again at the study's weight on fresh episodes; returns its report table."""
         weight, e = weight_name(self.study.weight), self.study.evaluation
@@ -313,6 +335,7 @@ def run_study(study: Study, gate_only: bool = False, command: str = "") -> None:
         else:
             p.coordinators()
             table = p.evaluations()
+            p.ask_maps()
             if study.evaluation.confirm_episodes > 0:
                 table = p.confirmation()
             # The study's table where a script looks for it (its checkpoint paths are relative to OUT).
