@@ -30,6 +30,11 @@ args=()
 weight_given=""
 single_weight=""
 while [ $# -gt 0 ]; do
+  case "$1" in  # an option that takes a value and has none is refused in one line
+    --suite|--game|--out|--threads|--weight|--weights|--novice|--expert|--episodes|--auc-episodes|\
+    --confirm-episodes|--confirm-seed|--jobs|--agent-temperature|--ppo-start)
+      [ $# -ge 2 ] || { echo "coordination_pipeline: $1 needs a value (see --help)" >&2; exit 2; } ;;
+  esac
   case "$1" in
     --small) mode=small ;;
     --smoke) mode=smoke ;;

@@ -153,6 +153,9 @@ def test_the_wrapper_maps_its_flags_and_stops_after_the_gate(tmp_path):
     bad = subprocess.run(["bash", "scripts/coordination_pipeline.sh", "--bogus"], cwd=ROOT, capture_output=True,
                          text=True, timeout=60)  # fmt: skip
     assert bad.returncode == 2 and "unknown argument --bogus" in bad.stderr
+    bare = subprocess.run(["bash", "scripts/coordination_pipeline.sh", "--smoke", "--game"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert bare.returncode == 2 and bare.stderr.strip() == "coordination_pipeline: --game needs a value (see --help)"
 
 
 @pytest.mark.parametrize(
