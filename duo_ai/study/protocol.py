@@ -24,6 +24,8 @@ import time
 from datetime import datetime
 from pathlib import Path
 
+import yaml
+
 from duo_ai.config import load_config
 from duo_ai.core.errors import ConfigError
 from duo_ai.core.files import atomic_write_text
@@ -177,6 +179,7 @@ class Protocol:
             self.pool.now(name, lambda out, name=name: self.train(out, *self.baseline_run(name)))
         self.evaluate_always_agents(e.episodes, self.out / "evals", e.seed)
         self.pool.join()
+        self.share_base_penalty()
         self.gate()
 
     def coordinators(self) -> None:
@@ -277,6 +280,17 @@ class Protocol:
 
     def elapsed(self) -> int:
         return int(time.monotonic() - self.start)
+
+    def share_base_penalty(self) -> None:
+        """Every later run is priced in the unit the gate's runs measured (or were given).
+
+        A run that measures base_penalty itself does so under its own seed (the expert samples its
+        actions), so PPO coordinators of other training seeds would each get a slightly different
+        unit and could not be compared on paired episodes.
+        """
+        first = next(name for name in self.study.baselines if name.startswith(ALWAYS))
+        config = yaml.safe_load((self.out / first / "config.yaml").read_text())
+        self.pair.append(f"coordination.base_penalty={config['coordination']['base_penalty']!r}")
 
     def gate(self) -> None:
         """Print the novice's share of the expert's test return and the weight where they break even."""
