@@ -247,3 +247,19 @@ def test_ask_map_refuses_what_it_cannot_draw(tmp_path) -> None:
         cli("ask-map", "--checkpoint", tmp_path / "agent" / "last.ckpt", "-o", tmp_path / "m.gif"), "unknown file type"
     )
     assert not (tmp_path / "m.png").exists()
+
+
+def test_agents_of_two_suites_are_refused_in_one_coordination_run(tmp_path, tiny_run) -> None:
+    result = cli("train", *TINY_MG, f"experiments_dir={tmp_path}", "name=grid_agent", "--no-progress")
+    assert result.exit_code == 0, result.output
+    grid_agent = tmp_path / "grid_agent" / "last.ckpt"
+    mixed = ["-c", "configs/minigrid_random.yaml", f"experiments_dir={tmp_path}", "name=mixed"]
+    assert_user_error(
+        cli("train", *mixed, f"train_novice={grid_agent}", f"train_expert={tiny_run / 'last.ckpt'}"),
+        "train_novice was trained on minigrid but train_expert on procgen/coinrun", "the same game",
+    )  # fmt: skip
+    assert_user_error(
+        cli("train", *mixed, f"train_novice={tiny_run / 'last.ckpt'}", f"train_expert={tiny_run / 'last.ckpt'}"),
+        "the agents were trained on procgen/coinrun but the coordination env is minigrid",
+    )
+    assert not (tmp_path / "mixed").exists()
