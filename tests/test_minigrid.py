@@ -16,24 +16,11 @@ from duo_ai.core.errors import EnvError
 from duo_ai.envs import MiniGridVecEnv, make_env
 from duo_ai.models import build_model, model_config_from
 from duo_ai.models.minigrid import GridEncoder
-from tests.conftest import assert_user_error, cli
+from tests.conftest import TINY, assert_user_error, cli
 
 DS2 = "MiniGrid-DistShift2-v0"
 RANDOM_START = {"agent_start_pos": None}
-TINY_MG = [
-    "-c",
-    "configs/minigrid_agent.yaml",
-    "env.num_envs=4",
-    "algorithm.num_steps=32",
-    "algorithm.num_minibatches=2",
-    "algorithm.update_epochs=1",
-    "algorithm.total_timesteps=256",
-    "algorithm.log_freq=1",
-    "algorithm.save_freq=1",
-    "evaluation.num_episodes=4",
-    "evaluation.num_envs=2",
-    "num_threads=1",
-]
+TINY_MG = ["-c", "configs/minigrid_agent.yaml", *TINY]
 
 
 def play(env: MiniGridVecEnv, steps: int, seed: int = 0) -> tuple[list[int], np.ndarray]:

@@ -71,3 +71,29 @@ def model_config_from(model: Any) -> Any:
 def build_model(config: Any, observation_space: gym.Space, action_space: gym.Space) -> nn.Module:
     """Instantiate the registered model class for `config.name`."""
     return MODELS.get(config.name)(config, observation_space, action_space)
+
+
+class EncoderPPOModel(nn.Module):
+    """A base agent: an encoder of the observation (`make_encoder`, with an `output_size`), then policy
+    and value heads. Subclasses set `config_cls`, `coordinator` (the model to name for a coordination
+    env) and build the encoder."""
+
+    config_cls: type
+    coordinator: str
+
+    def make_encoder(self, obs_shape: tuple[int, ...]) -> nn.Module:
+        raise NotImplementedError
+
+    def __init__(self, config: Any, observation_space: gym.Space, action_space: gym.Space):
+        super().__init__()
+        if not isinstance(observation_space, gym.spaces.Box):
+            raise ConfigError(
+                f"model {config.name} needs array observations, got {type(observation_space).__name__}; "
+                f"for a coordination environment use {self.coordinator}"
+            )
+        self.config = config
+        self.encoder = self.make_encoder(observation_space.shape)
+        self.heads = ActorCriticHeads(self.encoder.output_size, num_actions_of(action_space))
+
+    def forward(self, obs: torch.Tensor) -> ModelOutput:
+        return self.heads(self.encoder(obs))

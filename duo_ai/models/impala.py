@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import gymnasium as gym
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -12,7 +11,7 @@ from torch.nn import functional as F
 from duo_ai.core.checks import Rule, checked
 from duo_ai.core.errors import ConfigError
 from duo_ai.core.registry import MODELS
-from duo_ai.models.base import ActorCriticHeads, ModelOutput, layer_init, num_actions_of
+from duo_ai.models.base import EncoderPPOModel, layer_init
 from duo_ai.models.coordinator import FEATURE_TYPES, CoordinatorConfig, CoordinatorModel, FeatureStandardizer
 
 # FEATURE_TYPES and FeatureStandardizer stay importable from here, where coordinators were first defined.
@@ -74,22 +73,12 @@ class ImpalaPPOModelConfig:
 
 
 @MODELS.register("impala_ppo")
-class ImpalaPPOModel(nn.Module):
+class ImpalaPPOModel(EncoderPPOModel):
     config_cls = ImpalaPPOModelConfig
+    coordinator = "impala_coord_ppo"
 
-    def __init__(self, config: ImpalaPPOModelConfig, observation_space: gym.Space, action_space: gym.Space):
-        super().__init__()
-        if not isinstance(observation_space, gym.spaces.Box):
-            raise ConfigError(
-                f"model impala_ppo needs image observations, got {type(observation_space).__name__}; "
-                "for a coordination environment use impala_coord_ppo"
-            )
-        self.config = config
-        self.encoder = ImpalaEncoder(observation_space.shape, list(config.channels), config.hidden_size)
-        self.heads = ActorCriticHeads(config.hidden_size, num_actions_of(action_space))
-
-    def forward(self, obs: torch.Tensor) -> ModelOutput:
-        return self.heads(self.encoder(obs))
+    def make_encoder(self, obs_shape: tuple[int, ...]) -> nn.Module:
+        return ImpalaEncoder(obs_shape, list(self.config.channels), self.config.hidden_size)
 
 
 @dataclass

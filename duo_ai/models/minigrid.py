@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import gymnasium as gym
 import torch
 from torch import nn
 
@@ -17,7 +16,7 @@ from duo_ai.core.checks import Rule, checked
 from duo_ai.core.errors import ConfigError
 from duo_ai.core.registry import MODELS
 from duo_ai.envs.minigrid import VIEW_MAX
-from duo_ai.models.base import ActorCriticHeads, ModelOutput, layer_init, num_actions_of
+from duo_ai.models.base import EncoderPPOModel, layer_init
 from duo_ai.models.coordinator import FEATURE_TYPES, CoordinatorConfig, CoordinatorModel
 
 
@@ -53,22 +52,12 @@ class MiniGridPPOModelConfig:
 
 
 @MODELS.register("minigrid_ppo")
-class MiniGridPPOModel(nn.Module):
+class MiniGridPPOModel(EncoderPPOModel):
     config_cls = MiniGridPPOModelConfig
+    coordinator = "minigrid_coord_ppo"
 
-    def __init__(self, config: MiniGridPPOModelConfig, observation_space: gym.Space, action_space: gym.Space):
-        super().__init__()
-        if not isinstance(observation_space, gym.spaces.Box):
-            raise ConfigError(
-                f"model minigrid_ppo needs MiniGrid views, got {type(observation_space).__name__}; "
-                "for a coordination environment use minigrid_coord_ppo"
-            )
-        self.config = config
-        self.encoder = GridEncoder(observation_space.shape, list(config.channels), config.hidden_size)
-        self.heads = ActorCriticHeads(config.hidden_size, num_actions_of(action_space))
-
-    def forward(self, obs: torch.Tensor) -> ModelOutput:
-        return self.heads(self.encoder(obs))
+    def make_encoder(self, obs_shape: tuple[int, ...]) -> nn.Module:
+        return GridEncoder(obs_shape, list(self.config.channels), self.config.hidden_size)
 
 
 @dataclass
