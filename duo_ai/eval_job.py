@@ -31,14 +31,12 @@ EVAL_OPTIONS = {
 }
 
 
-def embedded_agents(payload: dict[str, Any], overrides: list[str], log: Callable[[str], None]) -> dict | None:
+def embedded_agents(payload: dict[str, Any], overrides: list[str]) -> dict | None:
     """The novice and expert a coordinator's checkpoint carries, unless an override names an agent file
-    (`train_expert=...`): then every agent comes from the files the config names, as given."""
+    (`train_expert=...`): then every agent comes from the files the config names, as given (the
+    run's log says which files were read)."""
     named = [key for key in (o.split("=", 1)[0].strip() for o in overrides) if key in AGENT_KEYS]
-    if named and payload.get("agents"):
-        log(f"{', '.join(named)} given: the agents come from the files the config names, not the checkpoint's own")
-        return None
-    return payload.get("agents")
+    return None if named and payload.get("agents") else payload.get("agents")
 
 
 def check_coordination_overrides(checkpoint: str, config: Config, overrides: list[str]) -> None:
@@ -110,7 +108,7 @@ def evaluate_checkpoint(
     seed = config.seed if seed is None else seed
     seed_everything(seed)
     compute = compute_from(config)
-    make = env_maker(config, compute, log, split=split, agents=embedded_agents(payload, list(overrides), log))
+    make = env_maker(config, compute, log, split=split, agents=embedded_agents(payload, list(overrides)))
     env = make(split, min(ev.num_envs, num_episodes))
     try:
         policy, notes = load_policy(config, payload, env, compute, log)

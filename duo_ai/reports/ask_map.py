@@ -177,7 +177,7 @@ def ask_map(
     temperature = config.evaluation.temperature if temperature is None else temperature
     seed_everything(seed)
     compute = compute_from(config)
-    env = env_maker(config, compute, log, split=split, agents=embedded_agents(payload, list(overrides), log))(
+    env = env_maker(config, compute, log, split=split, agents=embedded_agents(payload, list(overrides)))(
         split, min(config.evaluation.num_envs, episodes)
     )
     try:

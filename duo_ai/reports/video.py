@@ -177,7 +177,7 @@ def record_checkpoint(
     seed = config.seed + EVAL_SEED_OFFSET if seed is None else seed
     seed_everything(seed)
     compute = compute_from(config)
-    agents = embedded_agents(payload, list(overrides), log)
+    agents = embedded_agents(payload, list(overrides))
     env = env_maker(config, compute, log, split=split, agents=agents)(split, 1)
     try:
         config.policy.load_path = None
