@@ -439,8 +439,8 @@ def ask_map(
         fail(str(e))
     out.print(
         f"wrote {made['output']} (+ .json): asks on {made['ask_fraction']:.1%} of steps; "
-        f"{made['asks_near_failures']:.1%} of asks and {made['visits_near_failures']:.1%} of steps are on or next "
-        f"to a cell where the novice alone failed ({made['novice_failure_rate']:.1%} of its episodes)",
+        f"{made['asks_on_failures']:.1%} of asks and {made['visits_on_failures']:.1%} of steps are on a cell where "
+        f"the novice alone failed ({made['novice_failure_rate']:.1%} of its episodes failed)",
         highlight=False,
         soft_wrap=True,
     )

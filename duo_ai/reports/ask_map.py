@@ -7,7 +7,8 @@ Two passes over the same test episodes (same levels, same seed, same agents' ran
 2. the novice alone (never asking): per cell, how many of its episodes ended there in failure:
    the step from that cell walked into something deadly (lava), or its time ran out there.
 If asks follow the state, the ask rate is high on and next to the novice's failure cells and low
-elsewhere; `asks_near_failures` against `visits_near_failures` says it in two numbers.
+elsewhere; `asks_on_failures` against `visits_on_failures` (and the same on or next to those cells)
+says it in two numbers.
 """
 
 from __future__ import annotations
@@ -99,13 +100,17 @@ def near(mask: np.ndarray) -> np.ndarray:
 
 def summarise(coord: CellCounts, novice: CellCounts) -> dict[str, Any]:
     """Plain numbers and per-cell arrays for the JSON beside the picture."""
-    failing = near(novice.failures > 0)
+    failed = novice.failures > 0
+    failing = near(failed)
     asks, visits = coord.asks.sum(), coord.visits.sum()
     rate = np.where(coord.visits >= MIN_VISITS, coord.asks / np.maximum(coord.visits, 1), np.nan)
     return {
         "episodes": coord.episodes,
         "ask_fraction": float(asks / max(visits, 1)),
-        # Share of all asks (and of all steps) made on or next to a cell where the novice alone failed.
+        # Share of all asks (and of all steps) made on a cell where the novice alone failed, and on or
+        # next to one: asks that follow the state are a larger share than the steps there.
+        "asks_on_failures": float(coord.asks[failed].sum() / max(asks, 1)),
+        "visits_on_failures": float(coord.visits[failed].sum() / max(visits, 1)),
         "asks_near_failures": float(coord.asks[failing].sum() / max(asks, 1)),
         "visits_near_failures": float(coord.visits[failing].sum() / max(visits, 1)),
         "novice_failure_rate": float(novice.failures.sum() / max(novice.episodes, 1)),
@@ -141,8 +146,9 @@ def draw(path: Path, background: np.ndarray, summary: dict[str, Any], title: str
         ax.set_xticks([])
         ax.set_yticks([])
     fig.suptitle(
-        f"{title}: {summary['ask_fraction']:.0%} of steps asked; {summary['asks_near_failures']:.0%} of asks "
-        f"vs {summary['visits_near_failures']:.0%} of steps on/next to the novice's failure cells",
+        f"{title}: {summary['ask_fraction']:.0%} of steps asked; on the novice's failure cells "
+        f"{summary['asks_on_failures']:.0%} of asks vs {summary['visits_on_failures']:.0%} of steps "
+        f"(on or next to them: {summary['asks_near_failures']:.0%} vs {summary['visits_near_failures']:.0%})",
         fontsize=9,
     )
     fig.tight_layout()
