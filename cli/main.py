@@ -199,7 +199,7 @@ def evaluate(
 ) -> None:
     """Evaluate a checkpoint over N complete episodes and report the returns."""
     from duo_ai.coordination.sweep import COST_WEIGHTS
-    from duo_ai.core.files import atomic_write_text, check_output_file
+    from duo_ai.core.files import atomic_write_text, check_output_file, json_lines
     from duo_ai.eval_job import evaluate_checkpoint
 
     try:
@@ -221,7 +221,7 @@ def evaluate(
         )
         print_metrics(checkpoint, metrics)
         if json_out is not None:
-            atomic_write_text(json_out, json.dumps(metrics, indent=2))
+            atomic_write_text(json_out, json_lines(metrics))
     except DuoAIError as e:
         fail(str(e))
 

@@ -62,6 +62,15 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     atomic_write(path, lambda f: f.write(text.encode()))
 
 
+def json_lines(data: dict) -> str:
+    """`data` as JSON with one top-level key per line and each value on its line, lists inline: an
+    evaluation's per-episode arrays stay readable key by key without a line per number."""
+    import json
+
+    items = [f"  {json.dumps(key)}: {json.dumps(value)}" for key, value in data.items()]
+    return "{\n" + ",\n".join(items) + "\n}\n"
+
+
 def check_output_file(path: str | os.PathLike, what: str) -> Path:
     """Refuse, with a one-line `ConfigError`, a file path a command could not (or must not) write.
 
