@@ -14,7 +14,7 @@ import gymnasium as gym
 from duo_ai.core.errors import ConfigError
 from duo_ai.core.registry import Registry
 from duo_ai.envs.classic import make_gym_vec_env
-from duo_ai.envs.config import ENV_FAMILIES, EnvConfig, SplitConfig
+from duo_ai.envs.config import EnvConfig, SplitConfig
 from duo_ai.envs.minigrid import MiniGridVecEnv
 from duo_ai.envs.procgen import GAMES, ProcgenVecEnv
 
@@ -129,7 +129,6 @@ def make_env(
 
 __all__ = [
     "ENVS",
-    "ENV_FAMILIES",
     "GAMES",
     "EnvConfig",
     "EnvFamily",

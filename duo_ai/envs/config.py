@@ -8,8 +8,12 @@ from typing import Any
 from duo_ai.core.checks import INT32_MAX, checked
 from duo_ai.envs.procgen import DISTRIBUTION_MODES
 
-# Env families (`env.name`), each registered in `duo_ai.envs.ENVS`.
-ENV_FAMILIES = ("procgen", "minigrid", "gym")
+
+def env_families() -> list[str]:
+    """The env families (`env.name`) registered in `duo_ai.envs.ENVS`, a user's own included."""
+    from duo_ai.envs import ENVS  # the registry imports this module
+
+    return ENVS.names()
 
 
 @dataclass
@@ -31,7 +35,7 @@ class EnvConfig:
     env's constructor, e.g. `{agent_start_pos: null}` for random starts on DistShift).
     """
 
-    name: str = checked("procgen", choices=ENV_FAMILIES)
+    name: str = checked("procgen", choices=env_families)
     task: str = checked(
         "coinrun", test=bool, allowed="a game name (procgen), a MiniGrid id (minigrid) or a gymnasium id (gym)"
     )
