@@ -68,6 +68,7 @@ def import_modules(modules: list[str] | None) -> None:
         fail(str(e))
 
 
+CONFIG_HELP = "YAML config file (see configs/); give -c more than once to layer files, later ones winning."
 OVERRIDES_HELP = "Config overrides as dotted key=value pairs, e.g. env.task=starpilot algorithm.learning_rate=3e-4."
 
 
@@ -121,9 +122,10 @@ def seed_overrides(config: list[Path] | None, overrides: list[str], seeds: list[
     return runs
 
 
-def print_seed_commands(config: list[Path] | None, runs: list[list[str]], progress: bool) -> None:
+def print_seed_commands(config: list[Path] | None, runs: list[list[str]], progress: bool, modules: list[str]) -> None:
     for run_overrides in runs:
         flags = [arg for path in config or [] for arg in ("-c", str(path))] + ([] if progress else ["--no-progress"])
+        flags += [arg for module in modules for arg in ("--import", module)]
         out.print(shlex.join(["duo-ai", "train", *flags, *run_overrides]), highlight=False, soft_wrap=True)
 
 
@@ -131,11 +133,7 @@ def print_seed_commands(config: list[Path] | None, runs: list[list[str]], progre
 def train(
     overrides: list[str] | None = typer.Argument(None, help=OVERRIDES_HELP, show_default=False),
     config: list[Path] | None = typer.Option(
-        None,
-        "--config",
-        "-c",
-        help="YAML config file (see configs/); give -c more than once to layer files, later ones winning. "
-        "Without it: the CPU quickstart.",
+        None, "--config", "-c", help=CONFIG_HELP + " Without it: the CPU quickstart."
     ),
     resume: Path | None = typer.Option(
         None, "--resume", help="Continue the run in this folder from its last.ckpt (overrides apply on top)."
@@ -165,7 +163,7 @@ def train(
         if seeds is not None:
             runs = seed_overrides(config, overrides or [], parse_seeds(seeds))
             if print_commands:
-                return print_seed_commands(config, runs, progress)
+                return print_seed_commands(config, runs, progress, modules or [])
             configs = [load_config(config, run_overrides) for run_overrides in runs]
         elif resume is not None:
             if config:

@@ -6,14 +6,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from duo_ai.core.checks import INT32_MAX, checked
+from duo_ai.core.registry import Registry
 from duo_ai.envs.procgen import DISTRIBUTION_MODES
 
-
-def env_families() -> list[str]:
-    """The env families (`env.name`) registered in `duo_ai.envs.ENVS`, a user's own included."""
-    from duo_ai.envs import ENVS  # the registry imports this module
-
-    return ENVS.names()
+# Env families (`env.name`) by name; each family module registers its `EnvFamily` here. `env.name`
+# is checked against the names registered when the config is checked, a user's own included.
+ENVS: Registry = Registry("env family")
 
 
 @dataclass
@@ -35,7 +33,7 @@ class EnvConfig:
     env's constructor, e.g. `{agent_start_pos: null}` for random starts on DistShift).
     """
 
-    name: str = checked("procgen", choices=env_families)
+    name: str = checked("procgen", choices=ENVS.names)
     task: str = checked(
         "coinrun", test=bool, allowed="a game name (procgen), a MiniGrid id (minigrid) or a gymnasium id (gym)"
     )
