@@ -91,3 +91,18 @@ def test_a_study_passes_its_imports_on_to_the_runs_it_starts(plugin_folder, monk
     with Pool(1, plugin_folder / "logs", ["--import", "my_plugin"]) as pool:
         pool.now("imported", lambda out: out.run(train))
     assert (plugin_folder / "experiments" / "run" / "last.ckpt").is_file()
+
+
+def test_an_installed_package_in_the_entry_point_group_registers_without_import(tmp_path):
+    """A package that lists my_plugin in `duo_ai.plugins` (its dist-info on the path, as pip installs it)."""
+    site = tmp_path / "site"
+    (site / "my_plugin-0.1.dist-info").mkdir(parents=True)
+    (site / "my_plugin-0.1.dist-info" / "METADATA").write_text("Metadata-Version: 2.1\nName: my-plugin\nVersion: 0.1\n")
+    (site / "my_plugin-0.1.dist-info" / "entry_points.txt").write_text("[duo_ai.plugins]\nmy_plugin = my_plugin\n")
+    (site / "my_plugin.py").write_text(MODULE)
+    train = ["-m", "cli.main", "train", "-c", ROOT / "configs" / "cartpole.yaml", "env.name=classic_control"]
+    train += ["policy.model=tiny_mlp", f"experiments_dir={tmp_path}", "name=tiny", *SHORT, *SHORT_PPO]
+    env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{site}"}
+    done = subprocess.run([sys.executable, *map(str, train)], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (tmp_path / "tiny" / "last.ckpt").is_file()
