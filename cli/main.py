@@ -42,8 +42,33 @@ def _options(
     ),
 ) -> None:
     """Options before the command (`duo-ai --version`)."""
+    from duo_ai.plugins import load_entry_points
+
+    load_entry_points()
 
 
+IMPORT_HELP = (
+    "Import this Python module (repeatable) before the config is read, so the models, policies, algorithms "
+    "and env families it registers can be named; see Extending duo-ai."
+)
+
+
+def import_option() -> list[str] | None:
+    """`--import MODULE`, repeatable: the same option on every command that builds a config."""
+    return typer.Option(None, "--import", help=IMPORT_HELP, show_default=False)
+
+
+def import_modules(modules: list[str] | None) -> None:
+    """Import the `--import` modules; a missing one ends the command with one line, exit 2."""
+    from duo_ai.plugins import import_modules as load
+
+    try:
+        load(modules or [])
+    except DuoAIError as e:
+        fail(str(e))
+
+
+CONFIG_HELP = "YAML config file (see configs/); give -c more than once to layer files, later ones winning."
 OVERRIDES_HELP = "Config overrides as dotted key=value pairs, e.g. env.task=starpilot algorithm.learning_rate=3e-4."
 
 
@@ -97,9 +122,10 @@ def seed_overrides(config: list[Path] | None, overrides: list[str], seeds: list[
     return runs
 
 
-def print_seed_commands(config: list[Path] | None, runs: list[list[str]], progress: bool) -> None:
+def print_seed_commands(config: list[Path] | None, runs: list[list[str]], progress: bool, modules: list[str]) -> None:
     for run_overrides in runs:
         flags = [arg for path in config or [] for arg in ("-c", str(path))] + ([] if progress else ["--no-progress"])
+        flags += [arg for module in modules for arg in ("--import", module)]
         out.print(shlex.join(["duo-ai", "train", *flags, *run_overrides]), highlight=False, soft_wrap=True)
 
 
@@ -107,11 +133,7 @@ def print_seed_commands(config: list[Path] | None, runs: list[list[str]], progre
 def train(
     overrides: list[str] | None = typer.Argument(None, help=OVERRIDES_HELP, show_default=False),
     config: list[Path] | None = typer.Option(
-        None,
-        "--config",
-        "-c",
-        help="YAML config file (see configs/); give -c more than once to layer files, later ones winning. "
-        "Without it: the CPU quickstart.",
+        None, "--config", "-c", help=CONFIG_HELP + " Without it: the CPU quickstart."
     ),
     resume: Path | None = typer.Option(
         None, "--resume", help="Continue the run in this folder from its last.ckpt (overrides apply on top)."
@@ -123,6 +145,7 @@ def train(
         False, "--print-commands", help="With --seeds: print each seed's duo-ai train command instead of running it."
     ),
     progress: bool = typer.Option(True, help="Show the live progress bar (on a terminal)."),
+    modules: list[str] | None = import_option(),
 ) -> None:
     """Train a policy. Writes experiments/<name>/: config.yaml, train.log, progress.csv, eval.csv, tb/, *.ckpt."""
     from duo_ai.config import load_config
@@ -130,6 +153,7 @@ def train(
     from duo_ai.training import Trainer
 
     signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
+    import_modules(modules)
     if seeds is not None and resume is not None:
         fail("--seeds starts new runs; resume each seed's run on its own with --resume RUN_DIR")
     if print_commands and seeds is None:
@@ -139,7 +163,7 @@ def train(
         if seeds is not None:
             runs = seed_overrides(config, overrides or [], parse_seeds(seeds))
             if print_commands:
-                return print_seed_commands(config, runs, progress)
+                return print_seed_commands(config, runs, progress, modules or [])
             configs = [load_config(config, run_overrides) for run_overrides in runs]
         elif resume is not None:
             if config:
@@ -196,12 +220,14 @@ def evaluate(
         "a calibrated baseline is re-calibrated for it from its stored validation episodes.",
     ),
     overrides: list[str] | None = typer.Argument(None, help=OVERRIDES_HELP, show_default=False),
+    modules: list[str] | None = import_option(),
 ) -> None:
     """Evaluate a checkpoint over N complete episodes and report the returns."""
     from duo_ai.coordination.sweep import COST_WEIGHTS
     from duo_ai.core.files import atomic_write_text, check_output_file, json_lines
     from duo_ai.eval_job import evaluate_checkpoint
 
+    import_modules(modules)
     try:
         if json_out is not None:  # checked before evaluating, so the results have somewhere to go
             check_output_file(json_out, "--json file")
@@ -426,10 +452,12 @@ def ask_map(
         None, "--temperature", "-t", help="The coordinator's sampling temperature. Default: evaluation.temperature."
     ),
     overrides: list[str] | None = typer.Argument(None, help=OVERRIDES_HELP, show_default=False),
+    modules: list[str] | None = import_option(),
 ) -> None:
     """Draw where a MiniGrid coordinator asks for the expert (per grid cell) beside where the novice alone fails."""
     from duo_ai.reports.ask_map import ask_map as draw_ask_map
 
+    import_modules(modules)
     try:
         made = draw_ask_map(
             str(checkpoint), output, split, episodes, seed, temperature, overrides or [],
@@ -576,6 +604,7 @@ def study(
     gate_only: bool = typer.Option(
         False, "--gate-only", help="Stop after the gate, which prints where always-novice and always-expert break even."
     ),
+    modules: list[str] | None = import_option(),
 ) -> None:
     """Run a coordination study end to end: agents, gate, baselines, PPO per cost weight, paired evaluations, reports.
 
@@ -586,10 +615,20 @@ def study(
     from duo_ai.study.schema import load_study
 
     signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
+    import_modules(modules)
     extra = [*([] if out_dir is None else [f"out={out_dir}"]), *([] if jobs is None else [f"jobs={jobs}"])]
-    command = ["duo-ai", "study", study_file, *(overrides or []), *extra, *(["--gate-only"] if gate_only else [])]
+    imports = [arg for module in modules or [] for arg in ("--import", module)]
+    command = [
+        "duo-ai",
+        "study",
+        study_file,
+        *(overrides or []),
+        *extra,
+        *(["--gate-only"] if gate_only else []),
+        *imports,
+    ]
     try:
-        run_study(load_study(study_file, [*(overrides or []), *extra]), gate_only, shlex.join(command))
+        run_study(load_study(study_file, [*(overrides or []), *extra]), gate_only, shlex.join(command), imports)
     except DuoAIError as e:
         fail(str(e), getattr(e, "exit_code", 2))
     except KeyboardInterrupt:

@@ -18,6 +18,7 @@ FLOORS = {
     "duo_ai": 0,  # the package's own __init__ (this module alone, not the package)
     "duo_ai.core": 0,
     "duo_ai.logger": 0,
+    "duo_ai.plugins": 0,
     "duo_ai.envs": 1,
     "duo_ai.models": 1,
     "duo_ai.evaluation": 1,

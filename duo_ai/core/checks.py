@@ -34,7 +34,8 @@ class Rule:
     ge: float | None = None
     gt: float | None = None
     le: float | None = None
-    choices: tuple[Any, ...] | None = None
+    # The allowed values, or a function giving them when a value is checked (a registry's names).
+    choices: tuple[Any, ...] | Callable[[], tuple[Any, ...]] | None = None
     nonempty: bool = False
     each: Rule | None = None
     test: Callable[[Any], bool] | None = None
@@ -46,7 +47,7 @@ class Rule:
         if self.test is not None:
             return self.allowed
         if self.choices is not None:
-            return "one of " + ", ".join(map(str, self.choices))
+            return "one of " + ", ".join(map(str, self._choices()))
         if self.nonempty or self.each is not None:
             items = f" of items each {self.each.describe()}" if self.each is not None else ""
             return ("a non-empty list" if self.nonempty else "a list") + items
@@ -63,13 +64,16 @@ class Rule:
         if self.test is not None:
             return bool(self.test(value))
         if self.choices is not None:
-            return value in self.choices
+            return value in self._choices()
         if self.nonempty or self.each is not None:
             items = list(value) if isinstance(value, (list, tuple)) else None
             if items is None or (self.nonempty and not items):
                 return False
             return self.each is None or all(self.each.allows(item) and item is not None for item in items)
         return _in_range(value, self)
+
+    def _choices(self) -> tuple[Any, ...]:
+        return tuple(self.choices()) if callable(self.choices) else self.choices
 
     def check(self, key: str, value: Any) -> None:
         """Raise a one-line `ConfigError` if `value` (of config key `key`) breaks the rule."""

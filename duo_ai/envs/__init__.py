@@ -12,9 +12,8 @@ from typing import Any
 import gymnasium as gym
 
 from duo_ai.core.errors import ConfigError
-from duo_ai.core.registry import Registry
 from duo_ai.envs.classic import make_gym_vec_env
-from duo_ai.envs.config import ENV_FAMILIES, EnvConfig, SplitConfig
+from duo_ai.envs.config import ENVS, EnvConfig, SplitConfig
 from duo_ai.envs.minigrid import MiniGridVecEnv
 from duo_ai.envs.procgen import GAMES, ProcgenVecEnv
 
@@ -58,9 +57,6 @@ class EnvFamily:
     def game(self, cfg: EnvConfig) -> str:
         """What agents must have been trained on to act here: agents of one game share spaces."""
         return f"{cfg.name}/{cfg.task}"
-
-
-ENVS: Registry = Registry("env family")
 
 
 @ENVS.register("procgen")
@@ -129,7 +125,6 @@ def make_env(
 
 __all__ = [
     "ENVS",
-    "ENV_FAMILIES",
     "GAMES",
     "EnvConfig",
     "EnvFamily",

@@ -6,10 +6,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from duo_ai.core.checks import INT32_MAX, checked
+from duo_ai.core.registry import Registry
 from duo_ai.envs.procgen import DISTRIBUTION_MODES
 
-# Env families (`env.name`), each registered in `duo_ai.envs.ENVS`.
-ENV_FAMILIES = ("procgen", "minigrid", "gym")
+# Env families (`env.name`) by name; each family module registers its `EnvFamily` here. `env.name`
+# is checked against the names registered when the config is checked, a user's own included.
+ENVS: Registry = Registry("env family")
 
 
 @dataclass
@@ -31,7 +33,7 @@ class EnvConfig:
     env's constructor, e.g. `{agent_start_pos: null}` for random starts on DistShift).
     """
 
-    name: str = checked("procgen", choices=ENV_FAMILIES)
+    name: str = checked("procgen", choices=ENVS.names)
     task: str = checked(
         "coinrun", test=bool, allowed="a game name (procgen), a MiniGrid id (minigrid) or a gymnasium id (gym)"
     )

@@ -21,6 +21,8 @@ from duo_ai.core.errors import DuoAIError
 
 # The same interpreter and code as this process (PYTHONPATH and all).
 DUO = [sys.executable, "-m", "cli.main"]
+# The commands that build a config, so take the study's `--import` modules too.
+IMPORTING = ("train", "eval", "ask-map")
 
 
 class JobFailed(DuoAIError):
@@ -48,8 +50,9 @@ class Output:
         with self.pool.lock:  # none starts once the pool is stopping
             if self.pool.stopping:
                 raise JobFailed(f"{self.name} was not started: the study is stopping")
+            imports = self.pool.imports if command[0] in IMPORTING else []
             process = subprocess.Popen(
-                [*DUO, *command], stdout=subprocess.DEVNULL if quiet else self.log, stderr=self.log
+                [*DUO, *command, *imports], stdout=subprocess.DEVNULL if quiet else self.log, stderr=self.log
             )
             self.pool.processes.add(process)
         try:
@@ -69,8 +72,9 @@ class Output:
 class Pool:
     """Runs jobs (functions of an `Output`): in turn with `size` 1, else up to `size` at once."""
 
-    def __init__(self, size: int, logs: Path) -> None:
-        self.size, self.logs = size, logs
+    def __init__(self, size: int, logs: Path, imports: list[str] | None = None) -> None:
+        # `imports`: `--import MODULE` arguments passed on to each job that builds a config.
+        self.size, self.logs, self.imports = size, logs, imports or []
         self.lock = threading.Lock()
         self.stopping = False
         self.processes: set[subprocess.Popen] = set()

@@ -335,10 +335,12 @@ def record(path: Path, text: str) -> None:
     atomic_write_text(path, text)
 
 
-def run_study(study: Study, gate_only: bool = False, command: str = "") -> None:
-    """Check every run's config, write OUT/study.yaml, and run the protocol (see the module's docstring)."""
+def run_study(study: Study, gate_only: bool = False, command: str = "", imports: list[str] | None = None) -> None:
+    """Check every run's config, write OUT/study.yaml, and run the protocol (see the module's docstring).
+
+    `imports` (`--import MODULE` arguments) are passed on to every job that builds a config."""
     out = Path(study.out)
-    with Pool(study.jobs, out / "logs") as pool:
+    with Pool(study.jobs, out / "logs", imports) as pool:
         p = Protocol(study, pool)
         p.check_runs()
         out.mkdir(parents=True, exist_ok=True)
