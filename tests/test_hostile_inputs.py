@@ -1,7 +1,7 @@
 """Hostile inputs a run or a file system must survive: each is refused in one line with exit code 2,
 no traceback, before any work, and nothing in the scratch folder is created, changed or removed.
 
-The scratch folder (`root`, the working directory) holds `R`, a copy of the session's finished
+The scratch folder (`root`, the working directory) holds `R`, a copy of the test run's finished
 tiny run, and whatever special file a case makes (a named pipe, a device node of its own, a
 dangling link; never anything under /dev).
 """
