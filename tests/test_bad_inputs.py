@@ -77,7 +77,7 @@ CASES = [
     (["train", "env.num_levels=-1"], ["env.num_levels=-1"]),
     (["train", "env.start_level=-5"], ["env.start_level=-5"]),
     (["train", "env.distribution_mode=medium"], ["env.distribution_mode='medium'", "easy, hard"]),
-    (["train", "env.name=atari"], ["env.name='atari'", "procgen, minigrid, gym"]),
+    (["train", "env.name=atari"], ["env.name='atari'", "gym, minigrid, procgen"]),
     (["train", "env.splits.test.num_levels=-1"], ["env.splits.test.num_levels=-1"]),
     (["train", "env.task=coinrn"], ["unknown Procgen game 'coinrn'"]),
     # model
