@@ -13,6 +13,7 @@ must accept a new file (tried, not guessed from permission bits: root ignores th
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import stat
 import tempfile
@@ -65,8 +66,6 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
 def json_lines(data: dict) -> str:
     """`data` as JSON with one top-level key per line and each value on its line, lists inline: an
     evaluation's per-episode arrays stay readable key by key without a line per number."""
-    import json
-
     items = [f"  {json.dumps(key)}: {json.dumps(value)}" for key, value in data.items()]
     return "{\n" + ",\n".join(items) + "\n}\n"
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from duo_ai.build import build_policy, compute_from, config_from_checkpoint, env_maker
 from duo_ai.coordination.config import is_coordination_run
@@ -83,8 +84,6 @@ class NeverAsk:
     def reset(self, done: np.ndarray) -> None: ...
 
     def act(self, obs: Any, temperature: float = 1.0) -> Any:
-        import torch
-
         return torch.zeros(len(obs["novice_logits"]), dtype=torch.long)
 
 
