@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import re
 import shlex
 import signal
 import sys
 import traceback
+from itertools import takewhile
 from pathlib import Path
 
 import typer
@@ -18,9 +20,10 @@ from duo_ai import __version__
 from duo_ai.core.errors import DuoAIError
 
 app = typer.Typer(
-    help="Train and evaluate PPO agents, and novice/expert coordinators, on Procgen games.",
+    help="Train and evaluate PPO agents, and novice/expert coordinators, on Procgen and MiniGrid.",
     no_args_is_help=True,
-    add_completion=False,
+    # `duo-ai --install-completion` / `--show-completion`: see docs/getting-started.md.
+    add_completion=True,
     pretty_exceptions_enable=False,
     # Inherited by every command: `duo-ai train -h` as well as `--help`.
     context_settings={"help_option_names": ["-h", "--help"]},
@@ -68,7 +71,32 @@ def import_modules(modules: list[str] | None) -> None:
         fail(str(e))
 
 
-CONFIG_HELP = "YAML config file (see configs/); give -c more than once to layer files, later ones winning."
+CONFIG_HELP = (
+    "A YAML config file, or the name of a shipped one (procgen_agent, minigrid_agent, ...: `duo-ai configs` "
+    "lists them); give -c more than once to layer files, later ones winning."
+)
+
+
+def complete_config(incomplete: str) -> list[str]:
+    """Shell completion of -c: the shipped configs' names."""
+    from duo_ai.core.config_files import shipped_names
+
+    return [name for name in shipped_names() if name.startswith(incomplete)]
+
+
+def config_option(help: str) -> list[Path] | None:
+    """`-c/--config FILE_OR_NAME`, repeatable, completing the shipped configs' names."""
+    return typer.Option(None, "--config", "-c", autocompletion=complete_config, help=help)
+
+
+def complete_study(incomplete: str) -> list[str]:
+    """Shell completion of a study file: the shipped studies' names."""
+    from duo_ai.core.config_files import shipped_names
+    from duo_ai.study.schema import STUDIES
+
+    return [name for name in shipped_names(STUDIES) if name.startswith(incomplete)]
+
+
 OVERRIDES_HELP = "Config overrides as dotted key=value pairs, e.g. env.task=starpilot algorithm.learning_rate=3e-4."
 
 
@@ -132,9 +160,7 @@ def print_seed_commands(config: list[Path] | None, runs: list[list[str]], progre
 @app.command()
 def train(
     overrides: list[str] | None = typer.Argument(None, help=OVERRIDES_HELP, show_default=False),
-    config: list[Path] | None = typer.Option(
-        None, "--config", "-c", help=CONFIG_HELP + " Without it: the CPU quickstart."
-    ),
+    config: list[Path] | None = config_option(CONFIG_HELP + " Without it: the CPU quickstart."),
     resume: Path | None = typer.Option(
         None, "--resume", help="Continue the run in this folder from its last.ckpt (overrides apply on top)."
     ),
@@ -205,9 +231,7 @@ def evaluate(
     ),
     json_out: Path | None = typer.Option(None, "--json", help="Also write the metrics to this JSON file."),
     seed: int | None = typer.Option(None, "--seed", help="Seed for level sampling and actions. Default: the run's."),
-    config: list[Path] | None = typer.Option(
-        None, "--config", "-c", help="YAML applied over the checkpoint's config (repeatable, later ones winning)."
-    ),
+    config: list[Path] | None = config_option("YAML applied over the checkpoint's config (as train's -c)."),
     cost_sweep: bool = typer.Option(
         False,
         "--cost-sweep",
@@ -309,8 +333,8 @@ def print_metrics(checkpoint: Path, metrics: dict) -> None:
 @app.command()
 def bench(
     overrides: list[str] | None = typer.Argument(None, help=OVERRIDES_HELP, show_default=False),
-    config: list[Path] | None = typer.Option(
-        None, "--config", "-c", help="YAML config to measure (repeatable; default: built-in)."
+    config: list[Path] | None = config_option(
+        "YAML config (a file or a shipped config's name) to measure (repeatable; default: built-in)."
     ),
     game: str = typer.Option("coinrun", "--game", help="Procgen game."),
     num_envs: int = typer.Option(64, "--num-envs", help="Parallel environments."),
@@ -588,7 +612,9 @@ def baseline_cells(method: dict) -> tuple[str, str]:
 @app.command()
 def study(
     study_file: str = typer.Argument(
-        ..., help="A study file (YAML), or the name of one in configs/studies/, e.g. procgen_smoke."
+        ...,
+        help="A study file (YAML), or the name of a shipped one (`duo-ai configs` lists them), e.g. procgen_smoke.",
+        autocompletion=complete_study,
     ),
     overrides: list[str] | None = typer.Argument(
         None,
@@ -638,6 +664,46 @@ def study(
         raise
     except Exception as e:
         crashed(e, None)
+
+
+@app.command("configs")
+def list_configs(
+    name: str | None = typer.Argument(
+        None,
+        help="A shipped config or study file to print, e.g. procgen_agent; without it, list them all.",
+        autocompletion=lambda incomplete: complete_config(incomplete) + complete_study(incomplete),
+        show_default=False,
+    ),
+) -> None:
+    """List the configs and study files shipped with duo-ai, or print one to copy and edit.
+
+    `-c NAME` and `duo-ai study NAME` find these by name from any folder; a path to a file of
+    your own works too, and its `defaults:` may name a shipped config to build on."""
+    from duo_ai.core.config_files import CONFIGS, shipped_config, shipped_names
+    from duo_ai.study.schema import STUDIES
+
+    if name is not None:
+        path = shipped_config(name) or shipped_config(name, STUDIES)
+        if path is None:
+            fail(f"no shipped config or study file is named {name!r}; `duo-ai configs` lists them")
+        sys.stdout.write(path.read_text())
+        return
+    table = Table(box=None, header_style="bold")
+    table.add_column("name", no_wrap=True)
+    table.add_column("kind")
+    table.add_column("what")
+    for kind, folder in (("config", CONFIGS), ("study", STUDIES)):
+        for shipped in shipped_names(folder):
+            table.add_row(shipped, kind, escape(first_sentence(folder / f"{shipped}.yaml")))
+    out.print(table)
+    out.print(f"[dim]in {CONFIGS}; print one with `duo-ai configs NAME`[/]", highlight=False)
+
+
+def first_sentence(path: Path) -> str:
+    """The first sentence of the comment a YAML file opens with (what the file is for)."""
+    lines = path.read_text().splitlines()
+    comment = " ".join(line.removeprefix("#").strip() for line in takewhile(lambda s: s.startswith("#"), lines))
+    return re.split(r"(?<!et al)\. (?=[A-Z0-9])", comment)[0].rstrip(".:")
 
 
 def _cell(value: dict) -> str:

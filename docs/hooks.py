@@ -167,7 +167,7 @@ def command_section(name: str, command: Any, prog: str = "duo-ai") -> str:
 def cli_page(app: typer.Typer | None = None) -> str:
     """The CLI page: every command of the Typer `app` (default: duo-ai's), with its options."""
     if app is None:
-        from cli.main import app
+        from duo_ai_cli.main import app
     group = typer.main.get_command(app)
     parts = [
         "# Command line\n",

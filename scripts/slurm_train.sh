@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Slurm example: train one PPO on several nodes, one process per GPU, data-parallel (torchrun).
 #
-#   sbatch --nodes 4 scripts/slurm_train.sh -c configs/procgen_standard.yaml env.task=starpilot \
+#   sbatch --nodes 4 scripts/slurm_train.sh -c procgen_standard env.task=starpilot \
 #       env.num_envs=256 name=sp_32gpu
 #   sbatch --nodes 4 scripts/slurm_train.sh --resume experiments/sp_32gpu   # same nodes x GPUs
 #

@@ -3,9 +3,9 @@
 #
 #   scripts/train_multi_gpu.sh [duo-ai train arguments ...]
 #
-#   scripts/train_multi_gpu.sh -c configs/procgen_standard.yaml env.task=starpilot name=sp_8gpu
+#   scripts/train_multi_gpu.sh -c procgen_standard env.task=starpilot name=sp_8gpu
 #   scripts/train_multi_gpu.sh --resume experiments/sp_8gpu            # same number of GPUs
-#   NPROC=2 scripts/train_multi_gpu.sh -c configs/procgen_standard.yaml   # only 2 processes
+#   NPROC=2 scripts/train_multi_gpu.sh -c procgen_standard   # only 2 processes
 #
 # env.num_envs is the total over all processes (64 on 8 GPUs = 8 envs each) and must divide by the
 # number of processes; the update is the one of a single process with all the envs (docs/scaling.md).

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner, Result
 
-from cli.main import app
 from duo_ai.config import load_config
 from duo_ai.training import Trainer
+from duo_ai_cli.main import app
 
 # A real but tiny PPO run: 4 envs x 32 steps, 2 iterations, 2 evaluation episodes.
 TINY = [

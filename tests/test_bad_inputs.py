@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from cli.main import app
+from duo_ai_cli.main import app
 from tests.conftest import TINY
 
 runner = CliRunner()

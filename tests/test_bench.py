@@ -11,9 +11,9 @@ import math
 import pytest
 from typer.testing import CliRunner
 
-from cli.main import app
 from duo_ai.bench import Workload, bench_config
 from duo_ai.core.errors import ConfigError
+from duo_ai_cli.main import app
 
 SMALL = ["--num-envs", "4", "--num-steps", "16", "--num-minibatches", "2", "--epochs", "1", "--iterations", "1"]
 FIELDS = (

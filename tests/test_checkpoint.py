@@ -52,7 +52,7 @@ def test_pickled_classes_are_refused(tmp_path):
 @pytest.mark.slow
 def test_sigterm_saves_last_checkpoint_and_resume_works(tmp_path):
     overrides = [o for o in TINY if not o.startswith(("algorithm.total_timesteps", "algorithm.save_freq"))]
-    cmd = [sys.executable, "-m", "cli.main", "train", *overrides, "algorithm.total_timesteps=100000000"]
+    cmd = [sys.executable, "-m", "duo_ai_cli", "train", *overrides, "algorithm.total_timesteps=100000000"]
     cmd += ["algorithm.save_freq=0", "name=stopped", "--no-progress"]
     proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     log = tmp_path / "experiments" / "stopped" / "train.log"
@@ -72,7 +72,7 @@ def test_sigterm_saves_last_checkpoint_and_resume_works(tmp_path):
 @pytest.mark.slow
 def test_a_live_run_folder_is_neither_overwritten_nor_resumed_by_another_run(tmp_path):
     overrides = [o for o in TINY if not o.startswith(("algorithm.total_timesteps", "algorithm.save_freq"))]
-    train = [sys.executable, "-m", "cli.main", "train", *overrides, "name=live", "--no-progress"]
+    train = [sys.executable, "-m", "duo_ai_cli", "train", *overrides, "name=live", "--no-progress"]
     proc = subprocess.Popen(
         [*train, "algorithm.total_timesteps=100000000", "algorithm.save_freq=1"],
         cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -85,7 +85,7 @@ def test_a_live_run_folder_is_neither_overwritten_nor_resumed_by_another_run(tmp
         assert (folder / "run.lock").read_text().split()[1] == str(proc.pid)
         for second in (
             [*train, "overwrite=true"],
-            [sys.executable, "-m", "cli.main", "train", "--resume", str(folder)],
+            [sys.executable, "-m", "duo_ai_cli", "train", "--resume", str(folder)],
         ):
             done = subprocess.run(second, cwd=tmp_path, capture_output=True, text=True, timeout=120)
             message = " ".join(done.stderr.split())  # rich wraps long lines

@@ -29,7 +29,7 @@ def cli_run(tmp_path_factory):
     """`duo-ai train` through the real command line, with a tiny config."""
     root = tmp_path_factory.mktemp("cli")
     result = subprocess.run(
-        [sys.executable, "-m", "cli.main", "train", *TINY, "name=run", "--no-progress"],
+        [sys.executable, "-m", "duo_ai_cli", "train", *TINY, "name=run", "--no-progress"],
         capture_output=True,
         text=True,
         cwd=root,
@@ -162,7 +162,7 @@ def test_help_explains_commands():
 
 def test_version_and_short_help_on_every_command():
     import duo_ai
-    from cli.main import app
+    from duo_ai_cli.main import app
 
     result = cli("--version")
     assert result.exit_code == 0 and result.stdout.strip() == f"duo-ai {duo_ai.__version__}"

@@ -8,8 +8,8 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from cli.main import app
 from duo_ai.coordination.sweep import COST_WEIGHTS
+from duo_ai_cli.main import app
 from tests.conftest import assert_user_error
 from tests.coord_fixtures import CONFIGS, GAME, TINY, TINY_PPO, agent_checkpoints
 

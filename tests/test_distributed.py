@@ -67,7 +67,7 @@ def launch(rank: int, port: int, cwd: Path, *args: str, world_size: int = 2) -> 
     """`duo-ai train ARGS` as rank `rank` of `world_size`, rendezvous at 127.0.0.1:port set by hand."""
     env = {**ENV, "RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": str(world_size)}
     env.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    cmd = [sys.executable, "-m", "cli.main", "train", *args]
+    cmd = [sys.executable, "-m", "duo_ai_cli", "train", *args]
     return subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -214,10 +214,10 @@ def test_a_data_parallel_run_resumes_bit_identically(dp_run, tmp_path):
     run = tmp_path / "dp"
     shutil.copytree(dp_run[0], run)
     more = ["algorithm.total_timesteps=256", "--no-progress"]
-    resumed = torchrun("-m", "cli.main", "train", "--resume", str(run), *more)
+    resumed = torchrun("-m", "duo_ai_cli", "train", "--resume", str(run), *more)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     reference = torchrun(
-        "-m", "cli.main", "train", *RUN, "algorithm.total_timesteps=256", f"experiments_dir={tmp_path}", "name=ref"
+        "-m", "duo_ai_cli", "train", *RUN, "algorithm.total_timesteps=256", f"experiments_dir={tmp_path}", "name=ref"
     )
     assert reference.returncode == 0, reference.stderr[-3000:]
     assert_bit_identical(weights(run), weights(tmp_path / "ref"))
@@ -286,7 +286,7 @@ def test_envs_that_do_not_split_and_a_missing_rendezvous_are_refused_before_any_
 def test_bench_under_torchrun_reports_total_and_per_process_speed(tmp_path):
     out = tmp_path / "bench.json"
     small = ["--num-envs", "4", "--num-steps", "16", "--num-minibatches", "2", "--epochs", "1", "--iterations", "1"]
-    done = torchrun("-m", "cli.main", "bench", *small, "--no-baseline", "--json", str(out), "num_threads=1")
+    done = torchrun("-m", "duo_ai_cli", "bench", *small, "--no-baseline", "--json", str(out), "num_threads=1")
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.count("training loop (SPS)") == 1  # rank 0 alone prints
     report = json.loads(out.read_text())

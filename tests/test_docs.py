@@ -98,7 +98,7 @@ def test_cli_page_follows_the_app():
 
 
 def test_cli_page_has_every_command_of_duo_ai():
-    from cli.main import app
+    from duo_ai_cli.main import app
 
     page = hooks.cli_page()
     for command in app.registered_commands:

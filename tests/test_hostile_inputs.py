@@ -312,7 +312,7 @@ def test_the_lock_is_an_atomic_create(root):
 
 @pytest.mark.slow
 def test_two_trains_into_one_name_at_the_same_moment_one_is_refused(tmp_path):
-    train = [sys.executable, "-m", "cli.main", "train", *TINY, "name=dup", "--no-progress"]
+    train = [sys.executable, "-m", "duo_ai_cli", "train", *TINY, "name=dup", "--no-progress"]
     procs = [subprocess.Popen(train, cwd=tmp_path, stderr=subprocess.PIPE, text=True) for _ in range(2)]
     done = [(p.wait(timeout=300), p.stderr.read()) for p in procs]
     codes = sorted(code for code, _ in done)

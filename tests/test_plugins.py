@@ -30,7 +30,7 @@ SHORT_CALIBRATE = ["algorithm.num_episodes=2", "algorithm.num_envs=2", "coordina
 def duo(folder: Path, *args: str) -> subprocess.CompletedProcess:
     """`duo-ai ARGS...` run in `folder` (where my_plugin.py is), with this checkout's code."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    command = [sys.executable, "-m", "cli.main", *args]
+    command = [sys.executable, "-m", "duo_ai_cli", *args]
     return subprocess.run(command, cwd=folder, env=env, capture_output=True, text=True, timeout=300)
 
 
@@ -100,7 +100,7 @@ def test_an_installed_package_in_the_entry_point_group_registers_without_import(
     (site / "my_plugin-0.1.dist-info" / "METADATA").write_text("Metadata-Version: 2.1\nName: my-plugin\nVersion: 0.1\n")
     (site / "my_plugin-0.1.dist-info" / "entry_points.txt").write_text("[duo_ai.plugins]\nmy_plugin = my_plugin\n")
     (site / "my_plugin.py").write_text(MODULE)
-    train = ["-m", "cli.main", "train", "-c", ROOT / "configs" / "cartpole.yaml", "env.name=classic_control"]
+    train = ["-m", "duo_ai_cli", "train", "-c", ROOT / "configs" / "cartpole.yaml", "env.name=classic_control"]
     train += ["policy.model=tiny_mlp", f"experiments_dir={tmp_path}", "name=tiny", *SHORT, *SHORT_PPO]
     env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{site}"}
     done = subprocess.run([sys.executable, *map(str, train)], cwd=tmp_path, env=env, capture_output=True, text=True)

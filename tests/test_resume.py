@@ -67,7 +67,7 @@ def start_and_kill(exp: Path, name: str, iteration: int) -> Path:
     The log line comes before that iteration's evaluation and checkpoint, so the kill lands in
     the evaluation, the save or the next rollout, wherever the process happens to be.
     """
-    cmd = [sys.executable, "-m", "cli.main", "train", *RUN, f"experiments_dir={exp}", f"name={name}"]
+    cmd = [sys.executable, "-m", "duo_ai_cli", "train", *RUN, f"experiments_dir={exp}", f"name={name}"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     log = exp / name / "train.log"
     deadline = time.time() + 120

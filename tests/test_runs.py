@@ -13,10 +13,10 @@ import torch
 from typer.testing import CliRunner
 
 import duo_ai
-from cli.main import app
 from duo_ai.algorithms.ppo import PPO
 from duo_ai.core.errors import ConfigError
 from duo_ai.runs import git_state, resume_config
+from duo_ai_cli.main import app
 from tests.conftest import TINY
 
 runner = CliRunner()

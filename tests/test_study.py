@@ -40,7 +40,7 @@ def shell(*args: object) -> subprocess.CompletedProcess:
 
 def study(*args: object) -> subprocess.CompletedProcess:
     """`duo-ai study ARGS...` in a subprocess (its trainings write to the real output)."""
-    return shell(sys.executable, "-m", "cli.main", "study", *args)
+    return shell(sys.executable, "-m", "duo_ai_cli", "study", *args)
 
 
 @pytest.mark.slow

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from cli.main import app
 from duo_ai.reports.video import EXPERT_COLOR, STRIP_GAP, Recording, frame_strip, record_checkpoint, render_frame
+from duo_ai_cli.main import app
 from tests.coord_fixtures import GAME, always_coordinators
 from tests.test_reports import assert_one_line_error
 

@@ -3,9 +3,13 @@
 This is the generic machinery; what the keys mean lives in `duo_ai.config`. Every failure is a
 one-line `ConfigError`.
 
+A config file is given as a path or as the name of a shipped config (`procgen_agent` for
+`configs/procgen_agent.yaml`), which works from any folder: the configs install inside the package.
+
 A YAML file may start with `defaults: [base, ...]`: each base is a YAML file (the `.yaml` suffix
-may be left off) found beside the file, loaded first, and overridden by the file's own keys. So
-`configs/procgen_logit.yaml` holds only what differs from `configs/coordination_base.yaml`.
+may be left off) found beside the file, or else a shipped config of that name, loaded first and
+overridden by the file's own keys. So `configs/procgen_logit.yaml` holds only what differs from
+`configs/coordination_base.yaml`, and a file of your own can build on `procgen_ppo`.
 
 A config file is bounded before it is used: at most `MAX_DEPTH` levels of nesting and `MAX_NODES`
 values once its aliases are expanded (a "billion laughs" file of a few lines would expand to
@@ -24,6 +28,10 @@ from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationE
 from duo_ai.core.errors import ConfigError
 
 DEFAULTS_KEY = "defaults"
+_PACKAGE = Path(__file__).resolve().parents[1]
+# The shipped configs: duo_ai/configs once installed (pyproject.toml maps configs/ there), the
+# top-level configs/ in a checkout.
+CONFIGS = _PACKAGE / "configs" if (_PACKAGE / "configs").is_dir() else _PACKAGE.parent / "configs"
 MAX_DEPTH = 32  # the deepest config section is a few levels down
 MAX_NODES = 100_000  # values after expanding aliases; a real config has a few hundred
 
@@ -128,6 +136,33 @@ def parse_overrides(overrides: list[str] | tuple[str, ...]) -> DictConfig:
         raise ConfigError(describe(e)) from None
 
 
+def shipped_names(folder: Path = CONFIGS) -> list[str]:
+    """The names of the shipped configs in `folder` (`CONFIGS`, or its `studies/`)."""
+    return sorted(p.stem for p in folder.glob("*.yaml"))
+
+
+def shipped_config(name: str, folder: Path = CONFIGS) -> Path | None:
+    """The shipped config called `name` (`procgen_agent` or `procgen_agent.yaml`), if there is one."""
+    if not name or "/" in name or "\\" in name or name.startswith("."):
+        return None
+    path = folder / (name if name.endswith((".yaml", ".yml")) else f"{name}.yaml")
+    return path if path.is_file() else None
+
+
+def find_config_file(name: str | Path, folder: Path = CONFIGS, what: str = "config file") -> Path:
+    """A config given as a path (which wins when it exists) or as the name of a shipped config."""
+    path = Path(name)
+    if path.exists():
+        return path
+    shipped = shipped_config(str(name), folder)
+    if shipped is not None:
+        return shipped
+    raise ConfigError(
+        f"{what} {name} not found; pass a YAML file's path or the name of a shipped one "
+        f"({', '.join(shipped_names(folder))})"
+    )
+
+
 def read_yaml_mapping(path: str | Path) -> dict[str, Any]:
     """The mapping in one YAML file (no `defaults` handling)."""
     path = Path(path)
@@ -164,9 +199,10 @@ def read_yaml_mapping(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def load_yaml_layers(path: str | Path, _seen: tuple[Path, ...] = ()) -> list[dict[str, Any]]:
-    """The layers of one config file, its `defaults` bases first (recursively), then its own keys."""
-    path = Path(path)
+def load_yaml_layers(path: str | Path, shipped: Path = CONFIGS, _seen: tuple[Path, ...] = ()) -> list[dict[str, Any]]:
+    """The layers of one config file (a path, or the name of a file in `shipped`), its `defaults`
+    bases first (recursively), then its own keys."""
+    path = find_config_file(path, shipped)
     if path.resolve() in _seen:
         chain = " -> ".join(str(p.name) for p in (*_seen, path.resolve()))
         raise ConfigError(f"config files include each other in a loop ({chain}); remove one of the defaults")
@@ -180,7 +216,12 @@ def load_yaml_layers(path: str | Path, _seen: tuple[Path, ...] = ()) -> list[dic
     for base in bases:
         base_path = path.parent / (base if base.endswith((".yaml", ".yml")) else f"{base}.yaml")
         if not base_path.is_file():
-            raise ConfigError(f"{path}: base config {base!r} not found at {base_path}; fix '{DEFAULTS_KEY}'")
-        layers.extend(load_yaml_layers(base_path, (*_seen, path.resolve())))
+            base_path = shipped_config(base, shipped) or base_path
+        if not base_path.is_file():
+            raise ConfigError(
+                f"{path}: base config {base!r} not found at {base_path} nor among the shipped configs; "
+                f"fix '{DEFAULTS_KEY}'"
+            )
+        layers.extend(load_yaml_layers(base_path, shipped, (*_seen, path.resolve())))
     layers.append(data)
     return layers

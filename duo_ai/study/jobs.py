@@ -20,7 +20,7 @@ from typing import IO
 from duo_ai.core.errors import DuoAIError
 
 # The same interpreter and code as this process (PYTHONPATH and all).
-DUO = [sys.executable, "-m", "cli.main"]
+DUO = [sys.executable, "-m", "duo_ai_cli"]
 # The commands that build a config, so take the study's `--import` modules too.
 IMPORTING = ("train", "eval", "ask-map")
 

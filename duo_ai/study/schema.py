@@ -5,7 +5,8 @@ Layers, later ones winning: the `Study` dataclass defaults < the study file (aft
 (`weight=0.5`, `evaluation.auc_episodes=100`, `agents.novice.checkpoint=...`). Every problem is a
 one-line `ConfigError` naming the study key.
 
-Config paths in a study file are relative to the current folder, as for `duo-ai train -c`.
+A study file, and each run config it names, is a path (relative to the current folder) or the name
+of a shipped one, as for `duo-ai train -c`: `procgen_smoke`, `config: procgen_agent`.
 """
 
 from __future__ import annotations
@@ -22,11 +23,11 @@ from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 from duo_ai.config import PLAIN_NAME, is_plain_name
 from duo_ai.core.checks import Rule, check_config, checked
 from duo_ai.core.compute import PRECISIONS
-from duo_ai.core.config_files import describe, load_yaml_layers, parse_overrides
+from duo_ai.core.config_files import CONFIGS, describe, find_config_file, load_yaml_layers, parse_overrides
 from duo_ai.core.errors import ConfigError
 from duo_ai.core.files import check_writable
 
-STUDIES = Path("configs") / "studies"
+STUDIES = CONFIGS / "studies"
 SUITES = ("procgen", "minigrid")
 PPO_STARTS = ("random", "uniform")
 # The gate compares these two; every `always_*` method is evaluated once and re-priced per weight.
@@ -181,24 +182,14 @@ class Study:
 
 
 def find_study_file(name: str) -> Path:
-    """A study file given as a path, or as a name in configs/studies/ (`procgen_smoke`)."""
-    path = Path(name)
-    if path.is_file():
-        return path
-    named = STUDIES / (name if name.endswith((".yaml", ".yml")) else f"{name}.yaml")
-    if "/" not in name and named.is_file():
-        return named
-    known = ", ".join(sorted(p.stem for p in STUDIES.glob("*.yaml"))) or f"none in {STUDIES} here"
-    raise ConfigError(
-        f"study file {name} not found; pass a YAML file's path or the name of one in {STUDIES}/ "
-        f"(from the project's folder: {known})"
-    )
+    """A study file given as a path, or as the name of a shipped one (`procgen_smoke`)."""
+    return find_config_file(name, STUDIES, "study file")
 
 
 def load_study(name: str, overrides: list[str] | tuple[str, ...] = ()) -> Study:
     """The study of file `name` with `overrides` applied, checked (see `check_study`)."""
     layers: list[Any] = [OmegaConf.structured(Study)]
-    layers += load_yaml_layers(find_study_file(name))
+    layers += load_yaml_layers(find_study_file(name), STUDIES)
     layers.append(parse_overrides(list(overrides)))
     try:
         study = OmegaConf.to_object(OmegaConf.merge(*layers))
@@ -291,8 +282,15 @@ def check_baselines(study: Study) -> None:
 
 
 def check_config_file(key: str, path: str) -> None:
-    if not path or not Path(path).is_file():
-        raise ConfigError(f"{key}: config file {path!r} not found; pass an existing YAML file (see configs/)")
+    """A run config named in the study is an existing file's path or a shipped config's name."""
+    if not path:
+        raise ConfigError(f"{key} is empty; give a YAML file's path or the name of a shipped config")
+    try:
+        found = find_config_file(path)
+    except ConfigError as error:
+        raise ConfigError(f"{key}: {error}") from None
+    if not found.is_file():
+        raise ConfigError(f"{key}: config file {path!r} is not a file; pass a YAML file or a shipped config's name")
 
 
 def study_to_yaml(study: Study) -> str:
