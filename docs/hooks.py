@@ -1,10 +1,12 @@
-"""mkdocs hooks: the Configuration and CLI pages, generated from the code at every build.
+"""mkdocs hooks: the Configuration and CLI pages, generated from the code at every build, and a page
+per committed study, generated from its README.
 
 `configuration_page()` reads the config dataclasses: each field's type, default, declared rule
 (`duo_ai.core.checks.checked`) and the comment above it in the source; the sections chosen by a
 `name` come from the registries, so a newly registered policy, model or algorithm gets its table.
-`cli_page(app)` reads the Typer app's commands, arguments and options. Neither page is in git:
-what they say is what the code does.
+`cli_page(app)` reads the Typer app's commands, arguments and options. `study_page(root, study)` is
+`results/<study>/README.md` with its links pointed at the site. None of these pages is in git:
+what they say is what the code and the results say.
 """
 
 from __future__ import annotations
@@ -12,12 +14,15 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import json
+import posixpath
 import re
 import textwrap
 import typing
+from pathlib import Path
 from typing import Any
 
 import typer
+from mkdocs.exceptions import PluginError
 from mkdocs.structure.files import File, Files
 
 GENERATED = {"configuration.md": "configuration_page", "cli.md": "cli_page"}
@@ -180,12 +185,91 @@ def cli_page(app: typer.Typer | None = None) -> str:
     return "\n\n".join(parts) + "\n"
 
 
+# -- Studies -----------------------------------------------------------------------------------------
+# The site mirrors results/: results/<study>/README.md is the page studies/<study>/index.md, a file
+# results/<path> that a README links is copied to studies/<path>, and docs/<page> is <page>. So a
+# README's relative links need no change, except those that point at a README, at a folder or at a
+# file outside results/ and docs/.
+STUDIES = "studies"
+
+# A code span or fenced block (left as it is), or an inline link or image: [text](target "title").
+LINK = re.compile(r"(```.*?```|`[^`\n]*`)|(!?)\[((?:[^\]\\]|\\.)*)\]\(([^)\s]+)(\s+\"[^\"]*\")?\)", re.S)
+
+
+def committed_studies(results: Path) -> list[str]:
+    """The folders of `results` that hold a README.md and a table.json: the committed studies."""
+    return sorted(d.name for d in results.iterdir() if (d / "README.md").is_file() and (d / "table.json").is_file())
+
+
+def _site_path(root: Path, rel: str, studies: list[str]) -> str | None:
+    """Where the repository path `rel` (posix, from `root`) is in the site, or None where it is not."""
+    path = root / rel
+    if rel.startswith("docs/"):
+        return rel.removeprefix("docs/")  # mkdocs checks that the page or file exists
+    if rel in ("results", "results/README.md"):
+        return "studies.md"  # the overview, which lists the studies as results/README.md does
+    for study in studies:
+        if rel in (f"results/{study}", f"results/{study}/README.md"):
+            return f"{STUDIES}/{study}/index.md"
+    if rel.startswith("results/") and not path.is_dir() and not rel.endswith(".md"):
+        return STUDIES + rel.removeprefix("results")  # copied; a missing one stays a broken link
+    return None
+
+
+def study_page(root: Path, study: str) -> tuple[str, dict[str, Path]]:
+    """The page of `root/results/<study>/README.md`, served as studies/<study>/index.md, and the files its
+    links need in the site (`{site path: repository file}`). A link to a README or to docs/ goes to its page;
+    one to a folder, or to a file outside results/ and docs/, becomes its text and the repository path."""
+    studies = committed_studies(root / "results")
+    here = f"{STUDIES}/{study}"
+    copies: dict[str, Path] = {}
+
+    def point(match: re.Match) -> str:
+        code, bang, text, target, title = match.groups()
+        if code is not None or re.match(r"[a-z][a-z0-9+.-]*:|[#/]", target):
+            return match.group(0)  # code, a URL, an anchor of this page or an absolute path
+        path, hash_, anchor = target.partition("#")
+        rel = posixpath.normpath(f"results/{study}/{path}")
+        site = None if rel.startswith("../") else _site_path(root, rel, studies)
+        if site is None:
+            return text if f"`{rel}`" in text else f"{text} (`{rel}`)"
+        if site.startswith(f"{STUDIES}/") and not site.endswith(".md") and (root / rel).is_file():
+            copies[site] = root / rel
+        return f"{bang}[{text}]({posixpath.relpath(site, here)}{hash_}{anchor}{title or ''})"
+
+    readme = (root / "results" / study / "README.md").read_text()
+    return LINK.sub(point, readme), copies
+
+
 # -- mkdocs ------------------------------------------------------------------------------------------
+def _root(config: Any) -> Path:
+    """The repository: the folder of mkdocs.yml."""
+    return Path(config.config_file_path).parent
+
+
+def on_config(config: Any) -> Any:
+    """Put a page per committed study in the nav's Studies section, after its overview."""
+    section = next((item for item in config.nav if isinstance(item, dict) and "Studies" in item), None)
+    if section is None or not isinstance(section["Studies"], list):
+        raise PluginError("mkdocs.yml: the nav needs a 'Studies' section (a list) for the study pages")
+    section["Studies"] += [f"{STUDIES}/{study}/index.md" for study in committed_studies(_root(config) / "results")]
+    return config
+
+
 def on_files(files: Files, config: Any) -> Files:
-    """Add the generated pages to the site (replacing any file of the same name)."""
-    for path, maker in GENERATED.items():
+    """Add the generated pages to the site (replacing any file of the same name), and the files the study
+    pages link."""
+    pages = {path: globals()[maker]() for path, maker in GENERATED.items()}
+    copies: dict[str, Path] = {}
+    for study in committed_studies(_root(config) / "results"):
+        pages[f"{STUDIES}/{study}/index.md"], linked = study_page(_root(config), study)
+        copies.update(linked)
+    for path in [*pages, *copies]:
         old = files.get_file_from_path(path)
         if old is not None:
             files.remove(old)
-        files.append(File.generated(config, path, content=globals()[maker]()))
+    for path, content in pages.items():
+        files.append(File.generated(config, path, content=content))
+    for path, source in copies.items():
+        files.append(File.generated(config, path, abs_src_path=str(source)))
     return files
