@@ -133,6 +133,7 @@ def test_smoke_study_runs_the_whole_protocol(tmp_path):
     assert [yaml.safe_load(p.read_text())["jobs"] for p in out.glob("study_*.yaml")] == [2]
 
 
+@pytest.mark.slow  # trains the smoke study's two agents (~45 s)
 def test_the_wrapper_maps_its_flags_and_stops_after_the_gate(tmp_path):
     """scripts/coordination_pipeline.sh --smoke ... is `duo-ai study procgen_smoke` with its flags as keys."""
     out = tmp_path / "study"
