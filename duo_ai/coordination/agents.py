@@ -46,7 +46,7 @@ def read_agent_checkpoint(key: str, path: str) -> AgentCheckpoint:
         kind = policy_config.get("name") if policy_config.get("name") != "ppo" else f"ppo/{model_name}"
         raise CheckpointError(
             f"{key} {path} is a coordinator checkpoint ({kind}), not a novice/expert agent; "
-            "pass a base agent trained with configs/procgen_agent.yaml"
+            "pass a base agent trained with -c procgen_agent or -c minigrid_agent"
         )
     return AgentCheckpoint(key, path, payload, game_of(stored.get("env") or {}))
 

@@ -106,7 +106,7 @@ def describe(e: OmegaConfBaseException) -> str:
     key = getattr(e, "full_key", None) or getattr(e, "key", None)
     msg = str(getattr(e, "msg", None) or e).strip().splitlines()[0]
     if isinstance(e, ConfigKeyError):
-        return f"unknown config key {key!r} ({msg}); check the spelling against configs/quickstart.yaml"
+        return f"unknown config key {key!r} ({msg}); check the spelling against `duo-ai configs quickstart`"
     if isinstance(e, ValidationError) and msg.startswith("Incompatible value 'None'"):
         return f"config key {key!r} cannot be empty (null); give it a value"
     if isinstance(e, ValidationError):
@@ -172,9 +172,11 @@ def read_yaml_mapping(path: str | Path) -> dict[str, Any]:
                 f"config file {path} is a run folder; pass {path / 'config.yaml'} to reuse its config, "
                 f"or --resume {path} to continue the run"
             )
-        raise ConfigError(f"config file {path} is a folder; pass a YAML file (see configs/)")
+        raise ConfigError(f"config file {path} is a folder; pass a YAML file (`duo-ai configs` lists the shipped ones)")
     if not path.is_file():
-        raise ConfigError(f"config file {path} not found; pass an existing YAML file (see configs/)")
+        raise ConfigError(
+            f"config file {path} not found; pass an existing YAML file (`duo-ai configs` lists the shipped ones)"
+        )
     with path.open("rb") as f:
         head = f.read(4)
     if head == b"PK\x03\x04" or path.suffix in (".ckpt", ".pt", ".pth"):
@@ -185,7 +187,9 @@ def read_yaml_mapping(path: str | Path) -> dict[str, Any]:
     try:
         data = _load_bounded(path, path.read_text())
     except UnicodeDecodeError:
-        raise ConfigError(f"config file {path} is not a text file; pass a YAML config (see configs/)") from None
+        raise ConfigError(
+            f"config file {path} is not a text file; pass a YAML config (`duo-ai configs` lists the shipped ones)"
+        ) from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
