@@ -65,6 +65,25 @@ class PPOConfig(AlgorithmConfig):
     norm_adv: bool = True
     normalize_reward: bool = True
 
+    def check_run(self, config: Any) -> None:
+        """`algorithm.num_minibatches` divides the rollout, `algorithm.num_steps` x `env.num_envs`."""
+        rollout = self.num_steps * config.env.num_envs
+        if rollout % self.num_minibatches:
+            raise ConfigError(
+                f"algorithm.num_minibatches={self.num_minibatches} does not divide the rollout of "
+                f"algorithm.num_steps x env.num_envs = {self.num_steps} x {config.env.num_envs} = "
+                f"{rollout} steps; pick a divisor of it"
+            )
+
+    def check_world_size(self, config: Any, world_size: int) -> None:
+        """`algorithm.num_minibatches` also divides each process's rollout, `num_steps` x `env.num_envs` / processes."""
+        local = self.num_steps * config.env.num_envs // world_size
+        if local % self.num_minibatches:
+            raise ConfigError(
+                f"algorithm.num_minibatches={self.num_minibatches} does not divide each process's rollout of "
+                f"algorithm.num_steps x env.num_envs / {world_size} processes = {local} steps; pick a divisor of it"
+            )
+
 
 def compute_gae(
     rewards: torch.Tensor,
