@@ -3,7 +3,8 @@ per committed study, generated from its README.
 
 `configuration_page()` reads the config dataclasses: each field's type, default, declared rule
 (`duo_ai.core.checks.checked`) and the comment above it in the source; the sections chosen by a
-`name` come from the registries, so a newly registered policy, model or algorithm gets its table.
+`name` come from the registries, so a newly registered policy, model or algorithm gets its table
+and its checks across sections (its `SectionChecks` hooks, in their docstrings' words).
 `cli_page(app)` reads the Typer app's commands, arguments and options. `study_page(root, study)` is
 `results/<study>/README.md` with its links pointed at the site. None of these pages is in git:
 what they say is what the code and the results say.
@@ -129,6 +130,7 @@ def _section(title: str, cls: type, key: str) -> str:
 def configuration_page() -> str:
     """The Configuration page: every section of `Config` and of each registered policy, model and algorithm."""
     from duo_ai import config
+    from duo_ai.core.checks import SectionChecks
     from duo_ai.core.registry import MODELS
 
     parts = [
@@ -151,9 +153,26 @@ def configuration_page() -> str:
             cls = registry.get(name).config_cls
             parts.append(_section(f"`{section}` with `name: {name}`", cls, section))
     parts.append("## Checks across sections\n")
+    parts.append(
+        "Run after every field's own rule, before anything is built or written. A `name`-selected "
+        "section's class adds its own through the hooks of `duo_ai.core.checks.SectionChecks` "
+        "(`resolve` fills defaults taken from other sections first):\n"
+    )
     for check in (config.check_run, config.check_world_size):
-        parts.append(f"- `{check.__name__}`: {' '.join(inspect.cleandoc(check.__doc__ or '').split())}")
+        parts.append(f"- `{check.__name__}`: {_doc(check)}")
+    for section, registry in named.items():
+        for name in registry.names():
+            cls = registry.get(name).config_cls
+            for hook in ("resolve", "check_run", "check_world_size"):
+                method = getattr(cls, hook, None)
+                if method is not None and method is not getattr(SectionChecks, hook):
+                    parts.append(f"- `{section}` with `name: {name}`, `{hook}`: {_doc(method)}")
     return "\n".join(parts) + "\n"
+
+
+def _doc(function: Any) -> str:
+    """A function's docstring as one line of page text."""
+    return _text(" ".join(inspect.cleandoc(function.__doc__ or "").split()))
 
 
 # -- CLI ---------------------------------------------------------------------------------------------

@@ -9,7 +9,9 @@ policy/algorithm their `name` selects, so each registered class brings its own s
 Validation happens here and nowhere else: every problem is a one-line `ConfigError`. Each field's
 allowed values are declared beside its default (`duo_ai.core.checks.checked`) and checked by one
 walk over the built config, with the dotted key in the message; `check_run` adds the checks that
-span sections (split names, PPO's minibatches).
+span sections: split names and levels here, and the rules each algorithm, policy or model class
+states in its config's `SectionChecks` hooks (PPO's minibatches, calibration's split), so this
+module knows no algorithm by name.
 """
 
 from __future__ import annotations
@@ -27,15 +29,13 @@ from omegaconf.errors import OmegaConfBaseException
 import duo_ai.algorithms  # noqa: F401  (fills ALGORITHMS)
 import duo_ai.coordination.baselines  # noqa: F401  (fills POLICIES and ALGORITHMS with the baselines)
 import duo_ai.policies  # noqa: F401  (fills POLICIES)
-from duo_ai.algorithms.ppo import PPOConfig
-from duo_ai.coordination.baselines import CalibrateConfig
 from duo_ai.coordination.config import CoordinationConfig, is_coordination_run
 from duo_ai.core.checks import INT32_MAX, check_config, checked
 from duo_ai.core.compute import PRECISIONS
 from duo_ai.core.config_files import describe, load_yaml_layers, merge, parse_overrides
 from duo_ai.core.errors import ConfigError
 from duo_ai.core.registry import ALGORITHMS, POLICIES, Registry
-from duo_ai.envs import env_family, split_config
+from duo_ai.envs import check_split_name, env_family, split_config
 from duo_ai.envs.config import EnvConfig
 
 PLAIN_NAME = "a plain folder name (no '/' nor control characters, not '.', '..', empty or starting with '.')"
@@ -155,10 +155,18 @@ def build_config(layers: list[Any]) -> Config:
         raise ConfigError(f"config: {e}") from None
     for name, registry in NAMED_SECTIONS.items():
         setattr(config, name, build_named(sections[name], registry, name))
-    if isinstance(config.algorithm, CalibrateConfig) and config.algorithm.split is None:
-        config.algorithm.split = config.coordination.selection_split  # one selection split for every method
+    run_hooks(config, "resolve")
     validate(config)
     return config
+
+
+def run_hooks(config: Config, hook: str, *args: Any) -> None:
+    """Call the `SectionChecks` hook `hook(config, *args)` of the algorithm, the policy and the policy's
+    model sections, where their config class defines it."""
+    for section in (config.algorithm, config.policy, getattr(config.policy, "model", None)):
+        method = getattr(section, hook, None)
+        if method is not None:
+            method(config, *args)
 
 
 def validate(config: Config) -> None:
@@ -169,20 +177,13 @@ def validate(config: Config) -> None:
 
 def check_run(config: Config) -> None:
     """Checks that span sections: the env family's own settings and task, split names against
-    env.splits, PPO's minibatch split of a rollout."""
+    env.splits, each split's levels, then the algorithm's, policy's and model's own `check_run`."""
     env_family(config.env).check(config.env)
-    splits = ["train", *config.env.splits]
     named = [("evaluation.splits", s) for s in config.evaluation.splits]
     if is_coordination_run(config):
         named += [("coordination.train_agent_splits", s) for s in config.coordination.train_agent_splits]
-    if isinstance(config.algorithm, CalibrateConfig):
-        named.append(("algorithm.split", config.algorithm.split))
     for key, split in named:
-        if split not in splits:
-            raise ConfigError(
-                f"{key} names split {split!r}, which is not defined; {key} must name one of "
-                f"{', '.join(splits)} (or define env.splits.{split})"
-            )
+        check_split_name(config.env, key, split)
     for split in ["train", *config.env.splits]:
         env = split_config(config.env, split)
         if env.num_levels and env.start_level + env.num_levels - 1 > INT32_MAX:
@@ -191,18 +192,13 @@ def check_run(config: Config) -> None:
                 f"{where}: levels start_level={env.start_level} + num_levels={env.num_levels} run past level 2**31-1 "
                 "(Procgen's last level seed); lower start_level or num_levels"
             )
-    algo = config.algorithm
-    if isinstance(algo, PPOConfig) and (algo.num_steps * config.env.num_envs) % algo.num_minibatches:
-        raise ConfigError(
-            f"algorithm.num_minibatches={algo.num_minibatches} does not divide the rollout of "
-            f"algorithm.num_steps x env.num_envs = {algo.num_steps} x {config.env.num_envs} = "
-            f"{algo.num_steps * config.env.num_envs} steps; pick a divisor of it"
-        )
+    run_hooks(config, "check_run")
 
 
 def check_world_size(config: Config, world_size: int) -> None:
-    """Checks of a data-parallel run over `world_size` processes: env.num_envs (the total) splits
-    evenly, each process's rollout splits into the minibatches, the algorithm can run in parallel."""
+    """Checks of a data-parallel run over `world_size` processes: the algorithm can run in parallel,
+    env.num_envs (the total) splits evenly, then the algorithm's, policy's and model's own
+    `check_world_size`."""
     if world_size <= 1:
         return
     algo, num_envs = config.algorithm, config.env.num_envs
@@ -215,12 +211,7 @@ def check_world_size(config: Config, world_size: int) -> None:
             f"env.num_envs={num_envs} is the total over the {world_size} processes and must split evenly; "
             f"use a multiple of {world_size} (e.g. {(num_envs // world_size + 1) * world_size})"
         )
-    local = algo.num_steps * num_envs // world_size
-    if isinstance(algo, PPOConfig) and local % algo.num_minibatches:
-        raise ConfigError(
-            f"algorithm.num_minibatches={algo.num_minibatches} does not divide each process's rollout of "
-            f"algorithm.num_steps x env.num_envs / {world_size} processes = {local} steps; pick a divisor of it"
-        )
+    run_hooks(config, "check_world_size", world_size)
 
 
 def build_named(data: dict[str, Any], registry: Registry, section: str) -> Any:

@@ -4,8 +4,9 @@ import dataclasses
 
 import pytest
 
-from duo_ai.config import config_to_dict, config_to_yaml, load_config
+from duo_ai.config import check_world_size, config_to_dict, config_to_yaml, load_config
 from duo_ai.core.errors import ConfigError
+from tests.conftest import assert_user_error, cli
 
 
 def test_defaults_are_the_quickstart_file():
@@ -116,3 +117,80 @@ def test_bad_defaults_are_config_errors(tmp_path):
     (tmp_path / "bad.yaml").write_text("defaults: 3\n")
     with pytest.raises(ConfigError, match="must be a list of config file names"):
         load_config(tmp_path / "bad.yaml")
+
+
+# -- checks across sections: each algorithm's, policy's and model's own hooks ------------------------
+def test_calibration_takes_the_selection_split_and_refuses_an_undefined_one():
+    every_k = "configs/minigrid_every_k.yaml"
+    assert load_config(every_k).algorithm.split == "val_true"  # split: null = coordination.selection_split
+    assert load_config(every_k, ["coordination.selection_split=test"]).algorithm.split == "test"
+    assert load_config(every_k, ["algorithm.split=train"]).algorithm.split == "train"
+    with pytest.raises(ConfigError) as error:
+        load_config(every_k, ["algorithm.split=val"])
+    assert str(error.value) == (
+        "algorithm.split names split 'val', which is not defined; algorithm.split must name one of "
+        "train, test, val_true (or define env.splits.val)"
+    )
+
+
+def test_ppos_minibatches_must_divide_the_whole_and_each_processs_rollout():
+    with pytest.raises(ConfigError) as error:
+        load_config(overrides=["algorithm.num_minibatches=7"])
+    assert str(error.value) == (
+        "algorithm.num_minibatches=7 does not divide the rollout of algorithm.num_steps x env.num_envs = "
+        "128 x 32 = 4096 steps; pick a divisor of it"
+    )
+    config = load_config(overrides=["algorithm.num_minibatches=4096"])
+    check_world_size(config, 1)
+    with pytest.raises(ConfigError) as error:
+        check_world_size(config, 2)
+    assert str(error.value) == (
+        "algorithm.num_minibatches=4096 does not divide each process's rollout of "
+        "algorithm.num_steps x env.num_envs / 2 processes = 2048 steps; pick a divisor of it"
+    )
+    calibrate = load_config("configs/minigrid_every_k.yaml")
+    with pytest.raises(ConfigError, match=r"^algorithm calibrate runs in one process; launch it without torchrun"):
+        check_world_size(calibrate, 2)
+
+
+@dataclasses.dataclass
+class WideMlpConfig:
+    """A model config from outside duo-ai with rules of its own that reach into the env section."""
+
+    name: str = "wide_mlp"
+    hidden_sizes: list[int] | None = None
+
+    def resolve(self, config):
+        if self.hidden_sizes is None:
+            self.hidden_sizes = [8 * config.env.num_envs]
+
+    def check_run(self, config):
+        if min(self.hidden_sizes) < config.env.num_envs:
+            raise ConfigError(
+                f"policy.model.hidden_sizes={self.hidden_sizes} has a layer narrower than env.num_envs="
+                f"{config.env.num_envs}; widen it"
+            )
+
+    def check_world_size(self, config, world_size):
+        raise ConfigError(f"model wide_mlp trains in one process, not {world_size}")
+
+
+@pytest.fixture
+def wide_mlp(monkeypatch):
+    """`wide_mlp` registered as a user's module would, for this test only."""
+    from duo_ai.core.registry import MODELS
+    from duo_ai.models.mlp import MlpPPOModel
+
+    model = type("WideMlp", (MlpPPOModel,), {"config_cls": WideMlpConfig})
+    monkeypatch.setitem(MODELS._entries, "wide_mlp", model)
+    return ["-c", "configs/cartpole.yaml", "policy.model.name=wide_mlp"]
+
+
+def test_a_registered_classs_own_checks_across_sections_run_with_the_others(wide_mlp, tmp_path):
+    assert load_config(wide_mlp[1], wide_mlp[2:]).policy.model.hidden_sizes == [64]  # 8 x 8 envs
+    result = cli("train", *wide_mlp, "policy.model.hidden_sizes=[64,4]", f"experiments_dir={tmp_path}")
+    assert_user_error(result, "policy.model.hidden_sizes=[64, 4] has a layer narrower than env.num_envs=8; widen it")
+    assert not any(tmp_path.iterdir())
+    config = load_config(wide_mlp[1], wide_mlp[2:])
+    with pytest.raises(ConfigError, match="^model wide_mlp trains in one process, not 2$"):
+        check_world_size(config, 2)

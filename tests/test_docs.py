@@ -218,3 +218,29 @@ def test_cli_page_has_every_command_of_duo_ai():
     for command in app.registered_commands:
         assert f"## `duo-ai {command.name or command.callback.__name__}`" in page
     assert "--checkpoint" in page and "--seeds" in page
+
+
+def test_configuration_page_lists_each_classs_own_checks_across_sections(monkeypatch):
+    from duo_ai.algorithms.ppo import PPOConfig
+    from duo_ai.core.registry import MODELS
+
+    def checks() -> str:
+        page = hooks.configuration_page()
+        return page[page.index("## Checks across sections") :]
+
+    before = checks()
+    assert f"- `algorithm` with `name: ppo`, `check_run`: {hooks._doc(PPOConfig.check_run)}" in before
+    assert "- `algorithm` with `name: calibrate`, `resolve`: `algorithm.split: null` takes" in before
+    assert "`algorithm` with `name: ppo`, `resolve`" not in before  # PPO has no resolve of its own
+
+    @dataclass
+    class DemoConfig:
+        name: str = "demo"
+
+        def check_run(self, config):
+            """`policy.model.name=demo` needs at least 2 envs."""
+
+    monkeypatch.setitem(MODELS._entries, "demo", type("Demo", (), {"config_cls": DemoConfig}))
+    after = checks()
+    assert "- `policy.model` with `name: demo`, `check_run`: `policy.model.name=demo` needs at least 2 envs." in after
+    assert "demo" not in before

@@ -37,8 +37,6 @@ def duo(folder: Path, *args: str) -> subprocess.CompletedProcess:
 @pytest.fixture
 def plugin_folder(tmp_path: Path) -> Path:
     (tmp_path / "my_plugin.py").write_text(MODULE)
-    # The page's config paths are the checkout's.
-    (tmp_path / "configs").symlink_to(ROOT / "configs")
     return tmp_path
 
 
@@ -64,7 +62,7 @@ def test_the_pages_commands_train_with_the_modules_model_env_family_and_baseline
 
 
 def test_a_registered_family_checks_its_tasks_and_the_unknown_family_names_it(plugin_folder):
-    cartpole = ["train", "--import", "my_plugin", "-c", "configs/cartpole.yaml", "env.name=classic_control"]
+    cartpole = ["train", "--import", "my_plugin", "-c", "cartpole", "env.name=classic_control"]
     done = duo(plugin_folder, *cartpole, "env.task=Pendulum-v1")
     assert done.returncode == 2 and done.stderr.strip().splitlines() == [
         "error: unknown classic-control task 'Pendulum-v1'; choose one of: CartPole-v1, Acrobot-v1, MountainCar-v0"
@@ -84,7 +82,7 @@ def test_a_module_that_cannot_be_imported_is_one_line_before_any_work(tmp_path):
 def test_a_study_passes_its_imports_on_to_the_runs_it_starts(plugin_folder, monkeypatch):
     monkeypatch.chdir(plugin_folder)
     monkeypatch.setenv("PYTHONPATH", str(ROOT))
-    train = ["train", "-c", "configs/cartpole.yaml", "env.name=classic_control", "name=run", *SHORT, *SHORT_PPO]
+    train = ["train", "-c", "cartpole", "env.name=classic_control", "name=run", *SHORT, *SHORT_PPO]
     with Pool(1, plugin_folder / "logs") as pool:
         with pytest.raises(JobFailed):  # without the module, classic_control is no env family
             pool.now("plain", lambda out: out.run(train))

@@ -65,6 +65,25 @@ class PPOConfig(AlgorithmConfig):
     norm_adv: bool = True
     normalize_reward: bool = True
 
+    def check_run(self, config: Any) -> None:
+        """`algorithm.num_minibatches` divides the rollout, `algorithm.num_steps` x `env.num_envs`."""
+        rollout = self.num_steps * config.env.num_envs
+        if rollout % self.num_minibatches:
+            raise ConfigError(
+                f"algorithm.num_minibatches={self.num_minibatches} does not divide the rollout of "
+                f"algorithm.num_steps x env.num_envs = {self.num_steps} x {config.env.num_envs} = "
+                f"{rollout} steps; pick a divisor of it"
+            )
+
+    def check_world_size(self, config: Any, world_size: int) -> None:
+        """`algorithm.num_minibatches` also divides each process's rollout, `num_steps` x `env.num_envs` / processes."""
+        local = self.num_steps * config.env.num_envs // world_size
+        if local % self.num_minibatches:
+            raise ConfigError(
+                f"algorithm.num_minibatches={self.num_minibatches} does not divide each process's rollout of "
+                f"algorithm.num_steps x env.num_envs / {world_size} processes = {local} steps; pick a divisor of it"
+            )
+
 
 def compute_gae(
     rewards: torch.Tensor,
@@ -401,10 +420,7 @@ class PPO(Algorithm):
         log_ratio = new_logprob - mb.logprobs
         ratio = log_ratio.exp()
 
-        adv = mb.advantages
-        if cfg.norm_adv:
-            mean, std = (adv.mean(), adv.std()) if adv_moments is None else adv_moments.unbind()
-            adv = (adv - mean) / (std + 1e-8)
+        adv = self.normalized_advantages(mb, adv_moments)
         pg_loss = torch.max(-adv * ratio, -adv * ratio.clamp(1 - cfg.clip_coef, 1 + cfg.clip_coef)).mean()
 
         v_unclipped = (new_value - mb.returns) ** 2
@@ -421,6 +437,14 @@ class PPO(Algorithm):
             clipfrac = ((ratio - 1).abs() > cfg.clip_coef).float().mean()
             stats = torch.stack([pg_loss, v_loss, entropy_mean, approx_kl, clipfrac])
         return loss, stats
+
+    def normalized_advantages(self, mb: RolloutBatch, adv_moments: torch.Tensor | None = None) -> torch.Tensor:
+        """The minibatch's advantages, standardised when `norm_adv` (by `adv_moments` where given)."""
+        adv = mb.advantages
+        if self.config.norm_adv:
+            mean, std = (adv.mean(), adv.std()) if adv_moments is None else adv_moments.unbind()
+            adv = (adv - mean) / (std + 1e-8)
+        return adv
 
     # -- checkpointing ---------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:

@@ -37,7 +37,7 @@ from duo_ai.core.distributed import ProcessContext
 from duo_ai.core.errors import CheckpointError, ConfigError
 from duo_ai.core.policy import Policy
 from duo_ai.core.registry import ALGORITHMS, POLICIES
-from duo_ai.envs import EnvConfig, make_env
+from duo_ai.envs import EnvConfig, check_split_name, make_env
 from duo_ai.evaluation import EvalResult, episode_quotas, evaluate
 from duo_ai.policies.ppo import PPOPolicy, spaces_of
 
@@ -481,11 +481,20 @@ class CalibrateConfig(AlgorithmConfig):
 
     name: str = "calibrate"
     save_freq: int = checked(1, ge=0)
-    # Checked against env.splits with the whole run config (duo_ai.config).
+    # Checked against env.splits with the whole run config (`check_run`).
     split: str | None = None
     num_episodes: int = checked(64, ge=1)
     num_envs: int = checked(32, ge=1)
     rollout_episodes: int = checked(64, ge=1)
+
+    def resolve(self, config: Any) -> None:
+        """`algorithm.split: null` takes `coordination.selection_split`: every method is selected on one split."""
+        if self.split is None:
+            self.split = config.coordination.selection_split
+
+    def check_run(self, config: Any) -> None:
+        """`algorithm.split` is `train` or a split of `env.splits`."""
+        check_split_name(config.env, "algorithm.split", self.split)
 
 
 @ALGORITHMS.register("calibrate")

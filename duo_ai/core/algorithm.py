@@ -14,7 +14,7 @@ from typing import Any
 
 import gymnasium as gym
 
-from duo_ai.core.checks import checked
+from duo_ai.core.checks import SectionChecks, checked
 from duo_ai.core.distributed import ProcessContext
 from duo_ai.core.policy import Policy
 
@@ -23,11 +23,12 @@ EnvFactory = Callable[[str, int], gym.vector.VectorEnv]
 
 
 @dataclass
-class AlgorithmConfig:
+class AlgorithmConfig(SectionChecks):
     """What every algorithm's config section has: its `name` and the run loop's frequencies.
 
     Frequencies count iterations; 0 turns periodic logging/saving/evaluation off (the run still
-    saves and evaluates at its end).
+    saves and evaluates at its end). A subclass states its rules that span sections in the
+    `SectionChecks` hooks.
     """
 
     name: str = ""

@@ -11,6 +11,10 @@ A config field states what it allows next to its default:
 one-line `ConfigError` naming the dotted key, the value and what is allowed. Numbers must also be
 finite (a NaN or an infinity is refused wherever a rule applies). `None` passes every rule: an
 optional field's rule applies to the values it may take.
+
+A rule that spans sections (PPO's minibatches must divide the rollout of `env.num_envs` envs)
+belongs to the class of the `name`-selected section that needs it: `SectionChecks` declares the
+hooks, which `duo_ai.config` calls on the whole run config.
 """
 
 from __future__ import annotations
@@ -98,6 +102,26 @@ def check_config(config: Any, path: str = "") -> None:
         if rule is not None:
             rule.check(key, value)
         _walk(value, key)
+
+
+class SectionChecks:
+    """The hooks of a `name`-selected config section (an algorithm's, a policy's or the policy's
+    model's) whose rules reach into other sections.
+
+    `duo_ai.config` calls them on the built run config, before any work: `resolve` (defaults taken
+    from other sections), then `check_run` after every field's own rule, and `check_world_size` when
+    the run is launched over several processes. Each raises a one-line `ConfigError` naming the keys
+    and the fix. A config class may also define any of them without subclassing this one.
+    """
+
+    def resolve(self, config: Any) -> None:
+        """Fill this section's defaults that come from other sections of the run `config`."""
+
+    def check_run(self, config: Any) -> None:
+        """Refuse a value of this section that does not fit the rest of the run `config`."""
+
+    def check_world_size(self, config: Any, world_size: int) -> None:
+        """Refuse a data-parallel run over `world_size` (> 1) processes that this section cannot take."""
 
 
 def check_options(rules: dict[str, Rule], *values: Any) -> None:

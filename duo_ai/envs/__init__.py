@@ -112,6 +112,16 @@ def split_config(config: EnvConfig, split: str) -> EnvConfig:
     return replace(config, **overrides)
 
 
+def check_split_name(config: EnvConfig, key: str, split: str) -> None:
+    """Refuse config key `key` naming a split that is neither `train` nor one of `config.splits`."""
+    splits = ["train", *config.splits]
+    if split not in splits:
+        raise ConfigError(
+            f"{key} names split {split!r}, which is not defined; {key} must name one of "
+            f"{', '.join(splits)} (or define env.splits.{split})"
+        )
+
+
 def make_env(
     config: EnvConfig, split: str = "train", num_envs: int | None = None, seed: int = 0
 ) -> gym.vector.VectorEnv:
