@@ -116,6 +116,8 @@ class Config:
 
 # Sections whose schema is chosen by their `name` field, and the registry that maps it to a class.
 NAMED_SECTIONS: dict[str, Registry] = {"policy": POLICIES, "algorithm": ALGORITHMS}
+# Keys whose value is a class's name or a mapping with a `name` (see `merge_named`).
+NAMED_KEYS = (*NAMED_SECTIONS, "policy.model")
 
 
 def load_config(
@@ -131,7 +133,7 @@ def load_config(
     layers: list[Any] = [] if base is None else [base]
     for path in paths:
         layers.extend(load_yaml_layers(path))
-    layers.append(parse_overrides(list(overrides)))
+    layers.append(parse_overrides(list(overrides), NAMED_KEYS))
     return build_config(layers)
 
 

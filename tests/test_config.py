@@ -194,3 +194,16 @@ def test_a_registered_classs_own_checks_across_sections_run_with_the_others(wide
     config = load_config(wide_mlp[1], wide_mlp[2:])
     with pytest.raises(ConfigError, match="^model wide_mlp trains in one process, not 2$"):
         check_world_size(config, 2)
+
+
+@pytest.mark.parametrize("order", [1, -1])
+def test_naming_a_class_and_setting_its_key_on_one_command_line_keeps_both(order):
+    # A plain dotlist would let policy.model.hidden_size=64 replace the name given just before it.
+    overrides = ["policy.model=impala_ppo", "policy.model.hidden_size=64", "algorithm=ppo", "algorithm.update_epochs=2"]
+    config = load_config("cartpole", overrides[::order])
+    assert (config.policy.model.name, config.policy.model.hidden_size) == ("impala_ppo", 64)
+    assert (config.algorithm.name, config.algorithm.update_epochs) == ("ppo", 2)
+
+
+def test_a_value_and_a_key_inside_it_on_one_command_line_is_one_line():
+    assert_user_error(cli("train", "env=coinrun", "env.task=bigfish"), "override 'env=coinrun' sets env to a value")

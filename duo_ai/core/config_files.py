@@ -122,8 +122,12 @@ def merge(*layers: Any) -> DictConfig:
         raise ConfigError(describe(e)) from None
 
 
-def parse_overrides(overrides: list[str] | tuple[str, ...]) -> DictConfig:
-    """`["algorithm.learning_rate=3e-4", ...]` -> a DictConfig; values are parsed as YAML."""
+def parse_overrides(overrides: list[str] | tuple[str, ...], named: tuple[str, ...] = ()) -> DictConfig:
+    """`["algorithm.learning_rate=3e-4", ...]` -> a DictConfig; values are parsed as YAML.
+
+    `named` are the keys whose value may be a class's name or a mapping with a `name`
+    (`policy.model`): `policy.model=impala_ppo policy.model.hidden_size=64` names the class and sets
+    its key, where a plain dotlist would let the second replace the first."""
     bad = [o for o in overrides if "=" not in o or not o.split("=", 1)[0].strip()]
     if bad:
         raise ConfigError(f"override {bad[0]!r} must look like key=value, e.g. env.task=starpilot")
@@ -131,9 +135,28 @@ def parse_overrides(overrides: list[str] | tuple[str, ...]) -> DictConfig:
     if hidden:  # YAML would fold a newline into a space: name=$'a\nb' would train into "a b"
         raise ConfigError(f"override {hidden[0]!r} holds a control character (a newline, a tab); remove it")
     try:
-        return OmegaConf.from_dotlist(list(overrides))
+        return OmegaConf.from_dotlist(_name_keys(list(overrides), named))
     except OmegaConfBaseException as e:
         raise ConfigError(describe(e)) from None
+
+
+def _name_keys(overrides: list[str], named: tuple[str, ...]) -> list[str]:
+    """`K=V` becomes `K.name=V` where other overrides set keys inside K and K is `named`; for any
+    other K the two cannot both hold, which is one line."""
+    keys = [o.split("=", 1)[0].strip() for o in overrides]
+    out = []
+    for key, override in zip(keys, overrides, strict=True):
+        value = override.split("=", 1)[1].strip()
+        inner = next((k for k in keys if k.startswith(key + ".")), None)
+        if inner is None or value.startswith("{"):
+            out.append(override)
+        elif key in named:
+            out.append(f"{key}.name={value}")
+        else:
+            raise ConfigError(
+                f"override {override!r} sets {key} to a value while {inner}=... sets a key inside it; keep one"
+            )
+    return out
 
 
 def shipped_names(folder: Path = CONFIGS) -> list[str]:
