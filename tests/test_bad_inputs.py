@@ -97,7 +97,7 @@ CASES = [
     (["train", "-c", "notes.txt"], ["notes.txt must hold a mapping"]),
     # resume: what was trained cannot change
     (["train", "--resume", "exp/R", "name=other"], ["--resume", "name cannot change (tiny -> other)"]),
-    (["train", "--resume", "exp/R", "env.task=starpilot"], ["cannot change env.task (coinrun -> starpilot)"]),
+    (["train", "--resume", "exp/R", "env.task=bigfish"], ["cannot change env.task (starpilot -> bigfish)"]),
     (["train", "--resume", "exp/R", "env.num_levels=0"], ["cannot change env.num_levels (200 -> 0)"]),
     (["train", "--resume", "exp/R", "algorithm.num_steps=64"], ["cannot change algorithm.num_steps (32 -> 64)"]),
     (["train", "--resume", "exp/R", "algorithm.update_epochs=2"], ["cannot change algorithm.update_epochs"]),

@@ -53,16 +53,16 @@ def test_checkpoint_is_plain_and_round_trips_bit_for_bit(cli_run):
     payload = torch.load(cli_run / "last.ckpt", weights_only=True)
     for key in ("model_state_dict", "policy_config", "optim_state_dict", "global_step", "config", "reward_normalizer"):
         assert key in payload, key
-    assert payload["global_step"] == 256 and payload["config"]["env"]["task"] == "coinrun"
+    assert payload["global_step"] == 256 and payload["config"]["env"]["task"] == "starpilot"
     assert payload["policy_config"]["model"]["name"] == "impala_ppo"
-    policy = PPOPolicy(PPOPolicyConfig(**payload["policy_config"]), ProcgenVecEnv("coinrun", 1))
+    policy = PPOPolicy(PPOPolicyConfig(**payload["policy_config"]), ProcgenVecEnv("starpilot", 1))
     policy.set_params(payload["model_state_dict"])
     params = policy.get_params()
     assert params.keys() == payload["model_state_dict"].keys()
     assert all(torch.equal(params[k], v) for k, v in payload["model_state_dict"].items())
     # ... and load_path loads the same weights.
     loaded = PPOPolicy(
-        PPOPolicyConfig(model="impala_ppo", load_path=str(cli_run / "last.ckpt")), ProcgenVecEnv("coinrun", 1)
+        PPOPolicyConfig(model="impala_ppo", load_path=str(cli_run / "last.ckpt")), ProcgenVecEnv("starpilot", 1)
     )
     assert all(torch.equal(loaded.get_params()[k], v) for k, v in params.items())
 
@@ -88,7 +88,7 @@ def test_eval_greedy_is_deterministic_and_writes_json(cli_run, tmp_path):
     assert outs[0] == outs[1]
     metrics = outs[0]
     assert metrics["num_episodes"] == 3 and len(metrics["episode_returns"]) == 3
-    assert metrics["temperature"] == 0 and metrics["split"] == "test" and metrics["env"] == "coinrun"
+    assert metrics["temperature"] == 0 and metrics["split"] == "test" and metrics["env"] == "starpilot"
     for key in ("reward_mean", "reward_std", "reward_ci95", "episode_length_mean"):
         assert isinstance(metrics[key], float), key
 

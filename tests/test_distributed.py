@@ -182,8 +182,9 @@ def dp_run(tmp_path_factory) -> tuple[Path, Path, tuple[str, str]]:
     return cwd[0] / "exp" / "dp_s1", cwd[1], (results[0][1], results[1][1])
 
 
-@pytest.mark.slow
-def test_only_rank_0_writes_and_logs_the_global_run(dp_run):
+def assert_rank_0_alone_wrote_the_global_run(dp_run) -> None:
+    """Rank 1 wrote and logged nothing; rank 0's run folder is the whole run's, which one process
+    cannot resume."""
     run, rank1_cwd, (_, rank1_stderr) = dp_run
     assert list(rank1_cwd.iterdir()) == []  # rank 1 wrote nothing, not even its experiments folder
     assert "error" not in rank1_stderr.lower() and "iter" not in rank1_stderr
@@ -200,17 +201,15 @@ def test_only_rank_0_writes_and_logs_the_global_run(dp_run):
     assert [len(r["env_state"]["games"]) for r in own] == [2, 2]
     assert own[0]["env_state"]["games"] != own[1]["env_state"]["games"]  # each process its own levels
     assert "env_state" not in checkpoint and "rng" not in checkpoint  # per process only
-
-
-def test_resuming_in_one_process_is_refused_in_one_line(dp_run):
-    run = dp_run[0]
+    # Resuming it in one process is refused in one line, and changes nothing.
     before = (run / "last.ckpt").read_bytes()
     assert_user_error(cli("train", "--resume", run), "trained in 2", "torchrun")
     assert (run / "last.ckpt").read_bytes() == before
 
 
-@pytest.mark.slow
-def test_a_data_parallel_run_resumes_bit_identically(dp_run, tmp_path):
+@pytest.mark.slow(seconds=45)  # two torchrun trainings, then the resume and its reference
+def test_a_data_parallel_run_is_rank_0s_alone_and_resumes_bit_identically(dp_run, tmp_path):
+    assert_rank_0_alone_wrote_the_global_run(dp_run)
     run = tmp_path / "dp"
     shutil.copytree(dp_run[0], run)
     more = ["algorithm.total_timesteps=256", "--no-progress"]

@@ -255,9 +255,9 @@ def test_nan_weights_and_missing_weights_are_refused(root):
 
 def test_resume_refuses_a_checkpoint_of_another_game_or_an_exported_one(root):
     payload = load_checkpoint(root / "R" / "last.ckpt")
-    payload["config"]["env"]["task"] = "starpilot"
+    payload["config"]["env"]["task"] = "bigfish"
     save_checkpoint(root / "R" / "last.ckpt", payload)
-    refused(root, ["train", "--resume", "R", "--no-progress"], "trained with env.task=starpilot", "config.yaml")
+    refused(root, ["train", "--resume", "R", "--no-progress"], "trained with env.task=bigfish", "config.yaml")
     assert cli("export", root / "R" / "best_test.ckpt", "-o", "small.ckpt").exit_code == 0
     shutil.copyfile(root / "small.ckpt", root / "R" / "last.ckpt")
     shutil.rmtree(root / "R" / "checkpoints")

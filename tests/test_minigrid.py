@@ -20,7 +20,7 @@ from tests.conftest import TINY, assert_user_error, cli
 
 DS2 = "MiniGrid-DistShift2-v0"
 RANDOM_START = {"agent_start_pos": None}
-TINY_MG = ["-c", "configs/minigrid_agent.yaml", *TINY]
+TINY_MG = ["-c", "minigrid_agent", *(o for o in TINY if not o.startswith("env.task="))]
 
 
 def play(env: MiniGridVecEnv, steps: int, seed: int = 0) -> tuple[list[int], np.ndarray]:
@@ -169,17 +169,11 @@ def test_unknown_minigrid_id_in_env_constructor() -> None:
         load_config(["configs/minigrid_agent.yaml"], ["env.task=MiniGrid-Nope-v0"])
 
 
-@pytest.fixture(scope="module")
-def smoke_study(tmp_path_factory) -> Path:
-    """The MiniGrid protocol end to end, tiny (configs/studies/minigrid_smoke.yaml)."""
-    out = tmp_path_factory.mktemp("minigrid") / "study"
-    result = cli("study", "minigrid_smoke", "--out", out, "--jobs", "2")
+@pytest.mark.slow(seconds=120)
+def test_the_minigrid_smoke_study_runs_every_method_and_seed_and_draws_its_coordinator(tmp_path) -> None:
+    smoke_study = tmp_path / "study"
+    result = cli("study", "minigrid_smoke", "--out", smoke_study, "--jobs", "2")
     assert result.exit_code == 0, result.output
-    return out
-
-
-@pytest.mark.slow
-def test_the_minigrid_smoke_study_runs_every_method_and_seed(smoke_study) -> None:
     table = json.loads((smoke_study / "table.json").read_text())
     assert set(table["methods"]) == {
         "always_novice", "always_expert", "random", "logit", "ood", "every_k", "ppo", "ppo_s2"
@@ -201,11 +195,11 @@ def test_the_minigrid_smoke_study_runs_every_method_and_seed(smoke_study) -> Non
     for method in ("ppo", "ppo_s2"):  # where each seed's coordinator asks, at the study's weight
         picture = smoke_study / "ask_map" / f"{method}_w1.png"
         assert picture.stat().st_size > 1000 and json.loads(picture.with_suffix(".json").read_text())["episodes"] == 4
+    ask_map_and_video_of(smoke_study / "ppo_w1" / "last.ckpt", tmp_path)
 
 
-@pytest.mark.slow
-def test_ask_map_and_video_of_a_minigrid_coordinator(smoke_study, tmp_path) -> None:
-    ckpt = smoke_study / "ppo_w1" / "last.ckpt"
+def ask_map_and_video_of(ckpt: Path, tmp_path: Path) -> None:
+    """`duo-ai ask-map` and `duo-ai video` of a MiniGrid coordinator: the map's counts, its seed, a strip."""
     out = tmp_path / "map.png"
     result = cli("ask-map", "--checkpoint", ckpt, "-o", out, "-n", "6", "num_threads=1")
     assert result.exit_code == 0, result.output
@@ -243,10 +237,10 @@ def test_agents_of_two_suites_are_refused_in_one_coordination_run(tmp_path, tiny
     mixed = ["-c", "configs/minigrid_random.yaml", f"experiments_dir={tmp_path}", "name=mixed"]
     assert_user_error(
         cli("train", *mixed, f"train_novice={grid_agent}", f"train_expert={tiny_run / 'last.ckpt'}"),
-        "train_novice was trained on minigrid but train_expert on procgen/coinrun", "the same game",
+        "train_novice was trained on minigrid but train_expert on procgen/starpilot", "the same game",
     )  # fmt: skip
     assert_user_error(
         cli("train", *mixed, f"train_novice={tiny_run / 'last.ckpt'}", f"train_expert={tiny_run / 'last.ckpt'}"),
-        "the agents were trained on procgen/coinrun but the coordination env is minigrid",
+        "the agents were trained on procgen/starpilot but the coordination env is minigrid",
     )
     assert not (tmp_path / "mixed").exists()

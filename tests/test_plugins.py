@@ -40,6 +40,7 @@ def plugin_folder(tmp_path: Path) -> Path:
     return tmp_path
 
 
+@pytest.mark.slow  # four trainings, each a fresh process (~20 s)
 def test_the_pages_commands_train_with_the_modules_model_env_family_and_baseline(plugin_folder):
     assert [command[:4] for command in COMMANDS] == [["duo-ai", "train", "--import", "my_plugin"]] * 4
     for command in COMMANDS:

@@ -178,9 +178,9 @@ def test_plot_bad_input_is_a_one_line_error_before_any_work(tiny_run, tmp_path):
     other = tmp_path / "other_game"
     shutil.copytree(tiny_run, other)
     config = yaml.safe_load((other / "config.yaml").read_text())
-    config["env"]["task"] = "starpilot"
+    config["env"]["task"] = "bigfish"
     (other / "config.yaml").write_text(yaml.safe_dump(config))
-    assert_one_line_error(duo_ai("plot", tiny_run, other, "-o", out), "different games", "coinrun", "starpilot")
+    assert_one_line_error(duo_ai("plot", tiny_run, other, "-o", out), "different games", "starpilot", "bigfish")
     assert_one_line_error(duo_ai("plot", tiny_run, "-o", out, "-m", "expert_fraction"), "never logged")
     assert_one_line_error(duo_ai("plot", tiny_run, "-o", out, "-m", "losss"), "unknown --metric 'losss'", "entropy")
     blocker = tmp_path / "a_file"

@@ -93,7 +93,7 @@ def test_resume_echoes_what_it_extends_and_refuses_what_it_would_change(tiny_run
         "resume: evaluation.temperature 1.0 -> 0.0",
     ]
     assert (config.name, Path(config.experiments_dir)) == (tiny_run.name, tiny_run.parent)
-    assert resume_config(tiny_run, ["name=tiny", "env.task=coinrun"])[1] == []  # no change, nothing to refuse
+    assert resume_config(tiny_run, ["name=tiny", "env.task=starpilot"])[1] == []  # no change, nothing to refuse
     for override in ("env.task=bigfish", "policy.model.channels=[8]", "algorithm.gamma=0.99"):
         with pytest.raises(ConfigError, match=f"cannot change {override.split('=')[0]}"):
             resume_config(tiny_run, [override])
