@@ -79,22 +79,27 @@ CONFIG_HELP = (
 
 def complete_config(incomplete: str) -> list[str]:
     """Shell completion of -c: the shipped configs' names."""
+    from duo_ai.core.config_files import CONFIGS
+
+    return completions(CONFIGS, incomplete)
+
+
+def complete_study(incomplete: str) -> list[str]:
+    """Shell completion of a study file: the shipped studies' names."""
+    from duo_ai.core.config_files import STUDIES
+
+    return completions(STUDIES, incomplete)
+
+
+def completions(folder: Path, incomplete: str) -> list[str]:
     from duo_ai.core.config_files import shipped_names
 
-    return [name for name in shipped_names() if name.startswith(incomplete)]
+    return [name for name in shipped_names(folder) if name.startswith(incomplete)]
 
 
 def config_option(help: str) -> list[Path] | None:
     """`-c/--config FILE_OR_NAME`, repeatable, completing the shipped configs' names."""
     return typer.Option(None, "--config", "-c", autocompletion=complete_config, help=help)
-
-
-def complete_study(incomplete: str) -> list[str]:
-    """Shell completion of a study file: the shipped studies' names."""
-    from duo_ai.core.config_files import shipped_names
-    from duo_ai.study.schema import STUDIES
-
-    return [name for name in shipped_names(STUDIES) if name.startswith(incomplete)]
 
 
 OVERRIDES_HELP = "Config overrides as dotted key=value pairs, e.g. env.task=starpilot algorithm.learning_rate=3e-4."
@@ -679,8 +684,7 @@ def list_configs(
 
     `-c NAME` and `duo-ai study NAME` find these by name from any folder; a path to a file of
     your own works too, and its `defaults:` may name a shipped config to build on."""
-    from duo_ai.core.config_files import CONFIGS, shipped_config, shipped_names
-    from duo_ai.study.schema import STUDIES
+    from duo_ai.core.config_files import CONFIGS, STUDIES, shipped_config, shipped_names
 
     if name is not None:
         path = shipped_config(name) or shipped_config(name, STUDIES)

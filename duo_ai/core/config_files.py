@@ -32,6 +32,7 @@ _PACKAGE = Path(__file__).resolve().parents[1]
 # The shipped configs: duo_ai/configs once installed (pyproject.toml maps configs/ there), the
 # top-level configs/ in a checkout.
 CONFIGS = _PACKAGE / "configs" if (_PACKAGE / "configs").is_dir() else _PACKAGE.parent / "configs"
+STUDIES = CONFIGS / "studies"  # the shipped study files (`duo-ai study NAME`)
 MAX_DEPTH = 32  # the deepest config section is a few levels down
 MAX_NODES = 100_000  # values after expanding aliases; a real config has a few hundred
 
@@ -94,9 +95,7 @@ def _load_bounded(path: Path, text: str) -> Any:
         _bounded(node, path)
         return loader.construct_document(node)
     except RecursionError:
-        raise ConfigError(
-            f"config file {path} nests deeper than {MAX_DEPTH} levels; a config is a few levels deep"
-        ) from None
+        raise _too_deep(path) from None
     finally:
         loader.dispose()
 
@@ -164,11 +163,16 @@ def shipped_names(folder: Path = CONFIGS) -> list[str]:
     return sorted(p.stem for p in folder.glob("*.yaml"))
 
 
+def yaml_file_name(name: str) -> str:
+    """A config's file name: `procgen_agent` and `procgen_agent.yaml` both name procgen_agent.yaml."""
+    return name if name.endswith((".yaml", ".yml")) else f"{name}.yaml"
+
+
 def shipped_config(name: str, folder: Path = CONFIGS) -> Path | None:
     """The shipped config called `name` (`procgen_agent` or `procgen_agent.yaml`), if there is one."""
     if not name or "/" in name or "\\" in name or name.startswith("."):
         return None
-    path = folder / (name if name.endswith((".yaml", ".yml")) else f"{name}.yaml")
+    path = folder / yaml_file_name(name)
     return path if path.is_file() else None
 
 
@@ -241,7 +245,7 @@ def load_yaml_layers(path: str | Path, shipped: Path = CONFIGS, _seen: tuple[Pat
         raise ConfigError(f"{path}: '{DEFAULTS_KEY}' must be a list of config file names, e.g. [coordination_base]")
     layers: list[dict[str, Any]] = []
     for base in bases:
-        base_path = path.parent / (base if base.endswith((".yaml", ".yml")) else f"{base}.yaml")
+        base_path = path.parent / yaml_file_name(base)
         if not base_path.is_file():
             base_path = shipped_config(base, shipped) or base_path
         if not base_path.is_file():

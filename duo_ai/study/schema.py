@@ -23,11 +23,10 @@ from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 from duo_ai.config import PLAIN_NAME, is_plain_name
 from duo_ai.core.checks import Rule, check_config, checked
 from duo_ai.core.compute import PRECISIONS
-from duo_ai.core.config_files import CONFIGS, describe, find_config_file, load_yaml_layers, parse_overrides
+from duo_ai.core.config_files import STUDIES, describe, find_config_file, load_yaml_layers, parse_overrides
 from duo_ai.core.errors import ConfigError
 from duo_ai.core.files import check_writable
 
-STUDIES = CONFIGS / "studies"
 SUITES = ("procgen", "minigrid")
 PPO_STARTS = ("random", "uniform")
 # The gate compares these two; every `always_*` method is evaluated once and re-priced per weight.
