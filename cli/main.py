@@ -47,7 +47,7 @@ def _options(
     """Options before the command (`duo-ai --version`)."""
     from duo_ai.plugins import load_entry_points
 
-    load_entry_points()
+    load_entry_points(warn=lambda message: err.print(f"warning: {message}", highlight=False, markup=False))
 
 
 IMPORT_HELP = (

@@ -476,3 +476,96 @@ def test_a_lock_being_written_counts_as_taken(root):
     with pytest.raises(ConfigError, match="in use by another run"):
         RunFolder(_config(root), False).open(lambda message: None)
     assert (root / "dup" / LOCK).read_text() == ""
+
+
+# -- no code runs from a config, a checkpoint or the current folder -----------------------------------
+# A module that leaves a marker file when imported: found in the current folder, it must never run.
+MARKER_MODULE = "from pathlib import Path\nPath('{name}.ran').write_text('ran')\n"
+
+
+@pytest.fixture
+def planted(tmp_path, monkeypatch) -> Path:
+    """An empty working folder holding evilmod.py and yaml.py, both leaving a marker when imported."""
+    for name in ("evilmod", "yaml"):
+        (tmp_path / f"{name}.py").write_text(MARKER_MODULE.format(name=name))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))  # as `python -m` would put it: importable if ever imported
+    return tmp_path
+
+
+def test_an_env_id_naming_a_module_is_refused_and_imports_nothing(planted):
+    result = cli("train", "-c", "cartpole", "env.task=evilmod:CartPole-v1", f"experiments_dir={planted}")
+    assert_user_error(result, "evilmod:CartPole-v1", "may not name a module")
+    result = cli("train", "-c", "cartpole", "env.task=this:CartPole-v1", f"experiments_dir={planted}")
+    assert_user_error(result, "this:CartPole-v1")
+    assert not (planted / "evilmod.ran").exists()
+    assert not list(planted.glob("*/last.ckpt"))
+
+
+def test_a_checkpoint_whose_env_id_names_a_module_is_refused_and_imports_nothing(planted, tiny_run):
+    payload = load_checkpoint(tiny_run / "last.ckpt")
+    payload["config"]["env"].update(name="gym", task="evilmod:CartPole-v1", distribution_mode="easy", num_threads=0)
+    save_checkpoint(planted / "edited.ckpt", payload)  # a valid digest: the file is as its writer meant it
+    for command in (
+        ["eval", "--checkpoint", "edited.ckpt", "-n", "1"],
+        ["video", "--checkpoint", "edited.ckpt", "-o", "v.mp4"],
+    ):
+        assert_user_error(cli(*command), "evilmod:CartPole-v1")
+    assert not (planted / "evilmod.ran").exists()
+
+
+def test_study_jobs_do_not_import_modules_from_the_current_folder(planted, monkeypatch):
+    from duo_ai.study.jobs import Pool
+
+    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).resolve().parents[1]))
+    with Pool(1, planted / "logs") as pool:
+        pool.now("configs", lambda out: out.run(["configs"], quiet=True))  # reads YAML: imports yaml
+    assert not (planted / "yaml.ran").exists()
+
+
+@pytest.mark.parametrize(
+    ("module", "fragment"),
+    [
+        ("evilmod.py", "without .py (--import evilmod)"),
+        ("", "is not a module name"),
+        ("../evilmod", "is not a module name"),
+        ("evil mod", "is not a module name"),
+    ],
+)
+def test_an_import_that_is_not_a_module_name_is_refused_before_importing(planted, module, fragment):
+    assert_user_error(cli("train", "--import", module), fragment)
+    assert not (planted / "evilmod.ran").exists()
+
+
+@pytest.mark.parametrize(
+    ("source", "fragments"),
+    [
+        ("raise RuntimeError('boom')\n", ["--import brokenmod", "RuntimeError: boom"]),
+        ("import no_such_dependency_xyz\n", ["--import brokenmod", "No module named 'no_such_dependency_xyz'"]),
+        (
+            "from duo_ai.core.registry import MODELS\n@MODELS.register('mlp_ppo')\nclass Twice: pass\n",
+            ["--import brokenmod", "registered twice"],
+        ),
+    ],
+)
+def test_a_module_that_fails_to_import_is_one_line_naming_it(planted, source, fragments):
+    (planted / "brokenmod.py").write_text(source)
+    result = cli("train", "--import", "brokenmod", "-c", "cartpole", f"experiments_dir={planted}")
+    assert_user_error(result, *fragments)
+    assert not list(planted.glob("*/last.ckpt"))
+
+
+def test_a_broken_entry_point_warns_and_never_stops_version_help_or_configs(monkeypatch):
+    from importlib.metadata import EntryPoint
+
+    import duo_ai.plugins
+
+    broken = EntryPoint("broken", "no_such_plugin_xyz", duo_ai.plugins.ENTRY_POINT_GROUP)
+    monkeypatch.setattr(duo_ai.plugins, "entry_points", lambda group: [broken])
+    for args in (["--version"], ["--help"], ["configs"]):
+        result = cli(*args)
+        assert result.exit_code == 0, (args, result.output)
+        assert "Traceback" not in result.output
+    result = cli("configs")
+    assert "warning: plugin broken (no_such_plugin_xyz)" in result.stderr
+    assert "ModuleNotFoundError" in result.stderr

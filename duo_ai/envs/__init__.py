@@ -12,7 +12,7 @@ from typing import Any
 import gymnasium as gym
 
 from duo_ai.core.errors import ConfigError
-from duo_ai.envs.classic import make_gym_vec_env
+from duo_ai.envs.classic import check_gym_id, make_gym_vec_env
 from duo_ai.envs.config import ENVS, EnvConfig, SplitConfig
 from duo_ai.envs.minigrid import MiniGridVecEnv
 from duo_ai.envs.procgen import GAMES, ProcgenVecEnv
@@ -95,6 +95,9 @@ class MiniGridFamily(EnvFamily):
 class GymFamily(EnvFamily):
     def make(self, cfg: EnvConfig, num_envs: int, seed: int) -> gym.vector.VectorEnv:
         return make_gym_vec_env(cfg.task, num_envs)
+
+    def check_task(self, task: str) -> None:
+        check_gym_id(task)
 
 
 def env_family(config: EnvConfig) -> EnvFamily:

@@ -19,8 +19,9 @@ from typing import IO
 
 from duo_ai.core.errors import DuoAIError
 
-# The same interpreter and code as this process (PYTHONPATH and all).
-DUO = [sys.executable, "-m", "duo_ai_cli"]
+# The same interpreter and code as this process (PYTHONPATH and all). -P: the current folder is not
+# put first on sys.path, so a study started beside a yaml.py or torch.py does not run that file.
+DUO = [sys.executable, "-P", "-m", "duo_ai_cli"]
 # The commands that build a config, so take the study's `--import` modules too.
 IMPORTING = ("train", "eval", "ask-map")
 
