@@ -137,6 +137,19 @@ def load_config(
     return build_config(layers)
 
 
+def replaced_kwargs(layers: list[DictConfig]) -> Any:
+    """`env.kwargs` of the last layer that sets it, removed from every layer: a layer replaces the
+    mapping as a whole rather than merging into it, because constructor arguments belong to one task
+    (`-c minigrid_agent env.task=MiniGrid-DoorKey-5x5-v0 env.kwargs={}` drops DistShift's start)."""
+    found = None
+    for layer in layers:
+        env = layer.get("env")
+        if isinstance(env, DictConfig) and "kwargs" in env:
+            found = env.kwargs
+            del env["kwargs"]
+    return found
+
+
 def build_config(layers: list[Any]) -> Config:
     """Merge config layers (dicts or DictConfigs) over the defaults and validate the result."""
     defaults = OmegaConf.structured(Config)
@@ -148,7 +161,10 @@ def build_config(layers: list[Any]) -> Config:
             if name in layer:
                 sections[name] = merge_named(sections[name], layer.pop(name), name)
         plain.append(layer)
+    kwargs = replaced_kwargs(plain)
     merged = merge(defaults, *plain)
+    if kwargs is not None:
+        merged.env.kwargs = kwargs
     try:
         config = OmegaConf.to_object(merged)
     except OmegaConfBaseException as e:

@@ -129,7 +129,7 @@ def evaluate_checkpoint(
         {
             "checkpoint": str(checkpoint),
             "global_step": int(payload.get("global_step", 0)),
-            "env": config.env.task,
+            "env": split_config(config.env, split).task,  # the task the episodes played (a split may set its own)
             "seed": seed,
         }
     )

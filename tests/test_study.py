@@ -226,7 +226,7 @@ def test_the_base_study_file_spells_out_every_key():
     for name, cls in typing.get_type_hints(Study).items():
         if dataclasses.is_dataclass(cls):
             assert missing(cls, base[name]) == [], name
-    for role in ("novice", "expert"):
+    for role in ("novice", "expert", "sim_novice"):
         assert missing(AgentSpec, base["agents"][role]) == [], role
     for name, method in base["methods"].items():
         assert missing(Method, method) == [], name

@@ -378,12 +378,16 @@ class OODPolicy(CoordinationPolicy):
     config_cls = OODPolicyConfig
     param = "threshold"
     FIT_KEYS = ("fit_states", "fitted_on")
+    TEST_NOVICE_KEY = "fitted_for"
 
     def __init__(self, config: OODPolicyConfig, env: gym.vector.VectorEnv) -> None:
         super().__init__(config, env)
         if not isinstance(env, CoordinationEnv):
             raise ConfigError(f"policy ood needs a coordination env, got {type(env).__name__}")
-        self.novice_sha256 = novice_fingerprint(env.novice)  # the novice acting in this env
+        self.novice_sha256 = novice_fingerprint(env.fit_novice)  # the training split's novice
+        # The novice acting at test time (the real novice in the realistic setting, else the same):
+        # stored with a fit (`fitted_for`), so a checkpoint refuses a pair it was not calibrated with.
+        self.test_novice_sha256 = novice_fingerprint(env.test_novice)
         self.fit_states: torch.Tensor | None = None
         self.fitted_on: torch.Tensor | None = None
         self.detector: Any = None
@@ -426,13 +430,7 @@ class OODPolicy(CoordinationPolicy):
     def set_fit(self, states: torch.Tensor, fitted_on: torch.Tensor) -> None:
         """Take fitted states of the novice with sha256 `fitted_on` and refit the detector on them."""
         fitted_on = fitted_on.to(torch.uint8)
-        if not torch.equal(fitted_on, self.novice_sha256):
-            fitted, here = (bytes(t.tolist()).hex()[:12] for t in (fitted_on, self.novice_sha256))
-            raise CheckpointError(
-                f"this ood coordinator was fitted on another novice (weights sha256 {fitted}...) than the one "
-                f"acting here ({here}...); evaluate it with the train_novice/test_novice it was calibrated "
-                "with, or calibrate a new one for this novice"
-            )
+        self.check_novice(fitted_on, self.novice_sha256, "train_novice")
         self.fit_states, self.fitted_on = states.float().contiguous(), fitted_on
         self.detector = DETECTORS[self.config.detector](self.config).fit(self.fit_states.numpy())
 
@@ -448,6 +446,7 @@ class OODPolicy(CoordinationPolicy):
         params = super().get_params()
         if self.fit_states is not None:
             params.update(fit_states=self.fit_states.clone(), fitted_on=self.fitted_on.clone())
+            params[self.TEST_NOVICE_KEY] = self.test_novice_sha256.clone()
         return params
 
     def set_params(self, params: dict[str, Any]) -> None:
@@ -455,9 +454,21 @@ class OODPolicy(CoordinationPolicy):
         fit = {k: params[k] for k in self.FIT_KEYS if k in params}
         if fit and len(fit) != len(self.FIT_KEYS):
             raise CheckpointError(f"ood parameters {sorted(params)} hold part of a fit; a fit is {list(self.FIT_KEYS)}")
-        super().set_params({k: v for k, v in params.items() if k not in fit})
+        fitted_for = params.get(self.TEST_NOVICE_KEY)
+        super().set_params({k: v for k, v in params.items() if k not in fit and k != self.TEST_NOVICE_KEY})
         if fit:
             self.set_fit(fit["fit_states"], fit["fitted_on"])
+        if fitted_for is not None:  # absent from checkpoints written before it was stored
+            self.check_novice(fitted_for.to(torch.uint8), self.test_novice_sha256, "test_novice")
+
+    def check_novice(self, fitted: torch.Tensor, here: torch.Tensor, key: str) -> None:
+        if not torch.equal(fitted, here):
+            was, now = (bytes(t.tolist()).hex()[:12] for t in (fitted, here))
+            raise CheckpointError(
+                f"this ood coordinator was fitted on another novice ({key}: weights sha256 {was}...) than the one "
+                f"acting here ({now}...); evaluate it with the train_novice/test_novice it was calibrated "
+                "with, or calibrate a new one for this novice"
+            )
 
     def num_candidates(self) -> int:
         return len(self.config.percentiles)

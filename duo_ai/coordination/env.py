@@ -54,6 +54,8 @@ class CoordinationEnv(gym.vector.VectorEnv):
         config: CoordinationConfig,
         base_penalty: float,
         novice_env: dict[str, Any] | None = None,
+        fit_novice: PPOPolicy | None = None,
+        test_novice: PPOPolicy | None = None,
     ) -> None:
         self.base_env = base_env
         self.novice = novice
@@ -67,6 +69,11 @@ class CoordinationEnv(gym.vector.VectorEnv):
         # The `env` section the novice was trained with (from its checkpoint; None if unknown): where
         # a coordinator that models the novice's own experience (ood) watches it play alone.
         self.novice_env = novice_env
+        # The novice a coordinator of this run fits itself to (ood's detector): the training split's.
+        # In the realistic setting that is the sim novice, and the fit carries over to the real
+        # novice acting at test time, as the benchmark's does. None = `novice`.
+        self.fit_novice = fit_novice or novice
+        self.test_novice = test_novice or novice  # the novice of the test split
 
         frame_space = base_env.single_observation_space
         spaces = {"base_obs": frame_space, **self._feature_spaces("novice", novice, frame_space)}

@@ -55,6 +55,8 @@ class Coordination:
                 self.config,
                 self.base_penalty,
                 novice_env=self.agent_envs.get(novice),
+                fit_novice=self.agents["train_novice"],
+                test_novice=self.agents[self.agents_for_split("test")[0]],
             )
         except BaseException:
             base_env.close()

@@ -53,6 +53,15 @@ class EnvFamily:
                     "set the split's levels with start_level and num_levels"
                 )
         self.check_task(cfg.task)
+        for name, split in cfg.splits.items():
+            if split.task is None:
+                continue
+            self.check_task(split.task)
+            if self.game(replace(cfg, task=split.task)) != self.game(cfg):
+                raise ConfigError(
+                    f"env.splits.{name}.task={split.task} is another game than env.task={cfg.task}, which the "
+                    f"agents could not play; a split may change the task only within one game (MiniGrid layouts)"
+                )
 
     def game(self, cfg: EnvConfig) -> str:
         """What agents must have been trained on to act here: agents of one game share spaces."""

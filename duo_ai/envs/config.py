@@ -16,8 +16,13 @@ ENVS: Registry = Registry("env family")
 
 @dataclass
 class SplitConfig:
-    """Level settings of an evaluation split; unset fields inherit the training settings."""
+    """Level settings of an evaluation split; unset fields inherit the training settings.
 
+    `task` plays another task of the same game in this split: on MiniGrid, another layout (the
+    benchmark's realistic setting trains on DistShift1 and tests on DistShift2).
+    """
+
+    task: str | None = None
     distribution_mode: str | None = checked(None, choices=DISTRIBUTION_MODES)
     start_level: int | None = checked(None, ge=0, le=INT32_MAX)
     num_levels: int | None = checked(None, ge=0, le=INT32_MAX)

@@ -37,8 +37,6 @@ from duo_ai.study.schema import ALWAYS, GATE, Study, study_to_yaml, weight_name
 # never asks, a 5% start costs ~29 expert steps in the novice's ~580-step episodes, and PPO with
 # GAE lambda 1 keeps its start.
 START_RANGE = (0.001, 0.999)
-# The split every method is selected on: PPO's pick is its best_<split>.ckpt.
-SELECTION_SPLIT = "val_true"
 # Runs evaluate nothing while training: the study evaluates every method itself, paired.
 NO_EVALUATION = "evaluation.num_episodes=0"
 
@@ -54,26 +52,52 @@ class Protocol:
         self.common = [f"env.name={study.suite}", f"env.task={study.game}", f"experiments_dir={study.out}"]
         self.common += self.compute
         self.agents = {
-            role: getattr(study.agents, role).checkpoint or str(self.out / role / "last.ckpt")
-            for role in ("novice", "expert")
+            role: getattr(study.agents, role).checkpoint or str(self.out / role / "last.ckpt") for role in study.roles
         }
-        # The real pair acts everywhere (test_* default to train_*): every method is selected on
-        # val_true with it, and the cost unit is the expert's reward per step on test.
-        self.pair = [f"train_novice={self.agents['novice']}", f"train_expert={self.agents['expert']}"]
+        self.selection = study.selection_split
+        self.pair = self.coordination_world()
+        if study.coordination.base_penalty is not None:
+            self.pair.append(f"coordination.base_penalty={study.coordination.base_penalty!r}")
         self.pair += study.coordination.overrides
         if study.coordination.agent_temperature is not None:
             self.pair.append(f"coordination.agent_temperature={study.coordination.agent_temperature:g}")
         self.start = time.monotonic()
 
+    def coordination_world(self) -> list[str]:
+        """Which agents act where, and on which environment every coordination run plays.
+
+        skyline: the real pair acts everywhere (test_* default to train_*), on the test environment;
+        every method is selected on val_true. realistic: the train environment (train_game) for
+        `train` and `val_sim`, where the sim novice plays the novice and the novice the expert; the
+        test environment (game) with the real pair for `val_true` and `test`; every method is
+        selected on val_sim, so nothing is built on the test environment until the final evaluations.
+        """
+        s, a = self.study, self.agents
+        if s.setting == "skyline":
+            return [f"train_novice={a['novice']}", f"train_expert={a['expert']}"]
+        return [
+            f"train_novice={a['sim_novice']}",
+            f"train_expert={a['novice']}",
+            f"test_novice={a['novice']}",
+            f"test_expert={a['expert']}",
+            f"env.task={s.train_game}",
+            f"env.splits.val_sim.task={s.train_game}",
+            f"env.splits.val_true.task={s.game}",
+            f"env.splits.test.task={s.game}",
+            "coordination.train_agent_splits=[train,val_sim]",
+            f"coordination.selection_split={self.selection}",
+        ]
+
     # -- what runs --------------------------------------------------------------------------------
     def agent_runs(self) -> list[tuple[str, str, list[str]]]:
-        """(run name, config, overrides) of each agent to train."""
+        """(run name, config, overrides) of each agent to train; the sim novice on the train environment."""
         runs = []
-        for role in ("novice", "expert"):
+        for role in self.study.roles:
             agent = getattr(self.study.agents, role)
             if agent.checkpoint is None:
                 steps = [] if agent.steps is None else [f"algorithm.total_timesteps={agent.steps}"]
-                overrides = [*self.study.agents.overrides, *steps, *agent.overrides, NO_EVALUATION]
+                own = [f"env.task={self.study.train_game}"] if role == "sim_novice" else []
+                overrides = [*self.study.agents.overrides, *own, *steps, *agent.overrides, NO_EVALUATION]
                 runs.append((role, agent.config, overrides))
         return runs
 
@@ -85,6 +109,7 @@ class Protocol:
     def ppo_run(self, weight: str, start: list[str], seed: int) -> tuple[str, str, list[str]]:
         ppo = self.study.ppo
         overrides = [*self.pair, *ppo.overrides, f"coordination.expert_query_cost_weight={weight}", *start]
+        overrides.append(f"evaluation.splits=[{self.selection}]")  # its pick: best_<selection split>.ckpt
         return ppo.run_name(weight, seed), ppo.config, [*overrides, f"seed={seed}"]
 
     def ppo_seeds(self, weight: str) -> list[int]:
@@ -101,9 +126,24 @@ class Protocol:
         runs += [self.ppo_run(w, placeholder, seed) for w in self.study.ppo_weights for seed in self.ppo_seeds(w)]
         for name, config, overrides in runs:
             try:
-                load_config(config, [f"name={name}", *self.common, *overrides])
+                resolved = load_config(config, [f"name={name}", *self.common, *overrides])
             except ConfigError as e:
                 raise ConfigError(f"run {name} ({config} with the study's overrides): {e}") from None
+            if name == "sim_novice":
+                self.check_off_test_environment(name, resolved.env.task)
+        if self.study.setting == "realistic":
+            for role in ("sim_novice", "novice"):
+                given = getattr(self.study.agents, role).checkpoint
+                if given is not None:
+                    self.check_off_test_environment(f"agents.{role}.checkpoint", trained_task(given))
+
+    def check_off_test_environment(self, what: str, task: str | None) -> None:
+        """The realistic setting's agents of the train environment were not trained on the test environment."""
+        if task == self.study.game:
+            raise ConfigError(
+                f"{what} is trained on {task}, the test environment; in setting realistic the sim novice and the "
+                f"novice play the train environment ({self.study.train_game}): train them there"
+            )
 
     # -- jobs -------------------------------------------------------------------------------------
     def train(self, out: Output, name: str, config: str, overrides: list[str]) -> None:
@@ -120,32 +160,33 @@ class Protocol:
         self.pool.spawn(run[0], lambda out: self.train(out, *run))
 
     def evaluate(self, out: Output, method: str, checkpoint: str, weight: str, episodes: int, folder: Path,
-                 seed: int) -> None:  # fmt: skip
-        """Test episodes, paired: the same seed, number of episodes and envs for every method."""
+                 seed: int, split: str = "test") -> None:  # fmt: skip
+        """Episodes of `split` (test), paired: the same seed, number of episodes and envs for every method."""
         file = folder / method / f"w{weight}.json"
         file.parent.mkdir(parents=True, exist_ok=True)
         if file.is_file():
             return out.say(f"reusing {file}")
-        command = ["eval", "--checkpoint", checkpoint, "--split", "test", "-n", str(episodes), "--seed", str(seed)]
+        command = ["eval", "--checkpoint", checkpoint, "--split", split, "-n", str(episodes), "--seed", str(seed)]
         command += ["--cost-weight", weight, "--json", str(file), *self.compute]
         out.run([*command, f"evaluation.num_envs={self.study.evaluation.num_envs}"], quiet=True)
         out.say(f"evaluated {method} at weight {weight} on {episodes} episodes (seed {seed})")
 
     def spawn_evaluations(self, methods: list[tuple[str, str]], weight: str, episodes: int, folder: Path,
-                          seed: int) -> None:  # fmt: skip
+                          seed: int, split: str = "test") -> None:  # fmt: skip
         """Evaluate each (method, checkpoint); a job's log is named after the folder (eval_ppo_w1_auc)."""
         tag = "" if folder.name == "evals" else "_" + folder.name.removeprefix("evals_")
         for method, checkpoint in methods:
             suffix = "" if method.startswith(ALWAYS) else f"_w{weight}"
             self.pool.spawn(
                 f"eval_{method}{suffix}{tag}",
-                lambda out, m=method, c=checkpoint: self.evaluate(out, m, c, weight, episodes, folder, seed),
+                lambda out, m=method, c=checkpoint: self.evaluate(out, m, c, weight, episodes, folder, seed, split),
             )
 
-    def evaluate_always_agents(self, episodes: int, folder: Path, seed: int) -> None:
+    def evaluate_always_agents(self, episodes: int, folder: Path, seed: int, split: str = "test") -> None:
         """The always-agents at weight 0: their episodes do not depend on the weight (the report re-prices them)."""
         agents = [name for name in self.study.baselines if name.startswith(ALWAYS)]
-        self.spawn_evaluations([(m, str(self.out / m / "last.ckpt")) for m in agents], "0", episodes, folder, seed)
+        methods = [(m, str(self.out / m / "last.ckpt")) for m in agents]
+        self.spawn_evaluations(methods, "0", episodes, folder, seed, split)
 
     def evaluate_coordinators(self, weight: str, episodes: int, folder: Path, seed: int) -> None:
         """The calibrated baselines and PPO (its pick on the selection split) at one weight."""
@@ -153,7 +194,7 @@ class Protocol:
         ppo = self.study.ppo
         for training_seed in ppo.seeds:
             run = self.out / ppo.run_name(weight, training_seed)
-            best = run / f"best_{SELECTION_SPLIT}.ckpt"
+            best = run / f"best_{self.selection}.ckpt"
             methods.append((ppo.method_name(training_seed), str(best if best.is_file() else run / "last.ckpt")))
         self.spawn_evaluations(methods, weight, episodes, folder, seed)
 
@@ -165,27 +206,33 @@ class Protocol:
 
     # -- stages -----------------------------------------------------------------------------------
     def agents_and_gate(self) -> None:
-        """The agents, then always-novice and always-expert on the test split, before any coordinator."""
+        """The agents, then always-novice and always-expert before any coordinator: on the test split
+        (skyline), or on val_sim, the simulated pair on the train environment (realistic; the test
+        split's gate then comes with the final evaluations)."""
         s, e = self.study, self.study.evaluation
-        about = {role: " ".join(filter(None, [s.game, getattr(s.agents, role).about])) for role in ("novice", "expert")}
-        self.stage(f"agents: novice ({about['novice']}), expert ({about['expert']})")
+        # Where each agent plays in the coordination runs: a realistic study's novices on the train environment.
+        home = {role: s.train_game if s.setting == "realistic" and role != "expert" else s.game for role in s.roles}
+        about = {role: " ".join(filter(None, [home[role], getattr(s.agents, role).about])) for role in s.roles}
+        self.stage("agents: " + ", ".join(f"{role.replace('_', ' ')} ({about[role]})" for role in s.roles))
         for run in self.agent_runs():
             self.pool.now(run[0], lambda out, run=run: self.train(out, *run))
-        print(f"novice: {self.agents['novice']}; expert: {self.agents['expert']}", flush=True)
+        print("; ".join(f"{role.replace('_', ' ')}: {self.agents[role]}" for role in s.roles), flush=True)
+        split = "test" if s.setting == "skyline" else self.selection
         self.stage(
-            f"the gate, before any coordinator: always-novice and always-expert, {e.episodes} test episodes each"
+            f"the gate, before any coordinator: always-novice and always-expert, {e.episodes} {split} episodes each"
         )
         for name in [m for m in s.baselines if m.startswith(ALWAYS)]:  # in turn: the first measures base_penalty
             self.pool.now(name, lambda out, name=name: self.train(out, *self.baseline_run(name)))
-        self.evaluate_always_agents(e.episodes, self.out / "evals", e.seed)
+        gate = self.out / ("evals" if split == "test" else f"evals_{split}")
+        self.evaluate_always_agents(e.episodes, gate, e.seed, split)
         self.pool.join()
         self.share_base_penalty()
-        self.gate()
+        self.gate(gate, split)
 
     def coordinators(self) -> None:
         """The calibrated baselines, then a PPO coordinator per weight; the sanity weights' ask rates."""
         s = self.study
-        self.stage(f"baselines: {', '.join(s.calibrated)} (calibrated on {SELECTION_SPLIT})")
+        self.stage(f"baselines: {', '.join(s.calibrated)} (calibrated on {self.selection})")
         for name in s.calibrated:
             self.spawn_train(self.baseline_run(name))
         if s.ppo.start == "random":
@@ -207,9 +254,17 @@ class Protocol:
                 self.sanity(w, seed)
 
     def evaluations(self) -> Path:
-        """Every method at every weight, paired, and the reports; returns the study's report table."""
+        """Every method at every weight, paired, and the reports; returns the study's report table.
+
+        The first time a realistic study plays the test environment: the always-agents' test episodes
+        (the gate, skyline's first stage) come first."""
         s, e = self.study, self.study.evaluation
         weight, weights, evals = weight_name(s.weight), [weight_name(w) for w in s.weights], self.out / "evals"
+        if s.setting == "realistic":
+            self.stage(f"the final evaluations, on the test environment: the gate, {e.episodes} test episodes each")
+            self.evaluate_always_agents(e.episodes, evals, e.seed)
+            self.pool.join()
+            self.gate(evals, "test")
         if s.auc_episodes == e.episodes:
             self.stage(
                 "evaluation: every coordinator at every weight (the study's first), "
@@ -249,7 +304,7 @@ class Protocol:
         folder.mkdir(exist_ok=True)
         for seed in s.ppo.seeds:
             run = self.out / s.ppo.run_name(weight, seed)
-            best = run / f"best_{SELECTION_SPLIT}.ckpt"
+            best = run / f"best_{self.selection}.ckpt"
             checkpoint = str(best if best.is_file() else run / "last.ckpt")
             picture = folder / f"{s.ppo.method_name(seed)}_w{weight}.png"
             command = ["ask-map", "--checkpoint", checkpoint, "-o", str(picture), "-n", str(s.evaluation.episodes)]
@@ -281,6 +336,14 @@ class Protocol:
     def elapsed(self) -> int:
         return int(time.monotonic() - self.start)
 
+    def annotate(self, table: Path) -> None:
+        """Say in the study's table in which setting its methods were built, and where they were selected."""
+        s = self.study
+        data = json.loads(table.read_text())
+        data.update(setting=s.setting, train_env=s.train_game if s.setting == "realistic" else s.game)
+        data["selection_split"] = self.selection
+        atomic_write_text(table, json.dumps(data, indent=2) + "\n")
+
     def share_base_penalty(self) -> None:
         """Every later run is priced in the unit the gate's runs measured (or were given).
 
@@ -292,15 +355,17 @@ class Protocol:
         config = yaml.safe_load((self.out / first / "config.yaml").read_text())
         self.pair.append(f"coordination.base_penalty={config['coordination']['base_penalty']!r}")
 
-    def gate(self) -> None:
-        """Print the novice's share of the expert's test return and the weight where they break even."""
-        novice, expert = (json.loads((self.out / "evals" / m / "w0.json").read_text()) for m in GATE)
+    def gate(self, folder: Path, split: str) -> None:
+        """Print the novice's share of the expert's return on `split` and the weight where they break even."""
+        novice, expert = (json.loads((folder / m / "w0.json").read_text()) for m in GATE)
         n, e = novice["base_reward_mean"], expert["base_reward_mean"]
         even = (e - n) / (expert["base_penalty"] * expert["expert_steps_mean"]) if e > n else 0.0
         ratio = f"{n / e:.3f}" if e > 0 else "n/a (the expert scores 0)"
+        pair = "sim novice, novice as expert" if split == "val_sim" else "novice, expert"
         print(
-            f"gate: novice {n:.2f}, expert {e:.2f} on test: the novice gets {ratio} of the expert (the benchmark "
-            f"wants at most about 0.55); always-expert and always-novice break even at cost weight {even:.2f}",
+            f"gate ({pair}): novice {n:.2f}, expert {e:.2f} on {split}: the novice gets {ratio} of the expert "
+            f"(the benchmark wants at most about 0.55); always-expert and always-novice break even at cost "
+            f"weight {even:.2f}",
             flush=True,
         )
 
@@ -321,10 +386,17 @@ class Protocol:
         """The expert fraction of the PPO coordinator at a sanity weight on the selection split."""
         run = self.study.ppo.run_name(weight, seed)
         evals = json.loads((self.out / run / "summary.json").read_text())["eval"]
-        split = SELECTION_SPLIT if SELECTION_SPLIT in evals else next(iter(evals))
+        split = self.selection if self.selection in evals else next(iter(evals))
         fraction = evals[split]["expert_fraction"]
         seeded = "" if seed == self.study.ppo.seeds[0] else f" (seed {seed})"
         print(f"sanity: PPO at weight {weight}{seeded} asks the expert on {fraction:.1%} of {split} steps", flush=True)
+
+
+def trained_task(checkpoint: str) -> str | None:
+    """The env.task an agent checkpoint was trained on (None if it does not say)."""
+    from duo_ai.core.checkpoint import load_checkpoint
+
+    return ((load_checkpoint(checkpoint).get("config") or {}).get("env") or {}).get("task")
 
 
 def record(path: Path, text: str) -> None:
@@ -356,5 +428,6 @@ def run_study(study: Study, gate_only: bool = False, command: str = "", imports:
                 table = p.confirmation()
             # The study's table where a script looks for it (its checkpoint paths are relative to OUT).
             shutil.copyfile(table, out / "table.json")
+            p.annotate(out / "table.json")
             print(f"the study's table: {out / 'table.json'} (from {table.relative_to(out)})")
         print(f"wall-clock: {p.elapsed()}s", flush=True)

@@ -28,12 +28,19 @@ from duo_ai.core.errors import ConfigError
 from duo_ai.core.files import check_writable
 
 SUITES = ("procgen", "minigrid")
+# skyline: coordinators train and are selected on the test environment with the real pair (what the
+# benchmark's PPO configs do); realistic: on the train environment with a simulated pair (a weakened
+# novice as the novice, the novice as the expert), nothing built on the test environment before the
+# final evaluations (YRC-Bench's `YRC/core/environment.py`, the yrc package's "setting").
+SETTINGS = ("skyline", "realistic")
+# The split every method is selected on, per setting: PPO's pick is its best_<split>.ckpt.
+SELECTION_SPLITS = {"skyline": "val_true", "realistic": "val_sim"}
 PPO_STARTS = ("random", "uniform")
 # The gate compares these two; every `always_*` method is evaluated once and re-priced per weight.
 GATE = ("always_novice", "always_expert")
 ALWAYS = "always_"
 # Folders of the study that are not a method's run: a method of this name would share them.
-RESERVED = ("novice", "expert", "ppo", "logs")
+RESERVED = ("novice", "expert", "sim_novice", "ppo", "logs")
 RESERVED_PREFIXES = ("ppo_", "evals", "report")
 
 
@@ -58,11 +65,15 @@ class AgentSpec:
 
 @dataclass
 class Agents:
-    """The novice and the expert; `overrides` apply to both (before each one's own)."""
+    """The novice and the expert, and the realistic setting's sim novice; `overrides` apply to all
+    (before each one's own)."""
 
     overrides: list[str] = field(default_factory=list)
     novice: AgentSpec = field(default_factory=AgentSpec)
     expert: AgentSpec = field(default_factory=AgentSpec)
+    # The realistic setting's weakened novice: on the train environment it plays the novice while
+    # the novice plays the expert. Trained like the novice with fewer steps, on the train environment.
+    sim_novice: AgentSpec = field(default_factory=AgentSpec)
 
 
 @dataclass
@@ -72,6 +83,10 @@ class Coordination:
     # coordination.agent_temperature: how the novice and the expert act (1 samples, 0 = greedy);
     # null = the configs' own.
     agent_temperature: float | None = checked(None, ge=0)
+    # The cost unit (coordination.base_penalty): the test expert's reward per step, one fixed number
+    # per pair, as the benchmark's table; null = measured by the gate's first run on the test split
+    # (skyline only: a realistic study plays nothing on the test environment before its end).
+    base_penalty: float | None = checked(None, gt=0)
     overrides: list[str] = field(default_factory=list)
 
 
@@ -135,8 +150,12 @@ class Study:
     """A whole coordination study. Runs and evaluations go to `out`."""
 
     suite: str = checked("procgen", choices=SUITES)
-    # env.task of every run (an agent's overrides may set its own).
+    # env.task of every run (an agent's overrides may set its own): the test environment.
     game: str = checked("", test=bool, allowed="a game or task name, e.g. coinrun")
+    setting: str = checked("skyline", choices=SETTINGS)
+    # The train environment (the novice's own task): where a realistic study's coordinators train,
+    # calibrate and are selected (its `train` and `val_sim` splits). Only read by setting realistic.
+    train_game: str = ""
     out: str = checked("experiments/coordination", test=bool, allowed="a folder path")
     # Independent trainings and evaluations run at once (each logging to OUT/logs/).
     jobs: int = checked(1, ge=1)
@@ -157,6 +176,16 @@ class Study:
     # The baselines this study runs, in order.
     baselines: list[str] = field(default_factory=lambda: [*GATE, "random", "logit"])
     ppo: PPO = field(default_factory=PPO)
+
+    @property
+    def selection_split(self) -> str:
+        """Where every method is calibrated and PPO is picked: val_true (skyline) or val_sim (realistic)."""
+        return SELECTION_SPLITS[self.setting]
+
+    @property
+    def roles(self) -> tuple[str, ...]:
+        """The agents this study uses: the sim novice only in the realistic setting."""
+        return ("novice", "expert", "sim_novice") if self.setting == "realistic" else ("novice", "expert")
 
     @property
     def calibrated(self) -> list[str]:
@@ -224,13 +253,14 @@ def check_study(study: Study) -> None:
             f"which methods are compared), got {e.confirm_seed}; pick another seed, e.g. {e.seed + 3}"
         )
     check_baselines(study)
+    check_setting(study)
     overrides = [
         ("agents.overrides", study.agents.overrides),
         ("coordination.overrides", study.coordination.overrides),
         ("calibration", study.calibration),
         ("ppo.overrides", study.ppo.overrides),
     ]
-    for role in ("novice", "expert"):
+    for role in study.roles:
         agent = getattr(study.agents, role)
         overrides.append((f"agents.{role}.overrides", agent.overrides))
         if agent.checkpoint is not None:
@@ -252,6 +282,39 @@ def check_study(study: Study) -> None:
         except ConfigError as error:
             raise ConfigError(f"{key}: {error}") from None
     check_writable(study.out, "out folder")
+
+
+def check_setting(study: Study) -> None:
+    """The realistic setting's own needs: a MiniGrid pair, its train environment, a sim novice, a given cost unit."""
+    if study.setting != "realistic":
+        return
+    if study.suite != "minigrid":
+        raise ConfigError(
+            f"setting realistic is built for suite minigrid (a train and a test layout), not {study.suite}; "
+            "use setting skyline"
+        )
+    if not study.train_game:
+        raise ConfigError(
+            "setting realistic trains and selects coordinators on the train environment: set train_game to the "
+            "novice's own task, e.g. train_game=MiniGrid-DistShift1-v0"
+        )
+    if study.train_game == study.game:
+        raise ConfigError(
+            f"train_game and game are both {study.game}; the realistic setting needs the novice's train "
+            "environment to differ from the test environment (game)"
+        )
+    sim = study.agents.sim_novice
+    if not sim.config and sim.checkpoint is None:
+        raise ConfigError(
+            "setting realistic needs agents.sim_novice, the weakened novice that plays the novice on the train "
+            "environment: set agents.sim_novice.config and .steps, or agents.sim_novice.checkpoint"
+        )
+    if study.coordination.base_penalty is None:
+        raise ConfigError(
+            "setting realistic never plays the test environment before its final evaluations, so its cost unit "
+            "must be given: set coordination.base_penalty (the test expert's reward per step; the pair's skyline "
+            "study measures it: base_penalty in its table.json)"
+        )
 
 
 def check_baselines(study: Study) -> None:
