@@ -614,6 +614,45 @@ def baseline_cells(method: dict) -> tuple[str, str]:
     )
 
 
+@app.command("benchmark-report")
+def benchmark_report(
+    studies: list[Path] = typer.Argument(
+        ...,
+        help="Study folders written by duo-ai study (study.yaml, table.json, report/table.json), "
+        "one per test environment and setting.",
+        show_default=False,
+    ),
+    output: Path = typer.Option(
+        ...,
+        "--output",
+        "-o",
+        help="Folder to write benchmark.json, benchmark.md and auc_ratio.png to (made if its parent exists); "
+        "not a study folder or inside one.",
+    ),
+) -> None:
+    """Put several coordination studies in one table: each method's AUC, its ratio to the skyline PPO's, and wins.
+
+    Per test environment (the study's game) and setting (skyline or realistic): every method's AUC of
+    reward with costs over the cost weights with its 95% bootstrap interval (from report_auc/table.json
+    where the study has one, else report/table.json), its reward at the study's weight (table.json),
+    and its AUC divided by the AUC of ppo in the skyline study of the same environment. Each
+    environment and setting is won by the method with the highest AUC (ties all win; PPO competes as
+    ppo, its first training seed).
+
+    Example: duo-ai benchmark-report results/minigrid_distshift runs/distshift_realistic -o benchmark
+    """
+    from duo_ai.reports.benchmark import benchmark_report as make_report
+    from duo_ai.reports.benchmark import terminal_tables
+
+    try:
+        bench = make_report(studies, output)
+    except DuoAIError as e:
+        fail(str(e))
+    for table in terminal_tables(bench):
+        out.print(table)
+    out.print(f"wrote {', '.join(bench['outputs'])}", highlight=False, soft_wrap=True)
+
+
 @app.command()
 def study(
     study_file: str = typer.Argument(
