@@ -2,10 +2,11 @@
 # Copy a finished coordination study's small files into a folder to commit (e.g. results/<study>):
 # each finished run's config, logs, CSVs and summary; every coordinator's checkpoint exported
 # without its agents (`duo-ai export --without-agents`, ~10-20 KB) at the path the reports name
-# (best_val_true.ckpt where there is one, else last.ckpt); the evaluations and reports (every
+# (best_val_true.ckpt or, in the realistic setting, best_val_sim.ckpt where there is one, else
+# last.ckpt); the evaluations and reports (every
 # evals* and report* folder), the ask maps (ask_map/), the study's record (study.yaml) and the
-# jobs' logs (logs/). The agents (the study's novice/ and expert/ runs) are exported once, with
-# their weights and configs only, to DST/agents/novice.ckpt and DST/agents/expert.ckpt.
+# jobs' logs (logs/). The agents the study trained (its novice/, expert/ and sim_novice/ runs) are
+# exported once, with their weights and configs only, to DST/agents/<role>.ckpt.
 #
 #   scripts/collect_study.sh experiments/coordination_coinrun results/coordination_coinrun
 #
@@ -27,12 +28,14 @@ for path in "$src"/*/; do
   # Only coordinators (their config names a novice) are exported; the agents' weights are not.
   if grep -q '^train_novice: null$' "$src/$run/config.yaml"; then continue; fi
   ckpt=last.ckpt
-  if [ -f "$src/$run/best_val_true.ckpt" ]; then ckpt=best_val_true.ckpt; fi
+  for best in best_val_true.ckpt best_val_sim.ckpt; do
+    if [ -f "$src/$run/$best" ]; then ckpt=$best; fi
+  done
   rm -f "$dst/$run/$ckpt"
   "$DUO" export "$src/$run/$ckpt" -o "$dst/$run/$ckpt" --without-agents >/dev/null
   echo "exported $run/$ckpt"
 done
-for role in novice expert; do
+for role in novice expert sim_novice; do
   if [ -f "$src/$role/last.ckpt" ] && [ ! -f "$dst/agents/$role.ckpt" ]; then
     mkdir -p "$dst/agents"
     "$DUO" export "$src/$role/last.ckpt" -o "$dst/agents/$role.ckpt" >/dev/null

@@ -86,6 +86,8 @@ def test_a_realistic_study_plays_the_test_environment_only_in_its_final_evaluati
         (["coordination.base_penalty=null"], ["cost unit must be given", "coordination.base_penalty"]),
         (["agents.sim_novice.overrides=[env.task=MiniGrid-DistShift2-v0]"], ["sim_novice is trained on", "the test"]),
         (["suite=procgen", "game=coinrun"], ["setting realistic is built for suite minigrid"]),
+        (["agents.novice.init=expert"], ["agents.novice.init='expert'", "choose from none"]),
+        (["agents.expert.init=sim_novice"], ["agents.expert.init='sim_novice'", "choose from novice"]),
     ],
 )
 def test_a_bad_realistic_study_is_refused_in_one_line_before_any_work(tmp_path, args, fragments):
@@ -103,3 +105,23 @@ def test_a_realistic_study_refuses_a_sim_novice_trained_on_the_test_environment(
     given = f"agents.sim_novice.checkpoint={tmp_path / 'wrong' / 'last.ckpt'}"
     assert_user_error(cli("study", "minigrid_smoke_realistic", "--out", out, given), "agents.sim_novice.checkpoint")
     assert not out.exists()
+
+
+def test_the_shipped_pairs_resolve_and_the_doorkey_expert_starts_from_the_novice(tmp_path):
+    from duo_ai.study.jobs import Pool
+    from duo_ai.study.protocol import Protocol
+    from duo_ai.study.schema import load_study
+
+    for pair in ("distshift", "doorkey", "lavagap"):
+        for setting in ("skyline", "realistic"):
+            study = load_study(f"minigrid_{pair}_{setting}", [f"out={tmp_path / pair / setting}"])
+            assert study.coordination.base_penalty is not None  # one fixed cost unit per pair
+            assert study.setting == setting and study.train_game != study.game
+    study = load_study("minigrid_doorkey_realistic", [f"out={tmp_path / 'dk'}", "coordination.base_penalty=0.02"])
+    with Pool(1, tmp_path / "logs") as pool:
+        protocol = Protocol(study, pool)
+        protocol.check_runs()  # every run's config loads
+        runs = {name: overrides for name, _, overrides in protocol.agent_runs()}
+    assert f"policy.load_path={tmp_path / 'dk' / 'novice' / 'last.ckpt'}" in runs["expert"]
+    assert "env.task=MiniGrid-DoorKey-5x5-v0" in runs["sim_novice"]
+    assert not any(o.startswith("policy.load_path") for o in runs["novice"] + runs["sim_novice"])

@@ -97,6 +97,7 @@ class Protocol:
             if agent.checkpoint is None:
                 steps = [] if agent.steps is None else [f"algorithm.total_timesteps={agent.steps}"]
                 own = [f"env.task={self.study.train_game}"] if role == "sim_novice" else []
+                own += [f"policy.load_path={self.agents[agent.init]}"] if agent.init else []
                 overrides = [*self.study.agents.overrides, *own, *steps, *agent.overrides, NO_EVALUATION]
                 runs.append((role, agent.config, overrides))
         return runs
@@ -109,7 +110,8 @@ class Protocol:
     def ppo_run(self, weight: str, start: list[str], seed: int) -> tuple[str, str, list[str]]:
         ppo = self.study.ppo
         overrides = [*self.pair, *ppo.overrides, f"coordination.expert_query_cost_weight={weight}", *start]
-        overrides.append(f"evaluation.splits=[{self.selection}]")  # its pick: best_<selection split>.ckpt
+        if self.study.setting == "realistic":  # its pick, best_val_sim.ckpt; and no test episode while training
+            overrides.append(f"evaluation.splits=[{self.selection}]")
         return ppo.run_name(weight, seed), ppo.config, [*overrides, f"seed={seed}"]
 
     def ppo_seeds(self, weight: str) -> list[int]:
@@ -214,8 +216,12 @@ class Protocol:
         home = {role: s.train_game if s.setting == "realistic" and role != "expert" else s.game for role in s.roles}
         about = {role: " ".join(filter(None, [home[role], getattr(s.agents, role).about])) for role in s.roles}
         self.stage("agents: " + ", ".join(f"{role.replace('_', ' ')} ({about[role]})" for role in s.roles))
-        for run in self.agent_runs():
-            self.pool.now(run[0], lambda out, run=run: self.train(out, *run))
+        runs = self.agent_runs()
+        for waits in (False, True):  # at once, but an agent that starts from another's weights after it
+            for run in runs:
+                if (getattr(s.agents, run[0]).init is not None) == waits:
+                    self.spawn_train(run)
+            self.pool.join()
         print("; ".join(f"{role.replace('_', ' ')}: {self.agents[role]}" for role in s.roles), flush=True)
         split = "test" if s.setting == "skyline" else self.selection
         self.stage(

@@ -61,6 +61,9 @@ class AgentSpec:
     overrides: list[str] = field(default_factory=list)
     # An existing checkpoint to use instead of training this agent.
     checkpoint: str | None = None
+    # Start from the final weights of an agent trained before it (policy.load_path), e.g. an expert
+    # fine-tuned from the novice on a layout too sparse to learn from scratch in minutes; null = afresh.
+    init: str | None = None
 
 
 @dataclass
@@ -260,8 +263,13 @@ def check_study(study: Study) -> None:
         ("calibration", study.calibration),
         ("ppo.overrides", study.ppo.overrides),
     ]
-    for role in study.roles:
+    for index, role in enumerate(study.roles):
         agent = getattr(study.agents, role)
+        if agent.init is not None and agent.init not in study.roles[:index]:
+            raise ConfigError(
+                f"agents.{role}.init={agent.init!r}: an agent starts from one made before it; choose from "
+                f"{', '.join(study.roles[:index]) or 'none'} (in the order {', '.join(study.roles)}), or null"
+            )
         overrides.append((f"agents.{role}.overrides", agent.overrides))
         if agent.checkpoint is not None:
             if not Path(agent.checkpoint).is_file():
