@@ -120,6 +120,23 @@ def test_an_output_under_proc_is_refused_before_any_work(root, writer):
     refused(root, _writer(writer, "/proc/probe" + SUFFIX.get(writer, ".json")), "/proc/probe", "cannot be written")
 
 
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["eval", "--checkpoint", "R", "-n", "1", "--json", "R/config.yaml"], "a file of the run folder"),
+        (["eval", "--checkpoint", "R/last.ckpt", "-n", "1", "--json", "R/last.ckpt"], "is a checkpoint"),
+        (["eval", "--checkpoint", "X.ckpt", "-n", "1", "--json", "X.ckpt"], "is a checkpoint"),
+        (["eval", "--checkpoint", "R", "-n", "1", "--json", "R/checkpoints/new.json"], "a file of the run folder"),
+        (["compare", "R", "--json", "R/summary.json"], "a file of the run folder"),
+        (["plot", "R", "-o", "R/best_test.ckpt"], "R/best_test.ckpt"),
+    ],
+)
+def test_an_output_never_replaces_a_checkpoint_or_a_file_its_run_owns(root, args, fragment):
+    shutil.copy(root / "R" / "last.ckpt", root / "X.ckpt")
+    (root / "R" / "checkpoints").mkdir(exist_ok=True)
+    refused(root, args, fragment)
+
+
 def test_ask_map_checks_its_json_beside_the_png(root):
     os.mkfifo(root / "map.json")
     refused(root, ["ask-map", "--checkpoint", "R", "-o", "map.png"], "map.json is a named pipe")

@@ -8,6 +8,8 @@ The output-path rule (`check_output_file`, `check_output_folder`), checked befor
 the parent folder must exist (nothing creates folders on the way), an existing path must be a
 regular file (a folder, device, pipe, socket or symbolic link is never replaced), and the folder
 must accept a new file (tried, not guessed from permission bits: root ignores them, /proc does not).
+No output replaces a checkpoint or a file a run folder owns (its config.yaml, summary.json, logs,
+checkpoints...): `eval --json RUN/config.yaml` would break the run's `--resume`.
 """
 
 from __future__ import annotations
@@ -22,6 +24,13 @@ from pathlib import Path
 from typing import BinaryIO
 
 from duo_ai.core.errors import ConfigError, OutputError
+
+# The files a run folder owns (training writes them; `--resume` and the reports read them), beside
+# its best_<split>.ckpt and everything under checkpoints/.
+RUN_FILES = (
+    "config.yaml", "run_info.json", "summary.json", "train.log", "progress.csv", "eval.csv", "last.ckpt",
+    "run.lock", "base_penalty.json",
+)  # fmt: skip
 
 
 @contextlib.contextmanager
@@ -80,6 +89,7 @@ def check_output_file(path: str | os.PathLike, what: str) -> Path:
     if not folder.is_dir():
         raise ConfigError(_missing_folder(what, path, folder))
     refuse_special(path, what)
+    refuse_owned(path, what)
     if path.exists() and not os.access(path, os.W_OK):
         raise ConfigError(f"{what} {path} cannot be written (permission denied); pass another path")
     if not can_create_in(folder):
@@ -103,6 +113,21 @@ def check_output_folder(path: str | os.PathLike, what: str, files: tuple[str, ..
     for name in files:
         check_output_file(path / name, what.replace("folder", "file"))
     return path
+
+
+def refuse_owned(path: Path, what: str) -> None:
+    """Refuse an existing checkpoint, and a file that a run folder owns, as an output."""
+    if path.suffix == ".ckpt" and path.exists():
+        raise ConfigError(f"{what} {path} is a checkpoint, which only training and export write; pass another path")
+    folder = path.parent
+    run = folder.parent if folder.name == "checkpoints" else folder
+    if not ((run / "config.yaml").is_file() and (run / "run_info.json").is_file()):
+        return
+    if folder != run or path.name in RUN_FILES or (path.name.startswith("best_") and path.suffix == ".ckpt"):
+        raise ConfigError(
+            f"{what} {path} is a file of the run folder {run}, which only its run writes; pass a path outside it "
+            "or another file name"
+        )
 
 
 def refuse_special(path: Path, what: str) -> None:
