@@ -38,14 +38,14 @@ from duo_ai.core.files import check_writable
 LOCK = "run.lock"
 
 
-def live_owner(folder: Path) -> int | None:
-    """The pid of a live process on this machine that is training in `folder`, if any.
+def live_owner(folder: Path, name: str = LOCK) -> int | None:
+    """The pid of a live process on this machine that holds the lock `folder/name`, if any.
 
     A lock left by a process that died (or by this one) does not count; one written on another
     machine cannot be checked and does not count either.
     """
     try:
-        host, pid_text = (folder / LOCK).read_text().split()
+        host, pid_text = (folder / name).read_text().split()
         pid = int(pid_text)
     except (OSError, ValueError):
         return None
@@ -126,22 +126,14 @@ class RunFolder:
 
     def lock(self) -> None:
         """Create `run.lock` naming this process, atomically; a lock of a process that has died is taken over."""
-        for attempt in range(2):
-            try:
-                fd = os.open(self.path / LOCK, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
-                owner = live_owner(self.path)
-                if owner is not None or attempt or _empty(self.path / LOCK):  # empty: its owner writes it now
-                    who = f"process {owner}" if owner is not None else "another run"
-                    raise ConfigError(
-                        f"run folder {self.path} is in use by {who}, which is still training it; pass "
-                        f"name=<new name> (if no duo-ai run uses it, delete {self.path / LOCK})"
-                    ) from None
-                (self.path / LOCK).unlink(missing_ok=True)  # left by a process that died
-                continue
-            with os.fdopen(fd, "w") as f:
-                f.write(f"{platform.node()} {os.getpid()}\n")
-            return
+        take_lock(
+            self.path / LOCK,
+            lambda who: (
+                f"run folder {self.path} is in use by {who}, which is still training it; pass "
+                f"name=<new name> (if no duo-ai run uses it, delete {self.path / LOCK})"
+            ),
+            unknown="another run",
+        )
 
     def move_aside(self, log: Callable[[str], None]) -> None:
         """`overwrite=true`: rename the old run (and the lock just taken) aside, and lock a new, empty folder."""
@@ -165,12 +157,7 @@ class RunFolder:
 
     def release(self) -> None:
         """The run has ended: its folder is free (the lock goes if it is still this process's)."""
-        lock = self.path / LOCK
-        try:
-            if lock.read_text().split()[1] == str(os.getpid()):
-                lock.unlink()
-        except (OSError, IndexError):
-            pass
+        release_lock(self.path / LOCK)
 
     def commit(self) -> None:
         """The new run has written last.ckpt: the run it replaces can go."""
@@ -189,6 +176,32 @@ class RunFolder:
         except OSError as e:
             return f"the new run ended before its first checkpoint; the previous run is kept in {aside} ({e})"
         return f"the new run ended before its first checkpoint; restored the previous run in {self.path}"
+
+
+def take_lock(lock: Path, busy: Callable[[str], str], unknown: str = "another process") -> None:
+    """Create the file `lock` naming this process, atomically (O_CREAT | O_EXCL); a lock left by a
+    process that has died is taken over. A live owner's is a `ConfigError` of `busy(who)`."""
+    for attempt in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            owner = live_owner(lock.parent, lock.name)
+            if owner is not None or attempt or _empty(lock):  # empty: its owner writes it now
+                raise ConfigError(busy(f"process {owner}" if owner is not None else unknown)) from None
+            lock.unlink(missing_ok=True)  # left by a process that died
+            continue
+        with os.fdopen(fd, "w") as f:
+            f.write(f"{platform.node()} {os.getpid()}\n")
+        return
+
+
+def release_lock(lock: Path) -> None:
+    """Remove `lock` if it is still this process's."""
+    try:
+        if lock.read_text().split()[1] == str(os.getpid()):
+            lock.unlink()
+    except (OSError, IndexError):
+        pass
 
 
 def _empty(path: Path) -> bool:

@@ -125,3 +125,28 @@ def test_the_shipped_pairs_resolve_and_the_doorkey_expert_starts_from_the_novice
     assert f"policy.load_path={tmp_path / 'dk' / 'novice' / 'last.ckpt'}" in runs["expert"]
     assert "env.task=MiniGrid-DoorKey-5x5-v0" in runs["sim_novice"]
     assert not any(o.startswith("policy.load_path") for o in runs["novice"] + runs["sim_novice"])
+
+
+def test_a_study_holds_its_folder_and_refuses_links_where_it_writes(tmp_path):
+    import subprocess
+    import sys
+
+    out = tmp_path / "study"
+    out.mkdir()
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (out / "study.lock").write_text(f"{__import__('platform').node()} {sleeper.pid}\n")
+        assert_user_error(cli("study", "minigrid_smoke", "--out", out), "in use by process", "another duo-ai study")
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    (out / "study.lock").unlink()
+    outside = tmp_path / "outside.json"
+    outside.write_text("{}")
+    (out / "table.json").symlink_to(outside)
+    assert_user_error(cli("study", "minigrid_smoke", "--out", out), "table.json", "symbolic link")
+    (out / "table.json").unlink()
+    (out / "logs").mkdir()
+    (out / "logs" / "random.log").symlink_to(outside)
+    assert_user_error(cli("study", "minigrid_smoke", "--out", out), "random.log", "symbolic link")
+    assert outside.read_text() == "{}" and sorted(p.name for p in out.iterdir()) == ["logs"]

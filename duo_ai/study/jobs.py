@@ -8,6 +8,7 @@ last.ckpt and resumes on the next run) and ends the study with one line naming i
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import threading
@@ -98,7 +99,9 @@ class Pool:
         self.running.append(self.executor.submit(self._logged, name, log_path, work))
 
     def _logged(self, name: str, log_path: Path, work: Callable[[Output], None]) -> None:
-        with log_path.open("a") as log:
+        # O_NOFOLLOW: a link planted in logs/ is an error, never a way to append to a file elsewhere.
+        fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+        with os.fdopen(fd, "a") as log:
             log.write(f"== [{datetime.now():%Y-%m-%d %H:%M:%S}] {name}\n")
             log.flush()
             work(Output(self, name, log, log_path))

@@ -19,7 +19,6 @@ rerun only redoes what is missing.
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from datetime import datetime
 from pathlib import Path
@@ -28,7 +27,8 @@ import yaml
 
 from duo_ai.config import load_config
 from duo_ai.core.errors import ConfigError
-from duo_ai.core.files import atomic_write_text
+from duo_ai.core.files import atomic_write_text, check_output_file, refuse_special
+from duo_ai.runs import release_lock, take_lock
 from duo_ai.study.jobs import Output, Pool
 from duo_ai.study.schema import ALWAYS, GATE, Study, study_to_yaml, weight_name
 
@@ -37,6 +37,8 @@ from duo_ai.study.schema import ALWAYS, GATE, Study, study_to_yaml, weight_name
 # never asks, a 5% start costs ~29 expert steps in the novice's ~580-step episodes, and PPO with
 # GAE lambda 1 keeps its start.
 START_RANGE = (0.001, 0.999)
+# Held while a study runs in its folder: a second study into the same folder is refused.
+STUDY_LOCK = "study.lock"
 # Runs evaluate nothing while training: the study evaluates every method itself, paired.
 NO_EVALUATION = "evaluation.num_episodes=0"
 
@@ -421,19 +423,46 @@ def run_study(study: Study, gate_only: bool = False, command: str = "", imports:
     with Pool(study.jobs, out / "logs", imports) as pool:
         p = Protocol(study, pool)
         p.check_runs()
+        check_study_files(out)
         out.mkdir(parents=True, exist_ok=True)
-        record(out / "study.yaml", f"# The study as it ran: {command}\n{study_to_yaml(study)}")
-        p.agents_and_gate()
-        if gate_only:
-            print("stopped after the gate (--gate-only); rerun without it to train and evaluate the coordinators")
-        else:
-            p.coordinators()
-            table = p.evaluations()
-            p.ask_maps()
-            if study.evaluation.confirm_episodes > 0:
-                table = p.confirmation()
-            # The study's table where a script looks for it (its checkpoint paths are relative to OUT).
-            shutil.copyfile(table, out / "table.json")
-            p.annotate(out / "table.json")
-            print(f"the study's table: {out / 'table.json'} (from {table.relative_to(out)})")
-        print(f"wall-clock: {p.elapsed()}s", flush=True)
+        take_lock(
+            out / STUDY_LOCK,
+            lambda who: f"study folder {out} is in use by {who}, another duo-ai study; wait for it or pass --out DIR",
+        )
+        try:
+            run_protocol(p, study, gate_only, command)
+        finally:
+            release_lock(out / STUDY_LOCK)
+
+
+def check_study_files(out: Path) -> None:
+    """What the study writes at its top and in logs/ may not be a link or another special file (a link
+    would send the table or a job's log outside the folder): refused before any work."""
+    if out.is_dir():
+        check_output_file(out / "table.json", "the study's table")
+    logs = out / "logs"
+    if logs.is_symlink() or (logs.exists() and not logs.is_dir()):
+        raise ConfigError(f"{logs} is not a folder; remove it, the study writes its jobs' logs there")
+    for log in logs.glob("*") if logs.is_dir() else []:
+        refuse_special(log, "job log")
+
+
+def run_protocol(p: Protocol, study: Study, gate_only: bool, command: str) -> None:
+    """The protocol's stages in order (see the module's docstring), under the study's lock."""
+    out = Path(study.out)
+    record(out / "study.yaml", f"# The study as it ran: {command}\n{study_to_yaml(study)}")
+    p.agents_and_gate()
+    if gate_only:
+        print("stopped after the gate (--gate-only); rerun without it to train and evaluate the coordinators")
+    else:
+        p.coordinators()
+        table = p.evaluations()
+        p.ask_maps()
+        if study.evaluation.confirm_episodes > 0:
+            table = p.confirmation()
+        # The study's table where a script looks for it (its checkpoint paths are relative to OUT);
+        # written atomically, so a link there is replaced, never followed.
+        atomic_write_text(out / "table.json", table.read_text())
+        p.annotate(out / "table.json")
+        print(f"the study's table: {out / 'table.json'} (from {table.relative_to(out)})")
+    print(f"wall-clock: {p.elapsed()}s", flush=True)
