@@ -27,10 +27,14 @@ def test_there_is_a_committed_study():
 
 @pytest.mark.parametrize("path", STUDY_TABLES, ids=lambda p: str(p.relative_to(ROOT)))
 def test_the_study_table_is_one_of_its_reports_with_every_method_it_needs(path):
-    """`results/<study>/table.json`, where a script looks, is a report's table (re-checked above)."""
-    reports = [p.read_text() for p in path.parent.glob("report*/table.json")]
-    assert path.read_text() in reports
-    methods = json.loads(path.read_text())["methods"]
+    """`results/<study>/table.json`, where a script looks, is a report's table (re-checked above),
+    with the study's setting added (`Protocol.annotate`)."""
+    reports = [json.loads(p.read_text()) for p in path.parent.glob("report*/table.json")]
+    table = json.loads(path.read_text())
+    setting = {key: table.pop(key) for key in ("setting", "train_env", "selection_split") if key in table}
+    assert table in reports
+    assert setting.get("setting", "skyline") in ("skyline", "realistic")
+    methods = table["methods"]
     assert {"always_novice", "always_expert", "ppo"} <= set(methods)
     for name, row in methods.items():
         for key in ("checkpoint", "reward_mean", "reward_ci95", "expert_fraction", "num_episodes"):
