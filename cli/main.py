@@ -103,6 +103,9 @@ def config_option(help: str) -> list[Path] | None:
 
 
 OVERRIDES_HELP = "Config overrides as dotted key=value pairs, e.g. env.task=starpilot algorithm.learning_rate=3e-4."
+EVAL_SEED_HELP = (
+    "Seed of the episodes and actions; video and ask-map with the same --seed play the same levels. Default: the run's."
+)
 
 
 def fail(message: str, code: int = 2) -> None:
@@ -235,7 +238,7 @@ def evaluate(
         None, "--split", help="Level split (train, test, or one from env.splits). Default: first evaluation split."
     ),
     json_out: Path | None = typer.Option(None, "--json", help="Also write the metrics to this JSON file."),
-    seed: int | None = typer.Option(None, "--seed", help="Seed for level sampling and actions. Default: the run's."),
+    seed: int | None = typer.Option(None, "--seed", help=EVAL_SEED_HELP),
     config: list[Path] | None = config_option("YAML applied over the checkpoint's config (as train's -c)."),
     cost_sweep: bool = typer.Option(
         False,
@@ -442,7 +445,12 @@ def video(
     split: str | None = typer.Option(
         None, "--split", help="Level split (train, test, or one from env.splits). Default: first evaluation split."
     ),
-    seed: int | None = typer.Option(None, "--seed", help="Seed for level sampling and actions. Default: the run's."),
+    seed: int | None = typer.Option(
+        None,
+        "--seed",
+        help="Seed of the episodes and actions: the first episodes duo-ai eval plays with this --seed. "
+        "Default: the run's.",
+    ),
     scale: int = typer.Option(4, "--scale", help="Upscaling of the 64x64 frames (nearest neighbour)."),
     fps: float = typer.Option(15.0, "--fps", help="Frames per second of the MP4 or GIF."),
     frames: int = typer.Option(8, "--frames", help="PNG strip: frames evenly spaced over the first episode."),
@@ -476,7 +484,12 @@ def ask_map(
     output: Path = typer.Option(..., "--output", "-o", help="PNG to draw; the numbers go to the same name with .json."),
     episodes: int = typer.Option(500, "--episodes", "-n", help="Test episodes for each of the two passes."),
     split: str = typer.Option("test", "--split", help="Level split (train, test, or one from env.splits)."),
-    seed: int | None = typer.Option(None, "--seed", help="Seed of the episodes. Default: the run's evaluation seed."),
+    seed: int | None = typer.Option(
+        None,
+        "--seed",
+        help="Seed of the episodes: those duo-ai eval plays with this --seed, -n and evaluation.num_envs. "
+        "Default: the run's.",
+    ),
     temperature: float | None = typer.Option(
         None, "--temperature", "-t", help="The coordinator's sampling temperature. Default: evaluation.temperature."
     ),

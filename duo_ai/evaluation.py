@@ -8,6 +8,7 @@ instead would over-sample short episodes, which for most games are the failed on
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,8 +18,14 @@ import numpy as np
 from duo_ai.core.policy import Policy
 
 # Level-sampling seed offset of evaluation episodes, apart from training seeds (a run's split i
-# uses seed + EVAL_SEED_OFFSET * (i + 1); `duo-ai eval` uses seed + EVAL_SEED_OFFSET).
+# uses seed + EVAL_SEED_OFFSET * (i + 1); `duo-ai eval`, `video` and `ask-map` use `level_sampling_seed`).
 EVAL_SEED_OFFSET = 10_000
+
+
+def level_sampling_seed(seed: int) -> int:
+    """The level-sampling seed of the episodes `--seed seed` plays, the same in `duo-ai eval`,
+    `video` and `ask-map` (so a study's ask maps show the episodes of its table)."""
+    return seed + EVAL_SEED_OFFSET
 
 
 @dataclass
@@ -78,6 +85,47 @@ def episode_quotas(num_episodes: int, num_envs: int) -> np.ndarray:
     return quotas
 
 
+@dataclass
+class Step:
+    """One step of every env: what `watch` saw before it, what the envs answered, and which envs counted."""
+
+    seen: Any
+    terminated: np.ndarray
+    truncated: np.ndarray
+    info: dict[str, Any]
+    counting: np.ndarray  # the envs still short of their quota when the step was taken
+    ended: np.ndarray  # indices of the envs whose counted episode ended at this step
+
+
+def play_episodes(
+    policy: Policy,
+    env: gym.vector.VectorEnv,
+    num_episodes: int,
+    temperature: float,
+    seed: int,
+    watch: Callable[[Any], Any] = lambda obs: None,
+) -> Iterator[Step]:
+    """Run `policy` on `env` (reset with `seed`) until every env has finished its quota of episodes,
+    yielding each step; `watch(obs)` is called before each step (a frame, the agents' cells)."""
+    if num_episodes < 1:
+        raise ValueError(f"num_episodes must be >= 1, got {num_episodes}")
+    quotas = episode_quotas(num_episodes, env.num_envs)
+    counts = np.zeros(env.num_envs, dtype=np.int64)
+    obs, _ = env.reset(seed=seed)
+    policy.eval()
+    policy.reset(np.ones(env.num_envs, dtype=bool))
+    while (counts < quotas).any():
+        seen = watch(obs)
+        action = policy.act(obs, temperature=temperature)
+        obs, _, terminated, truncated, info = env.step(np.asarray(action.cpu()))
+        policy.reset(terminated | truncated)
+        counting = counts < quotas
+        mask = info.get("_episode")
+        ended = np.flatnonzero(mask & counting) if mask is not None else np.empty(0, dtype=np.int64)
+        counts[ended] += 1
+        yield Step(seen, terminated, truncated, info, counting, ended)
+
+
 def evaluate(
     policy: Policy,
     env: gym.vector.VectorEnv,
@@ -87,24 +135,10 @@ def evaluate(
     split: str = "test",
 ) -> EvalResult:
     """Run `policy` on `env` until every env has finished its quota of episodes."""
-    if num_episodes < 1:
-        raise ValueError(f"num_episodes must be >= 1, got {num_episodes}")
-    quotas = episode_quotas(num_episodes, env.num_envs)
-    counts = np.zeros(env.num_envs, dtype=np.int64)
     per_env: list[list[dict[str, float]]] = [[] for _ in range(env.num_envs)]
-    obs, _ = env.reset(seed=seed)
-    policy.eval()
-    policy.reset(np.ones(env.num_envs, dtype=bool))
-    while (counts < quotas).any():
-        action = policy.act(obs, temperature=temperature)
-        obs, _, terminated, truncated, info = env.step(np.asarray(action.cpu()))
-        policy.reset(terminated | truncated)
-        mask = info.get("_episode")
-        if mask is None:
-            continue
-        for i in np.flatnonzero(mask & (counts < quotas)):
-            per_env[i].append({k: float(np.asarray(v)[i]) for k, v in info["episode"].items()})
-            counts[i] += 1
+    for step in play_episodes(policy, env, num_episodes, temperature, seed):
+        for i in step.ended:
+            per_env[i].append({k: float(np.asarray(v)[i]) for k, v in step.info["episode"].items()})
     episodes = [e for env_episodes in per_env for e in env_episodes]
     extra_keys = [k for k in episodes[0] if k not in ("r", "l", "t")]
     return EvalResult(

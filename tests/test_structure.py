@@ -29,6 +29,7 @@ FLOORS = {
     "duo_ai.build": 5,
     "duo_ai.runs": 5,
     "duo_ai.training": 6,
+    "duo_ai.playing": 6,
     "duo_ai.eval_job": 7,
     "duo_ai.export": 7,
     "duo_ai.bench": 7,

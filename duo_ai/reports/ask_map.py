@@ -1,7 +1,8 @@
 """`duo-ai ask-map`: where on the grid a MiniGrid coordinator asks for the expert, beside where the
 novice alone fails.
 
-Two passes over the same test episodes (same levels, same seed, same agents' random numbers):
+Two passes over the same test episodes (same levels, same seed, same agents' random numbers), those
+`duo-ai eval` plays with the same `--seed`, `--episodes` and `evaluation.num_envs`:
 1. the coordinator: per grid cell, how often the agent stood there (`visits`) and how often the
    coordinator handed that step to the expert (`asks`); the ask rate is asks / visits;
 2. the novice alone (never asking): per cell, how many of its episodes ended there in failure:
@@ -22,16 +23,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from duo_ai.build import build_policy, compute_from, config_from_checkpoint, env_maker
+from duo_ai.config import Config
 from duo_ai.coordination.config import is_coordination_run
 from duo_ai.coordination.env import NOVICE
-from duo_ai.core.checkpoint import load_checkpoint
 from duo_ai.core.checks import check_options
 from duo_ai.core.errors import ConfigError
 from duo_ai.core.files import atomic_path, atomic_write_text, check_output_file
-from duo_ai.core.rng import seed_everything
-from duo_ai.eval_job import EVAL_OPTIONS, embedded_agents
-from duo_ai.evaluation import EVAL_SEED_OFFSET, episode_quotas
+from duo_ai.eval_job import EVAL_OPTIONS
+from duo_ai.evaluation import play_episodes
+from duo_ai.playing import load_for_playing
 from duo_ai.reports import check_output, require
 
 # Cells visited fewer times than this get no ask rate on the map (a rate of 1 visit is noise).
@@ -40,12 +40,14 @@ MIN_VISITS = 5
 
 @dataclass
 class CellCounts:
-    """Per-cell counts [height, width] over the counted episodes of one pass."""
+    """Per-cell counts [height, width] over the counted episodes of one pass, and their levels (env by
+    env, in the order of `duo-ai eval`'s `episode_level_seeds`)."""
 
     visits: np.ndarray
     asks: np.ndarray
     failures: np.ndarray
     episodes: int
+    level_seeds: list[int]
 
 
 def play(policy: Any, env: Any, episodes: int, seed: int, temperature: float) -> CellCounts:
@@ -53,27 +55,19 @@ def play(policy: Any, env: Any, episodes: int, seed: int, temperature: float) ->
     env, as evaluation does) and count visits, asks and failures per cell."""
     base = env.base_env
     width, height = base.grid_size()
-    counts = CellCounts(*(np.zeros((height, width), dtype=np.int64) for _ in range(3)), episodes=episodes)
-    quotas, done = episode_quotas(episodes, env.num_envs), np.zeros(env.num_envs, dtype=np.int64)
-    obs, _ = env.reset(seed=seed)
-    policy.eval()
-    policy.reset(np.ones(env.num_envs, dtype=bool))
-    while (done < quotas).any():
-        cells = base.agent_cells()
-        action = np.asarray(policy.act(obs, temperature=temperature).cpu())
-        obs, _, terminated, truncated, info = env.step(action)
-        policy.reset(terminated | truncated)
-        counting = done < quotas
+    visits, asks, failures = (np.zeros((height, width), dtype=np.int64) for _ in range(3))
+    levels: list[list[int]] = [[] for _ in range(env.num_envs)]
+    for step in play_episodes(policy, env, episodes, temperature, seed, watch=lambda obs: base.agent_cells()):
+        cells, counting = step.seen, step.counting
         x, y = cells[counting, 0], cells[counting, 1]
-        np.add.at(counts.visits, (y, x), 1)
-        np.add.at(counts.asks, (y, x), info["agent"][counting] != NOVICE)
-        if "_episode" not in info:
-            continue
-        for i in np.flatnonzero(info["_episode"] & counting):
-            if truncated[i] or info["episode"]["base_reward"][i] <= 0:
-                counts.failures[cells[i, 1], cells[i, 0]] += 1
-            done[i] += 1
-    return counts
+        np.add.at(visits, (y, x), 1)
+        np.add.at(asks, (y, x), step.info["agent"][counting] != NOVICE)
+        for i in step.ended:
+            episode = step.info["episode"]
+            if step.truncated[i] or episode["base_reward"][i] <= 0:
+                failures[cells[i, 1], cells[i, 0]] += 1
+            levels[i].append(int(episode["level_seed"][i]))
+    return CellCounts(visits, asks, failures, episodes, [level for env_levels in levels for level in env_levels])
 
 
 class NeverAsk:
@@ -105,6 +99,7 @@ def summarise(coord: CellCounts, novice: CellCounts) -> dict[str, Any]:
     rate = np.where(coord.visits >= MIN_VISITS, coord.asks / np.maximum(coord.visits, 1), np.nan)
     return {
         "episodes": coord.episodes,
+        "episode_level_seeds": coord.level_seeds,
         "ask_fraction": float(asks / max(visits, 1)),
         # Share of all asks (and of all steps) made on a cell where the novice alone failed, and on or
         # next to one: asks that follow the state are a larger share than the steps there.
@@ -166,46 +161,39 @@ def ask_map(
     log: Callable[[str], None] = lambda message: None,
 ) -> dict[str, Any]:
     """Draw `out` (.png) and write `out` with .json: the coordinator's ask rate per cell beside the
-    novice's failures per cell over the same `episodes` episodes of `split`. The coordinator samples
-    at `temperature` (default: its evaluation.temperature, as `duo-ai eval` does)."""
+    novice's failures per cell over the same `episodes` episodes of `split`, those `duo-ai eval`
+    plays with the same `seed`, `episodes` and `evaluation.num_envs`. The coordinator samples at
+    `temperature` (default: its evaluation.temperature, as `duo-ai eval` does)."""
     out = check_output(Path(out), (".png",))
     check_output_file(out.with_suffix(".json"), "-o (its .json)")
     check_options(EVAL_OPTIONS, episodes, temperature, seed, split)
-    payload = load_checkpoint(checkpoint)
-    config = config_from_checkpoint(payload, None, list(overrides))
-    if config.env.name != "minigrid" or not is_coordination_run(config):
-        raise ConfigError(
-            f"duo-ai ask-map draws a MiniGrid coordinator's asks on the grid; {checkpoint} is "
-            f"{'a coordinator' if is_coordination_run(config) else 'an agent'} on {config.env.name}/{config.env.task}"
-        )
-    seed = config.seed + EVAL_SEED_OFFSET if seed is None else seed
-    temperature = config.evaluation.temperature if temperature is None else temperature
-    seed_everything(seed)
-    compute = compute_from(config)
-    env = env_maker(config, compute, log, split=split, agents=embedded_agents(payload, list(overrides)))(
-        split, min(config.evaluation.num_envs, episodes)
-    )
-    try:
-        config.policy.load_path = None
-        policy = build_policy(config, env, compute)
-        policy.set_params(payload["model_state_dict"])
-        coord = play(policy, env, episodes, seed, temperature)
-        novice = play(NeverAsk(), env, episodes, seed, temperature)
-        first = env.base_env.envs[0]
-        env.reset(seed=seed)
-        background = first.grid.render(16, agent_pos=(-1, -1))
-    finally:
-        env.close()
+
+    def check(path: str, config: Config) -> None:
+        if config.env.name != "minigrid" or not is_coordination_run(config):
+            raise ConfigError(
+                f"duo-ai ask-map draws a MiniGrid coordinator's asks on the grid; {path} is "
+                f"{'a coordinator' if is_coordination_run(config) else 'an agent'} on "
+                f"{config.env.name}/{config.env.task}"
+            )
+
+    with load_for_playing(
+        checkpoint, split, seed, episodes, temperature, overrides=overrides, check=check, log=log
+    ) as playing:
+        env, level_seed = playing.env, playing.level_seed
+        coord = play(playing.policy, env, episodes, level_seed, playing.temperature)
+        novice = play(NeverAsk(), env, episodes, level_seed, playing.temperature)
+        env.reset(seed=level_seed)
+        background = env.base_env.envs[0].grid.render(16, agent_pos=(-1, -1))
     summary = summarise(coord, novice)
     summary.update(
-        checkpoint=str(checkpoint),
-        env=config.env.task,
-        split=split,
-        seed=seed,
-        temperature=temperature,
+        checkpoint=playing.checkpoint,
+        env=playing.task,
+        split=playing.split,
+        seed=playing.seed,
+        temperature=playing.temperature,
         output=str(out),
     )
     with atomic_path(out) as tmp:
-        draw(tmp, background, summary, f"{config.env.task} / {split}, {episodes} episodes")
+        draw(tmp, background, summary, f"{playing.task} / {playing.split}, {episodes} episodes")
     atomic_write_text(out.with_suffix(".json"), json.dumps(summary, indent=1) + "\n")
     return summary

@@ -19,14 +19,13 @@ from typing import Any
 
 import numpy as np
 
-from duo_ai.build import build_policy, compute_from, config_from_checkpoint, env_maker
-from duo_ai.core.checkpoint import load_checkpoint
+from duo_ai.config import Config
 from duo_ai.core.checks import INT32_MAX, Rule, check_options
 from duo_ai.core.errors import ConfigError
 from duo_ai.core.files import atomic_path
-from duo_ai.core.rng import seed_everything
-from duo_ai.eval_job import EVAL_OPTIONS, check_coordination_overrides, embedded_agents
-from duo_ai.evaluation import EVAL_SEED_OFFSET
+from duo_ai.eval_job import EVAL_OPTIONS
+from duo_ai.evaluation import play_episodes
+from duo_ai.playing import load_for_playing
 from duo_ai.reports import check_output, require
 
 SUFFIXES = (".mp4", ".gif", ".png")
@@ -42,6 +41,7 @@ class Recording:
     agents: list[int] = field(default_factory=list)
     lengths: list[int] = field(default_factory=list)
     returns: list[float] = field(default_factory=list)
+    level_seeds: list[int] = field(default_factory=list)
 
     def episode(self, index: int) -> range:
         start = sum(self.lengths[:index])
@@ -62,20 +62,16 @@ def base_frame(env: Any, obs: Any) -> np.ndarray:
 
 
 def record_episodes(policy: Any, env: Any, episodes: int, temperature: float, seed: int) -> Recording:
-    """Run `policy` on the first env of `env` for `episodes` complete episodes, keeping every frame."""
+    """Run `policy` on a one-env `env` for `episodes` complete episodes, keeping every frame."""
     rec = Recording()
-    obs, _ = env.reset(seed=seed)
-    policy.eval()
-    policy.reset(np.ones(env.num_envs, dtype=bool))
-    while len(rec.lengths) < episodes:
-        rec.frames.append(base_frame(env, obs))
-        action = policy.act(obs, temperature=temperature)
-        obs, _, terminated, truncated, info = env.step(np.asarray(action.cpu()))
-        policy.reset(terminated | truncated)
-        rec.agents.append(int(info["agent"][0]) if "agent" in info else -1)
-        if info.get("_episode") is not None and info["_episode"][0]:
-            rec.lengths.append(int(info["episode"]["l"][0]))
-            rec.returns.append(float(info["episode"]["r"][0]))
+    for step in play_episodes(policy, env, episodes, temperature, seed, watch=lambda obs: base_frame(env, obs)):
+        rec.frames.append(step.seen)
+        rec.agents.append(int(step.info["agent"][0]) if "agent" in step.info else -1)
+        if step.ended.size:
+            episode = step.info["episode"]
+            rec.lengths.append(int(episode["l"][0]))
+            rec.returns.append(float(episode["r"][0]))
+            rec.level_seeds.append(int(episode["level_seed"][0]))
     return rec
 
 
@@ -163,29 +159,20 @@ def record_checkpoint(
     strip_frames: int = 8,
     log: Callable[[str], None] = lambda message: None,
 ) -> dict[str, Any]:
-    """Record `episodes` episodes of a checkpoint's agent into `out` (.mp4, .gif, or .png strip)."""
+    """Record `episodes` episodes of a checkpoint's agent into `out` (.mp4, .gif, or .png strip): the
+    first of the episodes `duo-ai eval` plays with the same `seed` and `split` (those of its first env)."""
     out = check_video_args(Path(out), episodes, temperature, scale, fps, strip_frames, seed, split)
-    payload = load_checkpoint(checkpoint)
-    config = config_from_checkpoint(payload, None, list(overrides))
-    check_coordination_overrides(checkpoint, config, list(overrides))
-    if config.env.name not in ("procgen", "minigrid"):
-        raise ConfigError(
-            f"duo-ai video records Procgen and MiniGrid games; {checkpoint} plays {config.env.name}/{config.env.task}"
-        )
-    split = split if split is not None else config.evaluation.splits[0] if config.evaluation.splits else "test"
-    temperature = config.evaluation.temperature if temperature is None else temperature
-    seed = config.seed + EVAL_SEED_OFFSET if seed is None else seed
-    seed_everything(seed)
-    compute = compute_from(config)
-    agents = embedded_agents(payload, list(overrides))
-    env = env_maker(config, compute, log, split=split, agents=agents)(split, 1)
-    try:
-        config.policy.load_path = None
-        policy = build_policy(config, env, compute)
-        policy.set_params(payload["model_state_dict"])
-        rec = record_episodes(policy, env, episodes, temperature, seed)
-    finally:
-        env.close()
+
+    def check(path: str, config: Config) -> None:
+        if config.env.name not in ("procgen", "minigrid"):
+            raise ConfigError(
+                f"duo-ai video records Procgen and MiniGrid games; {path} plays {config.env.name}/{config.env.task}"
+            )
+
+    with load_for_playing(
+        checkpoint, split, seed, episodes, temperature, num_envs=1, overrides=overrides, check=check, log=log
+    ) as playing:
+        rec = record_episodes(playing.policy, playing.env, episodes, playing.temperature, playing.level_seed)
     written = write_output(out, rec, scale, fps, strip_frames)
     acted = [a for a in rec.agents if a >= 0]
     return {
@@ -193,9 +180,10 @@ def record_checkpoint(
         "frames": written,
         "episode_lengths": rec.lengths,
         "episode_returns": rec.returns,
+        "episode_level_seeds": rec.level_seeds,
         "expert_fraction": float(np.mean(acted)) if acted else None,
-        "env": config.env.task,
-        "split": split,
-        "temperature": temperature,
-        "seed": seed,
+        "env": playing.task,
+        "split": playing.split,
+        "temperature": playing.temperature,
+        "seed": playing.seed,
     }
