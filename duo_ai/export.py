@@ -9,11 +9,12 @@ leaves them out, so many coordinators over one pair can share one copy of the ag
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
 from duo_ai.core.checkpoint import load_checkpoint, resolve_checkpoint_path, save_checkpoint
 from duo_ai.core.errors import ConfigError
-from duo_ai.core.files import check_output_file
+from duo_ai.core.files import check_output_file, refuse_special
 
 # What `duo-ai eval`, `duo-ai video` and `policy.load_path` read from a checkpoint.
 EVAL_KEYS = ("model_state_dict", "policy_config", "config", "global_step", "iteration", "calibration", "eval_metrics")
@@ -24,14 +25,15 @@ def export_checkpoint(source: str | os.PathLike, target: str | os.PathLike, with
 
     Returns what was kept and left out, and both files' sizes in bytes.
     """
-    target = check_output_file(target, "export file")
-    if target.exists():
+    refuse_special(Path(target), "export file")  # a pipe or a device is named as such, not as "exists"
+    if Path(target).exists():
         raise ConfigError(f"{target} exists; export writes a new file and never replaces one: pass another -o")
+    target = check_output_file(target, "export file")
     source = resolve_checkpoint_path(source)
     payload = load_checkpoint(source)
     keep = EVAL_KEYS + (("agents",) if with_agents else ())
     exported = {key: payload[key] for key in keep if key in payload}
-    save_checkpoint(target, exported)
+    save_checkpoint(target, exported, new=True)
     return {
         "kept": sorted(exported),
         "left_out": sorted(key for key in payload if key not in exported and key != "format"),

@@ -129,7 +129,7 @@ def test_calibration_takes_the_selection_split_and_refuses_an_undefined_one():
         load_config(every_k, ["algorithm.split=val"])
     assert str(error.value) == (
         "algorithm.split names split 'val', which is not defined; algorithm.split must name one of "
-        "train, test, val_true (or define env.splits.val)"
+        "train, test, val_sim, val_true (or define env.splits.val)"
     )
 
 

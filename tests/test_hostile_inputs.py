@@ -586,3 +586,19 @@ def test_a_broken_entry_point_warns_and_never_stops_version_help_or_configs(monk
     result = cli("configs")
     assert "warning: plugin broken (no_such_plugin_xyz)" in result.stderr
     assert "ModuleNotFoundError" in result.stderr
+
+
+def test_a_new_file_made_by_another_writer_meanwhile_is_never_replaced(tmp_path):
+    """Two `export -o X` at once: the one that finishes second is refused, the first one's file stays."""
+    from duo_ai.core.files import atomic_write
+
+    target = tmp_path / "x.ckpt"
+
+    def slow_write(f):
+        target.write_bytes(b"the other export")  # another process finishes first
+        f.write(b"this export")
+
+    with pytest.raises(ConfigError, match="appeared while it was being written"):
+        atomic_write(target, slow_write, new=True)
+    assert target.read_bytes() == b"the other export"
+    assert [p.name for p in tmp_path.iterdir()] == ["x.ckpt"]  # no temporary file left

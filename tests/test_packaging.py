@@ -99,7 +99,7 @@ def test_shell_completion_offers_commands_and_shipped_names():
     assert script.returncode == 0 and "complete -o default -F _duo_ai_completion duo-ai" in script.stdout
     assert complete("duo-ai tr") == ["train"]
     assert complete("duo-ai train -c procgen_a") == ["procgen_agent", "procgen_always"]
-    assert complete("duo-ai study minigrid_s") == ["minigrid_small", "minigrid_smoke"]
+    assert complete("duo-ai study minigrid_s") == ["minigrid_small", "minigrid_smoke", "minigrid_smoke_realistic"]
 
 
 def test_the_wheel_lists_every_package_and_ships_the_configs():

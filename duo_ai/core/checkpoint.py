@@ -32,7 +32,7 @@ ZIP_MAGIC = b"PK\x03\x04"
 _unverified_noted: set[Path] = set()
 
 
-def save_checkpoint(path: str | os.PathLike, payload: dict[str, Any]) -> None:
+def save_checkpoint(path: str | os.PathLike, payload: dict[str, Any], new: bool = False) -> None:
     """Atomically write `payload` (plus the format tag and its digest) to `path`.
 
     The archive is made in memory first, so a full disk is an `OSError` of the write (reported
@@ -41,7 +41,7 @@ def save_checkpoint(path: str | os.PathLike, payload: dict[str, Any]) -> None:
     tagged = {"format": FORMAT, **{k: v for k, v in payload.items() if k != DIGEST}}
     buffer = io.BytesIO()
     torch.save({**tagged, DIGEST: digest(tagged)}, buffer)
-    atomic_write(path, lambda f: f.write(buffer.getbuffer()))
+    atomic_write(path, lambda f: f.write(buffer.getbuffer()), new=new)  # new: never replace a file
 
 
 def digest(payload: dict[str, Any]) -> str:

@@ -34,8 +34,11 @@ RUN_FILES = (
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+def atomic_path(path: str | os.PathLike, new: bool = False) -> Iterator[Path]:
     """A temporary path beside `path` to write the new file to; renamed over `path` when the block ends.
+
+    `new`: `path` must not exist; it is created with a hard link, which fails if another process
+    made it meanwhile (a check before a rename would let the later writer replace the earlier).
 
     Any OS failure (a full disk, a read-only file system) is an `OutputError` naming `path`, and
     the temporary file is removed: the target is either the old file or the whole new one.
@@ -52,7 +55,14 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         refuse_special(path, "output")  # it may have appeared while the data was made
-        os.replace(tmp, path)
+        if new:
+            os.link(tmp, path)
+        else:
+            os.replace(tmp, path)
+    except FileExistsError:
+        raise ConfigError(
+            f"{path} appeared while it was being written; nothing was replaced: pass another path"
+        ) from None
     except OSError as e:
         raise OutputError(
             f"could not write {path} ({e.strerror or e}); free some space or pass a path on a writable disk"
@@ -62,9 +72,9 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             Path(tmp).unlink(missing_ok=True)
 
 
-def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> None:
+def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None], new: bool = False) -> None:
     """Call `write(f)` on a temporary file, then rename it to `path` (see `atomic_path`)."""
-    with atomic_path(path) as tmp, tmp.open("wb") as f:
+    with atomic_path(path, new) as tmp, tmp.open("wb") as f:
         write(f)
 
 
@@ -118,7 +128,9 @@ def check_output_folder(path: str | os.PathLike, what: str, files: tuple[str, ..
 def refuse_owned(path: Path, what: str) -> None:
     """Refuse an existing checkpoint, and a file that a run folder owns, as an output."""
     if path.suffix == ".ckpt" and path.exists():
-        raise ConfigError(f"{what} {path} is a checkpoint, which only training and export write; pass another path")
+        raise ConfigError(
+            f"{what} {path} exists and is a checkpoint, which only training and export write; pass another path"
+        )
     folder = path.parent
     run = folder.parent if folder.name == "checkpoints" else folder
     if not ((run / "config.yaml").is_file() and (run / "run_info.json").is_file()):
