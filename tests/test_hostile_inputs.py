@@ -602,3 +602,21 @@ def test_a_new_file_made_by_another_writer_meanwhile_is_never_replaced(tmp_path)
         atomic_write(target, slow_write, new=True)
     assert target.read_bytes() == b"the other export"
     assert [p.name for p in tmp_path.iterdir()] == ["x.ckpt"]  # no temporary file left
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "fragment"),
+    [
+        ("{size: 30000}", "within 5 s"),
+        ("{max_steps: abc}", "max_steps='abc' must be a whole number >= 1"),
+        ("{max_steps: -1}", "max_steps=-1 must be a whole number >= 1"),
+        ("{agent_view_size: 5}", "agent_view_size cannot be set"),
+        ("{render_mode: human}", "render_mode cannot be set"),
+        ("{agent_start_pos: [0, 0]}", "do not fit MiniGrid-Empty-5x5-v0"),
+        ("{no_such_argument: 1}", "do not fit MiniGrid-Empty-5x5-v0"),
+    ],
+)
+def test_minigrid_kwargs_that_make_no_working_env_are_one_line_before_any_work(tmp_path, kwargs, fragment):
+    args = ["train", "-c", "minigrid_agent", "env.task=MiniGrid-Empty-5x5-v0", f"env.kwargs={kwargs}"]
+    assert_user_error(cli(*args, f"experiments_dir={tmp_path}"), fragment)
+    assert not any(tmp_path.iterdir())

@@ -94,6 +94,14 @@ class MiniGridFamily(EnvFamily):
 
         check_task(task)
 
+    def check(self, cfg: EnvConfig) -> None:
+        super().check(cfg)
+        from duo_ai.envs.minigrid import check_kwargs
+
+        tasks = {cfg.task, *(split.task for split in cfg.splits.values() if split.task)}
+        for task in sorted(tasks):
+            check_kwargs(task, cfg.kwargs)
+
     def game(self, cfg: EnvConfig) -> str:
         # Every MiniGrid env shows the same 7x7 view and takes the same 7 actions, and a study's
         # novice and expert are trained on different layouts (DistShift1 and DistShift2): one game.

@@ -29,9 +29,12 @@ is deterministic given both, so `set_state` replays them.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import functools
 import itertools
+import signal
+import threading
 from typing import Any
 
 import gymnasium as gym
@@ -170,6 +173,63 @@ def check_task(task: str) -> None:
     close = difflib.get_close_matches(task, ids, n=3, cutoff=0.5)
     hint = f"did you mean {', '.join(close)}?" if close else "e.g. MiniGrid-DistShift2-v0 or MiniGrid-LavaGapS7-v0"
     raise EnvError(f"unknown MiniGrid id {task!r}; {hint}")
+
+
+# A task's constructor arguments are tried by building and stepping one env before any work: some
+# never return (an Empty room too small for the agent loops forever placing it) or need gigabytes.
+KWARGS_CHECK_SECONDS = 5
+# Arguments that would open a window or change what the agents see.
+REFUSED_KWARGS = {
+    "render_mode": "duo-ai renders frames itself (duo-ai video)",
+    "agent_view_size": "the models see a 7x7 view",
+}
+
+
+def check_kwargs(task: str, kwargs: dict[str, Any]) -> None:
+    """Refuse `env.kwargs` that do not make a working `task`: one line naming the argument or the error."""
+    if not kwargs:
+        return
+    for key, why in REFUSED_KWARGS.items():
+        if key in kwargs:
+            raise EnvError(f"env.kwargs.{key} cannot be set: {why}; remove it")
+    max_steps = kwargs.get("max_steps")
+    if max_steps is not None and (not isinstance(max_steps, int) or isinstance(max_steps, bool) or max_steps < 1):
+        raise EnvError(f"env.kwargs.max_steps={max_steps!r} must be a whole number >= 1 (an episode's step limit)")
+    try:
+        with time_limit(KWARGS_CHECK_SECONDS):
+            env = gym.make(task, **kwargs).unwrapped
+            try:
+                env.reset(seed=0)
+                env.step(0)
+            finally:
+                env.close()
+    except TimeoutError:
+        raise EnvError(
+            f"env.kwargs {kwargs} make no {task} within {KWARGS_CHECK_SECONDS} s (a grid too small or too large?); "
+            "change them"
+        ) from None
+    except (Exception, MemoryError) as e:
+        first = (str(e).strip().splitlines() or [""])[0]
+        raise EnvError(f"env.kwargs do not fit {task}: {kwargs} ({type(e).__name__}: {first}); change them") from None
+
+
+@contextlib.contextmanager
+def time_limit(seconds: float):
+    """Raise TimeoutError in the block after `seconds` (a real-time alarm: main thread only, else no limit)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def expire(signum, frame):
+        raise TimeoutError
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 class MiniGridVecEnv(gym.vector.VectorEnv):
