@@ -244,3 +244,32 @@ def test_agents_of_two_suites_are_refused_in_one_coordination_run(tmp_path, tiny
         "the agents were trained on procgen/starpilot but the coordination env is minigrid",
     )
     assert not (tmp_path / "mixed").exists()
+
+
+def test_a_coordinator_bootstraps_from_its_own_view_where_a_time_limit_cuts_an_episode(tmp_path) -> None:
+    """A PPO coordinator whose episodes are cut by MiniGrid's step limit: the final observation PPO
+    bootstraps from is the coordinator's (frame and novice features), not the bare frame."""
+    result = cli("train", *TINY_MG, f"experiments_dir={tmp_path}", "name=agent", "--no-progress")
+    assert result.exit_code == 0, result.output
+    agent = tmp_path / "agent" / "last.ckpt"
+    short = ["env.kwargs={agent_start_pos: null, max_steps: 3}", "coordination.base_penalty=0.1"]
+    result = cli(
+        "train", "-c", "minigrid_ppo", f"train_novice={agent}", f"train_expert={agent}", *short,
+        "env.num_envs=2", "algorithm.num_steps=8", "algorithm.num_minibatches=1", "algorithm.update_epochs=1",
+        "algorithm.total_timesteps=16", "evaluation.num_episodes=0", "num_threads=1",
+        f"experiments_dir={tmp_path}", "name=coordinator", "--no-progress",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    from duo_ai.build import compute_from, env_maker
+
+    config = load_config("minigrid_ppo", [f"train_novice={agent}", f"train_expert={agent}", *short])
+    env = env_maker(config, compute_from(config), log=lambda m: None)("train", 2)
+    try:
+        env.reset(seed=0)
+        for _ in range(3):
+            _, _, terminated, truncated, info = env.step(np.zeros(2, dtype=np.int64))
+        assert truncated.all() and not terminated.any()
+        final = info["final_obs"][0]
+        assert set(final) == {"base_obs", "novice_hidden", "novice_logits"} and final["base_obs"].shape == (3, 7, 7)
+    finally:
+        env.close()

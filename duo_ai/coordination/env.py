@@ -144,6 +144,8 @@ class CoordinationEnv(gym.vector.VectorEnv):
         self._prev_agent = np.where(done, -1, agent)
         base_episode = info.get("episode", {})
         info = {k: v for k, v in info.items() if k not in ("episode", "_episode")}
+        if "final_obs" in info:  # the coordinator's own view of each ended episode's last frame
+            info["final_obs"] = self._final_observations(info["final_obs"], info["_final_obs"])
         info["base_reward"] = base_reward
         info["agent"] = agent
         if done.any():
@@ -203,10 +205,29 @@ class CoordinationEnv(gym.vector.VectorEnv):
         return obs
 
     def _run(self, role: str, agent: PPOPolicy, frames: np.ndarray) -> dict[str, np.ndarray]:
+        features = self._features(role, agent, frames)
+        self._actions[role] = self._sample(features[f"{role}_logits"], np.arange(self.num_envs))
+        return features
+
+    @staticmethod
+    def _features(role: str, agent: PPOPolicy, frames: np.ndarray) -> dict[str, np.ndarray]:
         _, out = agent.act(frames, temperature=0, return_model_output=True)
-        logits = out.logits.float().cpu().numpy()
-        self._actions[role] = self._sample(logits, np.arange(self.num_envs))
-        return {f"{role}_hidden": out.hidden.float().cpu().numpy(), f"{role}_logits": logits}
+        return {f"{role}_hidden": out.hidden.float().cpu().numpy(), f"{role}_logits": out.logits.float().cpu().numpy()}
+
+    def _final_observations(self, frames: np.ndarray, ended: np.ndarray) -> np.ndarray:
+        """The base env's last frames of ended episodes as coordinator observations (what PPO
+        bootstraps from at a time limit); the agents' pending actions are left as they are."""
+        idx = np.flatnonzero(ended)
+        final = np.empty(self.num_envs, dtype=object)
+        if len(idx) == 0:
+            return final
+        stacked = np.stack([frames[i] for i in idx])
+        views = {"base_obs": stacked, **self._features("novice", self.novice, stacked)}
+        if self.expert_visible:
+            views.update(self._features("expert", self.expert, stacked))
+        for k, i in enumerate(idx):
+            final[i] = {key: value[k] for key, value in views.items()}
+        return final
 
     def _expert_actions(self, ask: np.ndarray) -> np.ndarray:
         """Game actions of the expert for the envs in `ask` (other entries are unused zeros)."""
