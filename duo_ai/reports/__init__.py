@@ -8,6 +8,7 @@ These are job modules at the top of the package: they read run folders and check
 from __future__ import annotations
 
 import importlib
+import json
 import os
 from pathlib import Path
 from types import ModuleType
@@ -33,3 +34,13 @@ def check_output(path: str | os.PathLike, suffixes: tuple[str, ...], option: str
     if path.is_dir() and not path.is_symlink():
         raise ConfigError(f"{option} {path} is a folder; pass a file name such as {path / ('out' + suffixes[0])}")
     return check_output_file(path, option)
+
+
+def read_json(path: Path, fix: str) -> object:
+    """A JSON file's content; unreadable or invalid JSON is one line naming the file and `fix`."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path} cannot be read ({e})") from None
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"{path} is not valid JSON ({e.msg} at line {e.lineno}); {fix}") from None

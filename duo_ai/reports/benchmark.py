@@ -36,7 +36,7 @@ from rich.table import Table
 from duo_ai import __version__
 from duo_ai.core.errors import ConfigError
 from duo_ai.core.files import atomic_write, atomic_write_text, check_output_folder
-from duo_ai.reports import require
+from duo_ai.reports import read_json, require
 
 SETTINGS = ("skyline", "realistic")
 REFERENCE = "ppo"  # the method every AUC is divided by, in the skyline study of its environment
@@ -112,12 +112,7 @@ def read_study(folder: Path) -> StudyFolder:
 
 def read_table(path: Path) -> dict[str, Any]:
     """A study-report table.json with the numbers a benchmark reads, each finite."""
-    try:
-        table = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError(f"{path} cannot be read ({e})") from None
-    except json.JSONDecodeError as e:
-        raise ConfigError(f"{path} is not valid JSON ({e.msg} at line {e.lineno}); rerun duo-ai study-report") from None
+    table = read_json(path, "rerun duo-ai study-report")
     methods = table.get("methods") if isinstance(table, dict) else None
     if not isinstance(methods, dict) or not methods or not _number(table.get("cost_weight")):
         raise ConfigError(f"{path} is not a duo-ai study-report table (no methods or cost_weight)")

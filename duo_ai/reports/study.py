@@ -42,7 +42,7 @@ from duo_ai.coordination.sweep import COST_WEIGHTS, trapezoid_auc
 from duo_ai.core.checks import Rule, check_options
 from duo_ai.core.errors import ConfigError
 from duo_ai.core.files import atomic_write, atomic_write_text, check_output_folder
-from duo_ai.reports import require
+from duo_ai.reports import read_json, require
 from duo_ai.reports.stats import bootstrap_ci
 
 ARRAYS = {  # eval JSON key -> EvalFile attribute
@@ -148,12 +148,7 @@ def _file_weight(path: Path) -> float:
 
 def read_eval(path: Path, method: str, weight: float) -> EvalFile:
     """Parse one evaluation JSON and check that it has what a study needs, consistently."""
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError(f"{path} cannot be read ({e})") from None
-    except json.JSONDecodeError as e:
-        raise ConfigError(f"{path} is not valid JSON ({e.msg} at line {e.lineno}); re-run duo-ai eval --json") from None
+    data = read_json(path, "re-run duo-ai eval --json")
     if not isinstance(data, dict):
         raise ConfigError(f"{path} is not a duo-ai eval --json file (not a JSON object)")
     missing = [key for key in (*SCALARS, *ARRAYS) if key not in data]
