@@ -22,18 +22,20 @@ for path in "$src"/*/; do
   case $run in evals*|report*|logs) continue ;; esac
   if [ ! -f "$src/$run/summary.json" ]; then echo "skipping $run: not finished"; continue; fi
   mkdir -p "$dst/$run"
+  # Only coordinators (their config names a novice) are exported, before the run's own files are
+  # copied beside them (export never writes into a run folder); the agents' weights are not.
+  if ! grep -q '^train_novice: null$' "$src/$run/config.yaml"; then
+    ckpt=last.ckpt
+    for best in best_val_true.ckpt best_val_sim.ckpt; do
+      if [ -f "$src/$run/$best" ]; then ckpt=$best; fi
+    done
+    rm -f "$dst/$run/config.yaml" "$dst/$run/run_info.json" "$dst/$run/$ckpt"
+    "$DUO" export "$src/$run/$ckpt" -o "$dst/$run/$ckpt" --without-agents >/dev/null
+    echo "exported $run/$ckpt"
+  fi
   for f in config.yaml summary.json train.log progress.csv eval.csv run_info.json base_penalty.json; do
     if [ -f "$src/$run/$f" ]; then cp "$src/$run/$f" "$dst/$run/"; fi
   done
-  # Only coordinators (their config names a novice) are exported; the agents' weights are not.
-  if grep -q '^train_novice: null$' "$src/$run/config.yaml"; then continue; fi
-  ckpt=last.ckpt
-  for best in best_val_true.ckpt best_val_sim.ckpt; do
-    if [ -f "$src/$run/$best" ]; then ckpt=$best; fi
-  done
-  rm -f "$dst/$run/$ckpt"
-  "$DUO" export "$src/$run/$ckpt" -o "$dst/$run/$ckpt" --without-agents >/dev/null
-  echo "exported $run/$ckpt"
 done
 for role in novice expert sim_novice; do
   if [ -f "$src/$role/last.ckpt" ] && [ ! -f "$dst/agents/$role.ckpt" ]; then
