@@ -112,7 +112,7 @@ def test_the_shipped_pairs_resolve_and_the_doorkey_expert_starts_from_the_novice
     from duo_ai.study.protocol import Protocol
     from duo_ai.study.schema import load_study
 
-    for pair in ("distshift", "doorkey", "lavagap"):
+    for pair in ("distshift", "doorkey", "lavagap", "crossing"):
         for setting in ("skyline", "realistic"):
             study = load_study(f"minigrid_{pair}_{setting}", [f"out={tmp_path / pair / setting}"])
             assert study.coordination.base_penalty is not None  # one fixed cost unit per pair
