@@ -104,7 +104,10 @@ def test_smoke_study_runs_the_whole_protocol(tmp_path):
     assert set(confirm["methods"]) == set(methods)
     ppo_confirm = json.loads((out / "evals_confirm_seed3" / "ppo" / "w0.5.json").read_text())
     assert ppo_confirm["seed"] == 3 and json.loads((out / "evals" / "ppo" / "w0.5.json").read_text())["seed"] == 1
-    assert (out / "table.json").read_text() == (out / "report_confirm_seed3" / "table.json").read_text()
+    table = json.loads((out / "table.json").read_text())  # the confirmation's table, plus the study's setting
+    setting = (table.pop("setting"), table.pop("train_env"), table.pop("selection_split"))
+    assert setting == ("skyline", "starpilot", "val_true")
+    assert table == json.loads((out / "report_confirm_seed3" / "table.json").read_text())
     assert "the study's table: " in done.stdout and "wall-clock: " in done.stdout
     # OUT/study.yaml: the study as it ran, every layer and override applied; it reruns as it is.
     ran = load_study(str(out / "study.yaml"))
@@ -140,7 +143,7 @@ def test_the_wrapper_maps_its_flags_and_stops_after_the_gate(tmp_path):
     gate = ("--smoke", "--out", out, "--gate-only", "--jobs", "2", "--episodes", "3", "--weights", "0.3")
     gate += ("--game", "starpilot")  # short episodes for agents that have not learned
     done = shell("bash", "scripts/coordination_pipeline.sh", *gate)
-    assert "gate: novice " in done.stdout and "break even at cost weight " in done.stdout
+    assert "gate (novice, expert): novice " in done.stdout and "break even at cost weight " in done.stdout
     assert "stopped after the gate (--gate-only)" in done.stdout
     for method in ("always_novice", "always_expert"):
         assert json.loads((out / "evals" / method / "w0.json").read_text())["num_episodes"] == 3
