@@ -86,6 +86,7 @@ def test_a_realistic_study_plays_the_test_environment_only_in_its_final_evaluati
         (["coordination.base_penalty=null"], ["cost unit must be given", "coordination.base_penalty"]),
         (["agents.sim_novice.overrides=[env.task=MiniGrid-DistShift2-v0]"], ["sim_novice is trained on", "the test"]),
         (["suite=procgen", "game=coinrun"], ["setting realistic is built for suite minigrid"]),
+        (["agents.novice.overrides=[env.task=MiniGrid-DistShift2-v0]"], ["novice is trained on", "the test"]),
         (["agents.novice.init=expert"], ["agents.novice.init='expert'", "choose from none"]),
         (["agents.expert.init=sim_novice"], ["agents.expert.init='sim_novice'", "choose from novice"]),
     ],

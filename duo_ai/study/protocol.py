@@ -133,7 +133,7 @@ class Protocol:
                 resolved = load_config(config, [f"name={name}", *self.common, *overrides])
             except ConfigError as e:
                 raise ConfigError(f"run {name} ({config} with the study's overrides): {e}") from None
-            if name == "sim_novice":
+            if self.study.setting == "realistic" and name in ("sim_novice", "novice"):
                 self.check_off_test_environment(name, resolved.env.task)
         if self.study.setting == "realistic":
             for role in ("sim_novice", "novice"):
