@@ -138,15 +138,14 @@ def load_config(
 
 
 def replaced_kwargs(layers: list[DictConfig]) -> Any:
-    """`env.kwargs` of the last layer that sets it, removed from every layer: a layer replaces the
-    mapping as a whole rather than merging into it, because constructor arguments belong to one task
-    (`-c minigrid_agent env.task=MiniGrid-DoorKey-5x5-v0 env.kwargs={}` drops DistShift's start)."""
+    """`env.kwargs` of the last layer that sets it, which replaces the merged mapping as a whole:
+    constructor arguments belong to one task (`-c minigrid_agent env.task=MiniGrid-DoorKey-5x5-v0
+    env.kwargs={}` drops DistShift's start). The layers are left as they are."""
     found = None
     for layer in layers:
         env = layer.get("env")
         if isinstance(env, DictConfig) and "kwargs" in env:
             found = env.kwargs
-            del env["kwargs"]
     return found
 
 
