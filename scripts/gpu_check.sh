@@ -12,7 +12,7 @@
 #   train, eval  the quickstart for 4 iterations on CUDA, then duo-ai eval of its last.ckpt on CUDA
 #   ddp_*        with 2+ GPUs: torchrun over 2 GPUs (NCCL), 2 iterations then --resume to 3,
 #                against an uninterrupted 3-iteration run: weights must be bit-identical
-# then writes OUT/summary.json and OUT/summary.md (python -m duo_ai.gpu_check) and prints the table.
+# then writes OUT/summary.json and OUT/summary.md (python scripts/gpu_check.py) and prints the table.
 # Runs, checkpoints and other bulk go to --work DIR (default: a new temporary folder).
 #
 # Exit codes: 0 every step passed; 1 a step failed (the summary says which); 2 bad arguments;
@@ -67,7 +67,7 @@ skip() { printf '{"step": "%s", "status": "skipped", "seconds": 0, "note": "%s"}
 
 py=.venv/bin/python duo=.venv/bin/duo-ai
 step setup 300 bash scripts/setup.sh --dev
-step machine 60 "$py" -m duo_ai.gpu_check machine --json "$out/machine.json"
+step machine 60 "$py" scripts/gpu_check.py machine --json "$out/machine.json"
 
 # Every test file that skips without CUDA (today tests/test_cuda.py).
 cuda_tests=$(grep -l 'skipif(not torch\.cuda\.is_available()' tests/test_*.py || echo tests/test_cuda.py)
@@ -97,7 +97,7 @@ if [ "$gpus" -ge 2 ]; then
   step ddp_resume 180 scripts/train_multi_gpu.sh --resume "$work/ddp_resumed" algorithm.total_timesteps=12288 \
     --no-progress
   step ddp_reference 180 scripts/train_multi_gpu.sh "${ddp[@]}" algorithm.total_timesteps=12288 name=ddp_reference
-  step ddp_compare 60 "$py" -m duo_ai.gpu_check compare "$work/ddp_resumed/last.ckpt" \
+  step ddp_compare 60 "$py" scripts/gpu_check.py compare "$work/ddp_resumed/last.ckpt" \
     "$work/ddp_reference/last.ckpt" --json "$out/ddp_resume.json"
 else
   skip ddp "torchrun over 2 GPUs needs 2 GPUs; this machine has $gpus"
@@ -106,4 +106,4 @@ fi
 summariser=$py
 [ -x "$summariser" ] || summariser=python3  # the summary needs only the standard library
 echo
-"$summariser" -m duo_ai.gpu_check summary --out "$out"
+"$summariser" scripts/gpu_check.py summary --out "$out"

@@ -1,26 +1,38 @@
 """`scripts/gpu_check.sh` where there is no GPU, and its summary writer on a real CPU bench's report.
 
 The GPU steps themselves run only on a GPU box (docs/gpu.md); here: the no-GPU exit (code 3, one
-line, nothing written), bad arguments (code 2), and `python -m duo_ai.gpu_check` reading what the
+line, nothing written), bad arguments (code 2), and `scripts/gpu_check.py` reading what the
 steps leave behind, including a real `duo-ai bench --json`.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import torch
 
 from duo_ai.core.checkpoint import save_checkpoint
-from duo_ai.gpu_check import main
 from tests.conftest import cli
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "gpu_check.sh"
+SUMMARY = ROOT / "scripts" / "gpu_check.py"
+# The script's summary writer, loaded from its file: it is no module of the package.
+_spec = importlib.util.spec_from_file_location("gpu_check", SUMMARY)
+gpu_check = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(gpu_check)
+main = gpu_check.main
+
+
+def test_the_summary_writer_ships_with_the_script_not_the_package():
+    assert importlib.util.find_spec("duo_ai.gpu_check") is None
+    assert "scripts/gpu_check.py summary" in SCRIPT.read_text()
 
 
 def has_gpu() -> bool:
@@ -94,9 +106,14 @@ def test_the_summary_of_a_real_cpu_bench_is_written_as_json_and_markdown(tmp_pat
     assert f"| training loop (SPS) | {report['train_sps']:,.0f} | - |" in md
     assert "| peak GPU memory allocated (MB) | - | - |" in md and "| total | | 311.0 | |" in md
 
-    # Every step passed (or was skipped): exit 0.
+    # Every step passed (or was skipped): exit 0. Run as the shell script runs it, and with no
+    # site-packages (-S: neither torch nor duo-ai), as it must run when setting up failed.
     (out / "steps.jsonl").write_text(json.dumps(steps[0]) + "\n" + json.dumps(steps[-1]) + "\n")
-    assert main(["summary", "--out", str(out)]) == 0
+    done = subprocess.run(
+        [sys.executable, "-S", str(SUMMARY), "summary", "--out", str(out)], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("# duo-ai GPU check: every step passed")
     assert json.loads((out / "summary.json").read_text())["ok"]
 
 

@@ -33,7 +33,6 @@ FLOORS = {
     "duo_ai.eval_job": 7,
     "duo_ai.export": 7,
     "duo_ai.bench": 7,
-    "duo_ai.gpu_check": 7,
     "duo_ai.reports": 7,
     "duo_ai.study": 7,
     "cli": 8,

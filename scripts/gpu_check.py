@@ -4,11 +4,12 @@ The script runs each step itself and appends one line per step to `<out>/steps.j
 (`{"step", "status", "seconds", "log"}`); the steps leave their outputs beside it under fixed
 names (`FILES`). This module reads them back and writes one table, `<out>/summary.json` and
 `<out>/summary.md`, and prints the Markdown. Reading and writing need only the standard library,
-so the summary is written even when setting up (and so torch) failed.
+so the summary is written even when setting up (and so torch and duo-ai) failed. A tool of the
+script, not of the package: it is not installed with duo-ai.
 
-    python -m duo_ai.gpu_check summary --out DIR     # exit 0 if every step passed, else 1
-    python -m duo_ai.gpu_check machine --json FILE   # torch, CUDA and the GPUs; exit 1 without CUDA
-    python -m duo_ai.gpu_check compare A.ckpt B.ckpt --json FILE   # weights equal? exit 1 if not
+    python scripts/gpu_check.py summary --out DIR     # exit 0 if every step passed, else 1
+    python scripts/gpu_check.py machine --json FILE   # torch, CUDA and the GPUs; exit 1 without CUDA
+    python scripts/gpu_check.py compare A.ckpt B.ckpt --json FILE   # weights equal? exit 1 if not
 """
 
 from __future__ import annotations
@@ -238,7 +239,7 @@ def compare(a: Path, b: Path) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m duo_ai.gpu_check", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python scripts/gpu_check.py", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("summary", help="write summary.json and summary.md").add_argument("--out", type=Path, required=True)
     sub.add_parser("machine", help="torch, CUDA and the GPUs").add_argument("--json", type=Path, required=True)
