@@ -18,8 +18,10 @@ from rich.table import Table
 
 from duo_ai import __version__
 from duo_ai.core.errors import DuoAIError
+from duo_ai_cli.group import DuoGroup, err, fail, path_error
 
 app = typer.Typer(
+    cls=DuoGroup,
     help="Train and evaluate PPO agents, and novice/expert coordinators, on Procgen and MiniGrid.",
     no_args_is_help=True,
     # `duo-ai --install-completion` / `--show-completion`: see docs/getting-started.md.
@@ -29,7 +31,6 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 out = Console()
-err = Console(stderr=True)
 
 
 def _print_version(value: bool) -> None:
@@ -108,15 +109,12 @@ EVAL_SEED_HELP = (
 )
 
 
-def fail(message: str, code: int = 2) -> None:
-    """Print `error: message` on one line (the message taken literally, not as markup) and exit."""
-    message = " ".join(str(message).split())
-    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, markup=True, soft_wrap=True)
-    raise typer.Exit(code)
-
-
 def crashed(error: Exception, log: Path | None) -> None:
-    """An unexpected exception (a bug): its traceback, then a one-line summary; exit code 1."""
+    """An unexpected exception (a bug): its traceback, then a one-line summary; exit code 1. An
+    unusable path the user gave is not a bug: one line, exit code 2."""
+    message = path_error(error) if isinstance(error, OSError) else None
+    if message is not None:
+        fail(message)
     traceback.print_exc()
     where = f"; the reason is also in {log}" if log is not None and log.is_file() else ""
     first = (str(error).strip().splitlines() or [""])[0]

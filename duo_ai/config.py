@@ -38,12 +38,18 @@ from duo_ai.core.registry import ALGORITHMS, POLICIES, Registry
 from duo_ai.envs import check_split_name, env_family, split_config
 from duo_ai.envs.config import EnvConfig
 
-PLAIN_NAME = "a plain folder name (no '/' nor control characters, not '.', '..', empty or starting with '.')"
+# File systems allow 255 bytes per name; a run folder moved aside gets a timestamp suffix, so keep room.
+MAX_NAME_BYTES = 200
+PLAIN_NAME = (
+    f"a plain folder name of at most {MAX_NAME_BYTES} bytes (no '/' nor control characters, not '.', '..', "
+    "empty or starting with '.')"
+)
 
 
 def is_plain_name(name: str) -> bool:
     """A run name is one folder inside experiments_dir: no path separators, no '.'/'..', not hidden."""
-    return bool(name.strip()) and name.isprintable() and not name.startswith(".") and not any(c in name for c in "/\\")
+    plain = name.isprintable() and not name.startswith(".") and not any(c in name for c in "/\\")
+    return bool(name.strip()) and plain and len(name.encode()) <= MAX_NAME_BYTES
 
 
 def is_device_name(device: str) -> bool:

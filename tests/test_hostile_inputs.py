@@ -620,3 +620,53 @@ def test_minigrid_kwargs_that_make_no_working_env_are_one_line_before_any_work(t
     args = ["train", "-c", "minigrid_agent", "env.task=MiniGrid-Empty-5x5-v0", f"env.kwargs={kwargs}"]
     assert_user_error(cli(*args, f"experiments_dir={tmp_path}"), fragment)
     assert not any(tmp_path.iterdir())
+
+
+# -- rules of every command: one value per option, paths the file system refuses ----------------------
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["eval", "--checkpoint", "R", "-n", "2", "--episodes", "3"], "-n is given twice (-n 2 and --episodes 3)"),
+        (["eval", "--checkpoint", "R", "--split", "test", "--split=train"], "--split is given twice"),
+        (["eval", "--checkpoint", "R", "-n", "2", "-n", "2"], "-n is given twice"),
+        (["train", "--progress", "--no-progress"], "--progress is given twice"),
+        (["study", "minigrid_smoke", "--out", "A", "--out", "B"], "--out is given twice"),
+    ],
+)
+def test_a_single_value_option_given_twice_is_refused(root, args, fragment):
+    refused(root, args, fragment)
+
+
+def test_a_repeatable_option_and_a_negative_value_are_not_counted_as_repeats(root):
+    result = cli("eval", "--checkpoint", "R", "-n", "1", "-t", "-1")  # -1 is -t's value, not an option
+    assert_user_error(result, "--temperature")  # refused for its range, not as a repeat
+    assert "twice" not in result.output
+
+
+LONG = "a" * 300
+
+
+TOO_LONG = "a name in it is too long"
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["configs", LONG], TOO_LONG),
+        (["train", "-c", LONG], TOO_LONG),
+        (["train", f"name={LONG}"], "at most 200 bytes"),
+        (["study", LONG], TOO_LONG),
+        (["study", "minigrid_smoke", "--out", f"x/{LONG}"], "cannot be created (File name too long"),
+        (["eval", "--checkpoint", f"{LONG}.ckpt"], TOO_LONG),
+        (["eval", "--checkpoint", "R", "-n", "1", "--json", f"{LONG}.json"], TOO_LONG),
+        (["plot", "R", "-o", f"{LONG}.png"], TOO_LONG),
+    ],
+    ids=lambda v: " ".join(v)[:20] if isinstance(v, list) else "",
+)
+def test_a_name_over_255_bytes_is_one_line_before_any_work(root, args, fragment):
+    refused(root, args, fragment)
+
+
+@pytest.mark.parametrize("out", ["/proc/duo_ai_x", "/sys/kernel/duo_ai_x"])
+def test_a_study_folder_that_cannot_be_created_is_one_line(root, out):
+    refused(root, ["study", "minigrid_smoke", "--out", out], f"study folder {out} cannot be created")

@@ -162,6 +162,16 @@ def refuse_special(path: Path, what: str) -> None:
     raise ConfigError(f"{what} {path} is {kind}, which duo-ai never replaces; pass the path of a new or regular file")
 
 
+def check_name_lengths(path: str | os.PathLike, what: str) -> None:
+    """Refuse a path with a name over 255 bytes (what file systems allow) before anything is made."""
+    for part in Path(path).parts:
+        if len(os.fsencode(part)) > 255:
+            raise ConfigError(
+                f"{what} {str(path)[:60]}... cannot be created (File name too long: a name of "
+                f"{len(os.fsencode(part))} bytes, file systems allow 255); choose a shorter one"
+            )
+
+
 def check_writable(path: str | os.PathLike, what: str) -> None:
     """Refuse, with a one-line `ConfigError`, a folder that could not be written or created.
 

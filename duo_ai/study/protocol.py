@@ -27,7 +27,7 @@ import yaml
 
 from duo_ai.config import load_config
 from duo_ai.core.errors import ConfigError
-from duo_ai.core.files import atomic_write_text, check_output_file, refuse_special
+from duo_ai.core.files import atomic_write_text, check_name_lengths, check_output_file, refuse_special
 from duo_ai.runs import release_lock, take_lock
 from duo_ai.study.jobs import Output, Pool
 from duo_ai.study.schema import ALWAYS, GATE, Study, study_to_yaml, weight_name
@@ -424,7 +424,11 @@ def run_study(study: Study, gate_only: bool = False, command: str = "", imports:
         p = Protocol(study, pool)
         p.check_runs()
         check_study_files(out)
-        out.mkdir(parents=True, exist_ok=True)
+        check_name_lengths(out, "study folder")
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as e:  # /proc/x, a read-only disk...: before any job
+            raise ConfigError(f"study folder {out} cannot be created ({e.strerror}); pass --out DIR") from None
         take_lock(
             out / STUDY_LOCK,
             lambda who: f"study folder {out} is in use by {who}, another duo-ai study; wait for it or pass --out DIR",
