@@ -712,9 +712,10 @@ def study(
         run_study(load_study(study_file, [*(overrides or []), *extra]), gate_only, shlex.join(command), imports)
     except DuoAIError as e:
         fail(str(e), getattr(e, "exit_code", 2))
-    except KeyboardInterrupt:
-        err.print("interrupted")
-        raise typer.Exit(130) from None
+    except KeyboardInterrupt as stop:
+        terminated = isinstance(stop, Terminated)
+        err.print("terminated" if terminated else "interrupted")
+        raise typer.Exit(143 if terminated else 130) from None
     except typer.Exit:
         raise
     except Exception as e:

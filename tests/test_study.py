@@ -270,3 +270,22 @@ def test_a_failed_job_stops_the_study_naming_its_log(tmp_path):
             pool.spawn("eval_x", lambda out: out.run(["eval", "--checkpoint", str(tmp_path / "none.ckpt")]))
             pool.join()
     assert "not found" in (tmp_path / "logs" / "eval_x.log").read_text()
+
+
+@pytest.mark.slow(seconds=25)
+def test_sigterm_ends_a_study_with_143_and_releases_its_folder(tmp_path):
+    """Like `duo-ai train`, a study stopped by SIGTERM (a scheduler's stop) exits 128 + 15, not Ctrl-C's 130."""
+    import signal
+    import time
+
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "duo_ai_cli", "study", "minigrid_smoke", "--out", str(out)]
+    proc = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not (out / "study.yaml").exists():  # the protocol has started
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 143, stderr
+    assert "terminated" in stderr and "Traceback" not in stderr
+    assert not (out / "study.lock").exists()
