@@ -1,9 +1,10 @@
 """Reward against the expert-query cost weight, and the area under that curve (one number per method).
 
 A coordinator's decisions do not depend on the cost weight (it sees frames and the novice's
-outputs, never its reward), so one set of evaluation episodes serves every weight: an episode's
-reward at weight w is `base_reward - (w x expert_steps + switch_agent_cost_weight x switches) x
-base_penalty`, exactly what the env would have charged at w on the same episodes.
+outputs, never its reward), so one set of evaluation episodes serves every weight: `reprice` gives
+an episode's reward at any weight, exactly what the env would have charged at it on the same
+episodes. It is the one place the cost is taken off stored episodes (evaluation's cost sweep,
+calibration's choice at another weight, a study's always-agents).
 """
 
 from __future__ import annotations
@@ -26,6 +27,16 @@ def trapezoid_auc(xs: Sequence[float], ys: Sequence[float]) -> float:
     return float(np.sum(np.diff(xs) * (ys[1:] + ys[:-1]) / 2))
 
 
+def reprice(
+    base_reward: Any, expert_steps: Any, switches: Any, weight: float, switch_weight: float, base_penalty: float
+) -> np.ndarray:
+    """Episodes' rewards at expert-query cost weight `weight`, from their base rewards (without
+    costs), expert steps and switches: base reward - (weight x expert steps + switch_weight x
+    switches) x base_penalty, as float64."""
+    cost = weight * np.asarray(expert_steps, dtype=np.float64) + switch_weight * np.asarray(switches, dtype=np.float64)
+    return np.asarray(base_reward, dtype=np.float64) - cost * base_penalty
+
+
 def cost_sweep(
     result: EvalResult,
     base_penalty: float,
@@ -33,12 +44,10 @@ def cost_sweep(
     weights: Sequence[float] = COST_WEIGHTS,
 ) -> dict[str, Any]:
     """Per-weight reward mean/std of the episodes in `result` (from a CoordinationEnv), and the AUC."""
-    base = np.asarray(result.extra["base_reward"], dtype=np.float64)
-    expert_steps = np.asarray(result.extra["expert_steps"], dtype=np.float64)
-    switches = np.asarray(result.extra["switches"], dtype=np.float64)
+    episodes = [result.extra[key] for key in ("base_reward", "expert_steps", "switches")]
     rows = []
     for w in weights:
-        rewards = base - (w * expert_steps + switch_agent_cost_weight * switches) * base_penalty
+        rewards = reprice(*episodes, w, switch_agent_cost_weight, base_penalty)
         rows.append(
             {
                 "cost_weight": float(w),
