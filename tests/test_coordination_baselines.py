@@ -11,8 +11,9 @@ import torch
 from duo_ai.build import compute_from, config_from_checkpoint, env_maker
 from duo_ai.config import load_config
 from duo_ai.coordination.baselines import EveryKPolicy, OODPolicy, novice_fingerprint, reselect
+from duo_ai.coordination.baselines.detectors import detector_class
 from duo_ai.core.checkpoint import load_checkpoint, save_checkpoint
-from duo_ai.core.errors import CheckpointError
+from duo_ai.core.errors import CheckpointError, ConfigError
 from duo_ai.eval_job import evaluate_checkpoint
 from duo_ai.evaluation import evaluate
 from tests.conftest import assert_user_error, cli
@@ -126,8 +127,11 @@ def test_ood_fits_on_the_novices_own_levels_not_the_coordination_levels(agents, 
     assert torch.equal(fits[0], fits[1])
 
 
-def test_ood_asks_above_the_threshold_and_reloads_with_weights_only_to_the_same_decisions(agents, tmp_path):
-    config = coordination_config(agents, tmp_path, "policy.name=ood", *OOD, "policy.detector=iforest")
+# Any pyod detector, by its module (iforest, ecod) or its class (DeepSVDD: a network, refitted from its seed).
+@pytest.mark.parametrize("detector", ["iforest", "ecod", "DeepSVDD"])
+def test_ood_asks_above_the_threshold_and_reloads_with_weights_only_to_the_same_decisions(agents, tmp_path, detector):
+    ood = ["policy.name=ood", *OOD, f"policy.detector={detector}"]
+    config = coordination_config(agents, tmp_path, *ood)
     env = make_run_env(config, num_envs=2)
     try:
         policy = OODPolicy(config.policy, env)
@@ -146,7 +150,7 @@ def test_ood_asks_above_the_threshold_and_reloads_with_weights_only_to_the_same_
         path = tmp_path / "ood.ckpt"
         save_checkpoint(path, {"model_state_dict": policy.get_params()})
         params = torch.load(path, map_location="cpu", weights_only=True)["model_state_dict"]
-        reloaded = OODPolicy(load_config(overrides=["policy.name=ood", *OOD, "policy.detector=iforest"]).policy, env)
+        reloaded = OODPolicy(load_config(overrides=ood).policy, env)
         reloaded.set_params(params)
         assert reloaded.config.threshold == threshold
         assert np.array_equal(np.concatenate([reloaded.scores(b) for b in batches]), scores)
@@ -155,10 +159,27 @@ def test_ood_asks_above_the_threshold_and_reloads_with_weights_only_to_the_same_
         env.close()
 
 
+def test_a_detector_is_pyods_class_of_that_name_and_one_pyod_cannot_give_is_refused_in_one_line():
+    from pyod.models.deep_svdd import DeepSVDD
+    from pyod.models.iforest import IForest
+    from pyod.models.knn import KNN
+    from pyod.models.lof import LOF
+
+    # The names configs and checkpoints have always used name the same classes.
+    assert [detector_class(name) for name in ("knn", "lof", "iforest")] == [KNN, LOF, IForest]
+    assert detector_class("deep_svdd") is detector_class("DeepSVDD") is detector_class("deepsvdd") is DeepSVDD
+    for name, why in (("base", "has no detector"), ("embedding", "holds 2 detectors")):
+        with pytest.raises(ConfigError) as refused:
+            detector_class(name)
+        message = str(refused.value)
+        assert "\n" not in message and f"pyod.models.{name} {why}" in message and "knn" in message
+
+
 def test_an_unknown_detector_is_refused_in_one_line_before_any_work(agents, tmp_path):
     result = cli(
         "train", "-c", CONFIGS / "procgen_ood.yaml", f"experiments_dir={tmp_path}", "name=bad", f"env.task={GAME}",
-        f"train_novice={agents['novice']}", f"train_expert={agents['expert']}", "policy.detector=ecod", "--no-progress",
+        f"train_novice={agents['novice']}", f"train_expert={agents['expert']}", "policy.detector=nosuch",
+        "--no-progress",
     )  # fmt: skip
     assert_user_error(result, "policy.detector", "knn", "lof", "iforest")
     assert not (tmp_path / "bad").exists()
