@@ -556,73 +556,17 @@ def study_report(
     ),
 ) -> None:
     """Compare a coordination study's methods on paired test episodes: table, AUC intervals, figure."""
-    from duo_ai.reports.study import parse_weights, ranked
-    from duo_ai.reports.study import study_report as make_report
+    from duo_ai.study.evals import parse_weights
+    from duo_ai.study.report import study_report as make_report
+    from duo_ai.study.report import terminal_tables
 
     try:
         table = make_report(evals, weight, output, root, None if weights is None else parse_weights(weights))
     except DuoAIError as e:
         fail(str(e))
-    w, best = f"{table['cost_weight']:g}", table["best_always"]
-    rows = []
-    for name in ranked(table):
-        m, auc, diff = (
-            table["methods"][name],
-            table["methods"][name]["auc"],
-            table["methods"][name]["diff_vs_best_always"],
-        )
-        rows.append(
-            (
-                escape(name),
-                f"{m['reward_mean']:.3g} ± {m['reward_ci95']:.2g}",
-                f"{m['expert_fraction']:.1%}",
-                "-" if diff is None else f"{diff['mean']:+.3g} ± {diff['ci95']:.2g}" + "*" * diff["excludes_zero"],
-                "-" if auc is None else f"{auc['value']:.3g} [{auc['low']:.3g}, {auc['high']:.3g}]",
-            )
-        )
-    weights_text = ", ".join(f"{x:g}" for x in table["weights"])
-    report = Table(
-        title=escape(f"{table['env']} / {table['split']}: {table['num_episodes']} paired episodes, cost weight {w}"),
-        caption=escape(
-            (f"ranked by AUC over weights {weights_text} [95% bootstrap]; " if len(table["weights"]) > 1 else "")
-            + "diff: paired, per episode; * = its 95% interval excludes 0"
-        ),
-    )
-    columns = ("method", f"reward at {w}\n± 95%", "expert\nfraction", f"diff vs\n{best or 'always'}", "AUC\n[95%]")
-    for i, column in enumerate(columns):
-        width = max(len(row[i]) for row in rows) if i else None  # numbers are never wrapped
-        report.add_column(escape(column), justify="right" if i else "left", min_width=width)
-    for row in rows:
-        report.add_row(*row)
-    out.print(report)
-    print_learned_vs_baselines(table, ranked(table))
+    for report in terminal_tables(table):
+        out.print(report)
     out.print(f"wrote {', '.join(table['outputs'])}", highlight=False, soft_wrap=True)
-
-
-def print_learned_vs_baselines(table: dict, order: list[str]) -> None:
-    """study-report's second table: each learned coordinator against the best baseline (none: nothing)."""
-    learned = [name for name in order if "diff_vs_best_baseline" in table["methods"][name]]
-    if not learned:
-        return
-    versus = Table(caption="paired; * = its 95% interval excludes 0")
-    versus.add_column("learned")
-    w = f"{table['cost_weight']:g}"
-    versus.add_column(escape(f"diff vs best baseline\nat {w} ({table['best_baseline']})"), justify="right")
-    versus.add_column(escape(f"AUC diff vs best\nbaseline ({table['best_baseline_auc']})"), justify="right")
-    for name in learned:
-        versus.add_row(escape(name), *map(escape, baseline_cells(table["methods"][name])))
-    out.print(versus)
-
-
-def baseline_cells(method: dict) -> tuple[str, str]:
-    """A learned coordinator's differences to the best baseline (at the weight, in AUC); '-' for a baseline."""
-    diff, auc = method.get("diff_vs_best_baseline"), method.get("auc_diff_vs_best_baseline")
-    return (
-        "-" if diff is None else f"{diff['mean']:+.3g} ± {diff['ci95']:.2g}" + "*" * diff["excludes_zero"],
-        "-"
-        if auc is None
-        else f"{auc['value']:+.3g} [{auc['low']:+.3g}, {auc['high']:+.3g}]" + "*" * auc["excludes_zero"],
-    )
 
 
 @app.command("benchmark-report")

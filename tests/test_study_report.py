@@ -18,14 +18,8 @@ import pytest
 from PIL import Image
 
 from duo_ai.core.errors import ConfigError
-from duo_ai.reports.study import (
-    NUM_RESAMPLES,
-    load_study,
-    paired_diff,
-    ranked,
-    study_report,
-    summarize,
-)
+from duo_ai.study.evals import load_evals
+from duo_ai.study.report import NUM_RESAMPLES, paired_diff, ranked, study_report, summarize
 from tests.conftest import assert_user_error, cli
 
 WEIGHTS = (0.0, 0.5, 1.0)
@@ -85,7 +79,7 @@ def evals(tmp_path: Path) -> Path:
 
 
 def table_of(evals: Path, weight: float = 0.5) -> dict:
-    return summarize(load_study(evals), weight, evals.parent)
+    return summarize(load_evals(evals), weight, evals.parent)
 
 
 def means(table: dict, method: str) -> list[float]:
@@ -143,7 +137,7 @@ def test_single_always_files_are_repriced_to_every_weight(evals):
 def test_a_file_whose_rewards_do_not_match_its_costs_is_not_repriced(evals):
     write_eval(evals, "always_expert", 0.5, base=[10.0] * 4, expert=EXPERT_LENGTHS, returns=[9, 9, 9, 9])
     with pytest.raises(ConfigError, match="always_expert/w0.5.json cannot be re-priced"):
-        load_study(evals)
+        load_evals(evals)
 
 
 # -- paired differences at the study weight ------------------------------------------------------
@@ -174,7 +168,7 @@ def test_paired_difference_of_one_episode_or_equal_differences_has_no_width():
 def test_a_different_level_seed_breaks_the_pairing(evals):
     write_eval(evals, "ppo", 0.5, returns=PPO_RETURNS[0.5], levels=[100, 101, 999, 103])
     with pytest.raises(ConfigError, match=r"ppo/w0.5.json breaks the pairing: its episode 2 is level 999"):
-        load_study(evals)
+        load_evals(evals)
 
 
 @pytest.mark.parametrize(
