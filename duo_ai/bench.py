@@ -156,10 +156,10 @@ def synthetic_batch(algo: PPO, rng: np.random.Generator) -> RolloutBatch:
     batched_space = gym.vector.utils.batch_space(algo.policy.observation_space, N)
     batched_space.seed(int(rng.integers(2**31)))
     for step in range(T):
-        algo.obs.write(step, batched_space.sample())
+        algo.rollout.obs.write(step, batched_space.sample())
     B, num_actions = algo.batch_size, int(algo.policy.action_space.n)
     return RolloutBatch(
-        obs=algo.obs.flat(),
+        obs=algo.rollout.obs.flat(),
         actions=torch.randint(0, num_actions, (B,), device=device),
         logprobs=torch.full((B,), -float(np.log(num_actions)), device=device),
         advantages=torch.randn(B, device=device),
@@ -178,7 +178,9 @@ def measure_bound(algo: PPO, seed: int = 0) -> dict[str, float]:
     rng = np.random.default_rng(seed)
     cfg, device = algo.config, algo.compute.device
     batch = synthetic_batch(algo, rng)
-    frames = algo.obs.write(0, gym.vector.utils.batch_space(algo.policy.observation_space, algo.num_envs).sample())
+    frames = algo.rollout.obs.write(
+        0, gym.vector.utils.batch_space(algo.policy.observation_space, algo.num_envs).sample()
+    )
 
     algo.policy.eval()
     for _ in range(3):
@@ -305,7 +307,7 @@ def measure_all(
     loop = measure_loop(algo, workload.iterations, workload.warmup)
     log(f"compute bound ({settings['precision']}): {workload.num_steps} inference calls + one update, synthetic")
     bound = measure_bound(algo, seed=config.seed)
-    storage_mb = algo.obs.nbytes() / 1e6
+    storage_mb = algo.rollout.obs.nbytes() / 1e6
     peak, gpu_memory = peak_rss_mb(), gpu_memory_mb(algo.compute.device)
     algo.env.close()
     del algo

@@ -31,6 +31,7 @@ TRAIN_LINE = (
     ("loss/approx_kl", "kl", ".4f"),
     ("loss/clip_fraction", "clip", ".3f"),
     ("loss/explained_variance", "ev", ".2f"),
+    ("loss/minibatches", "minibatches", ".0f"),  # PPO with target_kl: the update's minibatch steps
     ("calibrate/num_candidates", "candidates", ".0f"),
     ("calibrate/candidate", "candidate", ".4g"),
     ("calibrate/reward", "validation reward", ".3f"),
@@ -254,6 +255,14 @@ class RunLogger:
         parts = [f"iter {iteration} step {step:,}"] + ([] if ret is None else [f"return {ret:.2f}"])
         parts += [f"{label} {stats[key]:{fmt}}" for key, label, fmt in TRAIN_LINE if key in stats]
         self.info(" | ".join(parts))
+
+    def log_scalar(self, key: str, value: float, step: int) -> None:
+        """One scalar of the user's own (e.g. a training callback's): to TensorBoard under `key`, and a line."""
+        if not self.enabled:
+            return
+        if self.writer is not None:
+            self.writer.add_scalar(key, value, step)
+        self.info(f"step {step:,} | {key} {value:.6g}")
 
     def log_eval(self, split: str, metrics: dict[str, Any], step: int, iteration: int | None = None) -> None:
         if not self.enabled:

@@ -2,10 +2,12 @@
 
 This follows CleanRL's `ppo_procgen.py` (Huang et al. 2022) line for line where it can, in the
 way most PyTorch PPO code is written: fp32, eager, float32 observation storage on the device,
-`torch.distributions.Categorical`, numpy minibatch indices, default thread settings. The maths and
-the recipe are the ones `duo-ai train` uses (IMPALA CNN, 64 envs x 256 steps, 8 minibatches,
-3 epochs, Adam 5e-4, GAE 0.999/0.95, clipped value loss, reward scaling by the running std of
-discounted returns). It steps procgen's native vector env directly, as duo-ai does.
+`torch.distributions.Categorical`, numpy minibatch indices, default thread settings. The recipe
+is the one `duo-ai train` uses (IMPALA CNN, 64 envs x 256 steps, 8 minibatches, 3 epochs, Adam
+5e-4, GAE 0.999/0.95, clipped value loss, reward scaling by the running std of discounted
+returns), and so is the maths but for one step: like CleanRL, this script clips the scaled rewards
+to [-10, 10], which `duo-ai train` does only with `algorithm.reward_clip=10` (off by default). It
+steps procgen's native vector env directly, as duo-ai does.
 
     python scripts/plain_ppo.py --total-timesteps 49152 --json plain.json
 

@@ -8,7 +8,8 @@ Each process builds the tiny PPO of a data-parallel run exactly as `duo-ai train
    All go to OUT_DIR/grads_*.pt, with the all-reduced gradient of advantages normalised per
    process (the mistake the moments prevent).
 2. trains two iterations and writes a hash of its weights and optimizer state, its model's
-   buffers, its global_step and its reward normaliser's running statistics to OUT_DIR/rank<r>.json.
+   buffers, its global_step, its reward normaliser's running statistics, the last update's stats
+   and the largest reward (in absolute value) its rollouts learned from to OUT_DIR/rank<r>.json.
 """
 
 from __future__ import annotations
@@ -107,8 +108,10 @@ def main(out: Path, overrides: list[str]) -> None:
         initial = digest(algo)
         if not isinstance(algo.policy.observation_space, gym.spaces.Dict):  # a coordinator's are dicts
             check_gradients(algo, ctx, out)
+        largest = 0.0
         for _ in range(2):
             stats = algo.train_iteration()
+            largest = max(largest, algo.rollout.rewards.abs().max().item())
         normalizer = algo.normalizer.state_dict()
         record = {
             "buffers": {name: b.tolist() for name, b in algo.policy.model.named_buffers()},
@@ -118,6 +121,7 @@ def main(out: Path, overrides: list[str]) -> None:
             "num_envs": algo.num_envs,
             "normalizer": [normalizer["mean"], normalizer["var"], normalizer["count"]],
             "stats": stats,
+            "max_abs_reward": largest,
         }
         (out / f"rank{ctx.rank}.json").write_text(json.dumps(record))
         parts.close()

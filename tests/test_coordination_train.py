@@ -65,7 +65,7 @@ def test_ppo_stores_coordination_observations_in_their_own_dtypes(agents, tmp_pa
     )
     trainer = Trainer(config, show_progress=False)
     try:
-        buffers = trainer.parts.algorithm.obs.data
+        buffers = trainer.parts.algorithm.rollout.obs.data
         assert buffers["base_obs"].dtype == torch.uint8 and buffers["base_obs"].shape[-3:] == (3, 64, 64)
         assert buffers["novice_hidden"].dtype == buffers["novice_logits"].dtype == torch.float32
     finally:

@@ -36,8 +36,10 @@ def test_a_run_on_cuda_stages_the_rollout_in_pinned_memory_and_trains(tmp_path):
         algo = trainer.parts.algorithm
         assert algo.compute.device.type == "cuda"
         assert algo.compute.precision == ("bf16" if torch.cuda.is_bf16_supported() else "fp16")
-        assert algo.obs.staging and all(t.is_pinned() for slot in algo.obs.staging for t in slot.values())
-        assert algo.host_step.is_pinned()
+        assert algo.rollout.obs.staging and all(
+            t.is_pinned() for slot in algo.rollout.obs.staging for t in slot.values()
+        )
+        assert algo.rollout.host_step.is_pinned()
         summary = trainer.run()
     assert summary["global_step"] == 256 and finite(tmp_path / "cuda")
     assert math.isfinite(summary["eval"]["test"]["reward_mean"])

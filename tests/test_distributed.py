@@ -117,6 +117,20 @@ def test_processes_keep_identical_weights_and_their_gradient_is_one_process_grad
 
 
 @pytest.mark.slow
+def test_target_kl_stops_every_process_at_the_same_minibatch_and_the_reward_clip_holds(tmp_path):
+    # fruitbot: a fruit eaten early gives a reward that the normaliser scales far beyond 0.5 (about 5).
+    clip = ["env.task=fruitbot", "algorithm.reward_clip=0.5"]
+    done = torchrun("tests/dp_helper.py", str(tmp_path), "algorithm.target_kl=1e-6", *clip)
+    assert done.returncode == 0, done.stderr[-3000:]
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
+    assert ranks[0]["trained"] == ranks[1]["trained"]  # the same steps, so the same weights and Adam state
+    # 2 epochs x 2 minibatches: the first trains the rollout's own policy (approx_kl ~ 0), the second is over.
+    assert ranks[0]["stats"]["loss/minibatches"] == ranks[1]["stats"]["loss/minibatches"] == 2
+    # The rewards are scaled over both processes' envs at the rollout's end, then clipped.
+    assert max(r["max_abs_reward"] for r in ranks) == 0.5
+
+
+@pytest.mark.slow
 def test_a_coordinator_keeps_rank_0s_fitted_feature_scales_in_every_process(tmp_path, tmp_path_factory):
     from tests.coord_fixtures import agent_checkpoints
 

@@ -89,9 +89,12 @@ class Endless(gym.Env):
 gym.register("DuoTest/Endless-v0", entry_point=Endless, max_episode_steps=3)
 
 
-def test_time_limit_truncation_bootstraps_with_the_final_value():
-    """A cut episode's last reward gets gamma * V(final obs); its advantage is the hand-computed one."""
+@pytest.mark.parametrize("clip", [None, 0.1])
+def test_time_limit_truncation_bootstraps_with_the_final_value(clip):
+    """A cut episode's last reward gets gamma * V(final obs); its advantage is the hand-computed one.
+    With `reward_clip` the game's reward is clipped, not the bootstrap added to it."""
     gamma = 0.9
+    r = 1.0 if clip is None else clip
     config = load_config(
         "configs/cartpole.yaml",
         [
@@ -102,6 +105,7 @@ def test_time_limit_truncation_bootstraps_with_the_final_value():
             "algorithm.normalize_reward=false",
             f"algorithm.gamma={gamma}",
             "algorithm.gae_lambda=1.0",
+            f"algorithm.reward_clip={'null' if clip is None else clip}",
         ],
     )
     run = build_run(config, log=lambda message: None)
@@ -113,11 +117,12 @@ def test_time_limit_truncation_bootstraps_with_the_final_value():
     finally:
         run.close()
     # Steps 0..5 see observations 0, 1, 2, 0, 1, 2; the time limit cuts after steps 2 and 5.
-    assert ppo.dones[:, 0].tolist() == [0, 0, 1, 0, 0, 1]
-    last = 1 + gamma * v[3]  # the cut step's reward, bootstrapped from V(final observation = 3)
-    assert ppo.rewards[:, 0].tolist() == pytest.approx([1, 1, last, 1, 1, last], abs=1e-6)
+    assert ppo.rollout.dones[:, 0].tolist() == [0, 0, 1, 0, 0, 1]
+    last = r + gamma * v[3]  # the cut step's reward, bootstrapped from V(final observation = 3)
+    assert clip is None or abs(last) > clip  # beyond the clip: had the bootstrap been clipped too, the test would tell
+    assert ppo.rollout.rewards[:, 0].tolist() == pytest.approx([r, r, last, r, r, last], abs=1e-6)
     # lambda = 1: A_0 = r_0 + g r_1 + g^2 (r_2 + g V(3)) - V(0), the same for the second episode.
-    expected = 1 + gamma + gamma**2 * last - v[0]
+    expected = r + gamma * r + gamma**2 * last - v[0]
     assert advantages[0, 0].item() == pytest.approx(expected, abs=1e-5)
     assert advantages[3, 1].item() == pytest.approx(expected, abs=1e-5)
     assert advantages[2, 0].item() == pytest.approx(last - v[2], abs=1e-5)

@@ -94,7 +94,9 @@ def test_resume_echoes_what_it_extends_and_refuses_what_it_would_change(tiny_run
     ]
     assert (config.name, Path(config.experiments_dir)) == (tiny_run.name, tiny_run.parent)
     assert resume_config(tiny_run, ["name=tiny", "env.task=starpilot"])[1] == []  # no change, nothing to refuse
-    for override in ("env.task=bigfish", "policy.model.channels=[8]", "algorithm.gamma=0.99"):
+    # What the agent learns from and how far each update goes are what was trained, too.
+    refused = ("env.task=bigfish", "policy.model.channels=[8]", "algorithm.gamma=0.99", "algorithm.target_kl=0.01")
+    for override in (*refused, "algorithm.reward_clip=10"):
         with pytest.raises(ConfigError, match=f"cannot change {override.split('=')[0]}"):
             resume_config(tiny_run, [override])
 

@@ -3,7 +3,8 @@
 Each process holds the rollout of its own envs (B local rows). Gradients are averaged
 (`core.distributed.average_gradients`); a minibatch's advantages are normalised by the mean and std
 of that minibatch over all processes (`advantage_moments`); the logged losses and the explained
-variance are those of the whole global batch (`global_update_stats`), and the episode statistics
+variance are those of the whole global batch (`global_update_stats`), a minibatch's approx_kl
+that `target_kl` checks is its mean over the processes (`global_mean`), and the episode statistics
 those of every process's recent episodes (`episode_stats`). Every reduction is a sum, in
 float64, of counts, sums and sums of squares.
 """
@@ -28,6 +29,11 @@ def advantage_moments(advantages: torch.Tensor, order: torch.Tensor, num_minibat
     mean = s / n
     var = ((q - s * mean) / (n - 1)).clamp(min=0)
     return torch.stack([mean, var.sqrt()], dim=1).float()
+
+
+def global_mean(value: torch.Tensor, world_size: int, what: str) -> torch.Tensor:
+    """The mean over every process of a scalar each holds (one all-reduce), the same in all of them."""
+    return all_reduce_sum_(value.reshape(1).to(torch.float64, copy=True), what)[0] / world_size
 
 
 def global_update_stats(

@@ -2,14 +2,17 @@
 
 One iteration, in the order `PPO.train_iteration` runs it:
 
-1. `collect_rollout`: step the N envs for T steps with the current policy, filling the [T, N]
-   buffers `obs`, `actions`, `logprobs`, `rewards`, `dones`, `values`;
+1. `collect_rollout`: step the N envs for T steps with the current policy (act, step, store),
+   filling the [T, N] `RolloutBuffer` (`obs`, `actions`, `logprobs`, `rewards`, `dones`,
+   `values`; how they reach the device is the buffer's business, `duo_ai.algorithms.storage`);
 2. `compute_advantages`: GAE over the rollout, bootstrapped with V of the next observation;
 3. `update`: `update_epochs` passes over B = T x N rows in shuffled minibatches of the clipped
-   surrogate loss, one optimizer step each.
+   surrogate loss, one optimizer step each (fewer when `target_kl` stops it early).
 
-Names follow CleanRL's `ppo.py`. A time-limit truncation is not a termination: its last reward
-gets `gamma * V(final observation)` added, so the cut-off future is bootstrapped, not zeroed.
+Names follow CleanRL's `ppo.py`. The rewards learned from are scaled by the running std of the
+discounted returns (`normalize_reward`), then clipped when `reward_clip` is set. A time-limit
+truncation is not a termination: its last reward gets `gamma * V(final observation)` added, so
+the cut-off future is bootstrapped, not zeroed.
 
 Data-parallel (one of `ctx.world_size` processes under torchrun, as CleanRL's multi-GPU PPO): the
 env holds this process's share of the envs, every process starts from rank 0's weights, and the
@@ -25,6 +28,7 @@ import copy
 import math
 import time
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,8 +37,8 @@ import numpy as np
 import torch
 
 from duo_ai.algorithms.normalize import ReturnNormalizer, SharedReturnNormalizer
-from duo_ai.algorithms.parallel import advantage_moments, episode_stats, global_update_stats
-from duo_ai.algorithms.storage import ObsBuffer, index_obs, stack_obs
+from duo_ai.algorithms.parallel import advantage_moments, episode_stats, global_mean, global_update_stats
+from duo_ai.algorithms.storage import RolloutBuffer, index_obs, stack_obs
 from duo_ai.core.algorithm import Algorithm, AlgorithmConfig, EnvFactory
 from duo_ai.core.checks import checked
 from duo_ai.core.distributed import ProcessContext, all_reduce_host, average_gradients, broadcast_from_main_
@@ -64,6 +68,13 @@ class PPOConfig(AlgorithmConfig):
     max_grad_norm: float = checked(0.5, gt=0)
     norm_adv: bool = True
     normalize_reward: bool = True
+    # Clip each reward the agent learns from to [-reward_clip, reward_clip], after the reward
+    # normaliser's scaling (CleanRL's Procgen PPO clips at 10). null = no clip.
+    reward_clip: float | None = checked(None, gt=0)
+    # Stop an update early at the first minibatch whose approx_kl (measured before its step, over the
+    # minibatch of every process) exceeds target_kl: its remaining minibatches and epochs are
+    # skipped. CleanRL checks only at the end of each epoch. null = never stop early.
+    target_kl: float | None = checked(None, gt=0)
 
     def check_run(self, config: Any) -> None:
         """`algorithm.num_minibatches` divides the rollout, `algorithm.num_steps` x `env.num_envs`."""
@@ -186,21 +197,17 @@ class PPO(Algorithm):
         self.optimizer = torch.optim.Adam(params, lr=config.learning_rate, eps=config.adam_eps, fused=cuda or None)
         self.scaler = torch.amp.GradScaler("cuda") if self.compute.needs_grad_scaler else None
 
-        # Rollout buffers, [T, N] (obs: [T, N, *obs_shape], uint8 frames stay uint8).
-        device, T, N = self.compute.device, config.num_steps, self.num_envs
-        self.obs = ObsBuffer(policy.observation_space, T, N, device, self.compute.channels_last)
-        self.actions = torch.zeros((T, N), dtype=torch.long, device=device)
-        self.logprobs = torch.zeros((T, N), device=device)
-        self.rewards = torch.zeros((T, N), device=device)
-        self.dones = torch.zeros((T, N), device=device)
-        self.values = torch.zeros((T, N), device=device)
-        # CUDA: each step's rewards and dones pass through pinned host memory, two slots in turn.
-        self.host_step = torch.empty((2, 2, N), pin_memory=True) if cuda else None
-
         self.normalizer = self.make_normalizer()
-        # Data-parallel: truncation bootstraps wait here until the rollout's rewards are normalised.
-        shared = isinstance(self.normalizer, SharedReturnNormalizer)
-        self.bootstraps = torch.zeros((T, N), device=device) if shared else None
+        # Data-parallel: the rollout's rewards are scaled (and clipped) once it is complete.
+        self.scale_at_end = isinstance(self.normalizer, SharedReturnNormalizer)
+        self.rollout = RolloutBuffer(
+            policy.observation_space,
+            config.num_steps,
+            self.num_envs,
+            self.compute.device,
+            self.compute.channels_last,
+            defer_bootstraps=self.scale_at_end,
+        )
         self.episodes = EpisodeTracker()
         if self.distributed:
             broadcast_from_main_(policy.model.state_dict().values())  # every process starts from rank 0's weights
@@ -261,68 +268,38 @@ class PPO(Algorithm):
         return lr
 
     def collect_rollout(self) -> None:
-        """Fill the [T, N] buffers by stepping the env with the current policy."""
+        """Fill the rollout by stepping the env with the current policy: act, step, store."""
         self.policy.eval()
         for step in range(self.config.num_steps):
-            obs = self.obs.write(step, self.next_obs)
+            obs = self.rollout.obs.write(step, self.next_obs)
             action, out = self.policy.act(obs, temperature=1.0, return_model_output=True)
             # The step's one wait for the device: the envs need the actions. Queued after it, the
             # bookkeeping below runs on a GPU while the envs step.
             host_action = action.cpu().numpy()
-            self.actions[step] = action
-            self.logprobs[step] = log_prob_and_entropy(out.logits, action)[0]
-            self.values[step] = out.value
+            self.rollout.add_action(step, action, log_prob_and_entropy(out.logits, action)[0], out.value)
 
             self.next_obs, reward, terminated, truncated, info = self.env.step(host_action)
             done = terminated | truncated
             self.policy.reset(done)
             self.episodes.add(info)
-            if self.normalizer is not None:
-                reward = self.normalizer(reward, done)
-            reward = torch.from_numpy(np.asarray(reward, dtype=np.float32))
-            cut = truncated & ~terminated
-            if cut.any():
-                reward = self.add_bootstrap(step, reward, info, cut)
-            if self.host_step is not None and reward.device.type == "cpu":
-                self.stage_step(step, reward, done)
-            else:
-                self.rewards[step].copy_(reward, non_blocking=True)
-                self.dones[step].copy_(torch.from_numpy(done.astype(np.float32)), non_blocking=True)
+            reward = self.learning_reward(reward, done)
+            cut = truncated & ~terminated  # a time limit, not the game, ended these episodes
+            self.rollout.add_outcome(step, reward, done, self.bootstrap(info, cut) if cut.any() else None)
             self.global_step += self.total_envs
-        if self.bootstraps is not None:
-            self.normalise_rewards()
+        if self.scale_at_end:
+            # Scaled by the running return std over every process's envs (one reduction per rollout).
+            self.rollout.set_rewards(self.clip_reward(self.normalizer.normalise()))
 
-    def stage_step(self, step: int, reward: torch.Tensor, done: np.ndarray) -> None:
-        """CUDA: rewards and dones to the device through pinned memory, without waiting for it.
+    def learning_reward(self, reward: np.ndarray, done: np.ndarray) -> np.ndarray:
+        """A step's rewards as the agent learns from them: scaled by the reward normaliser, then
+        clipped to +-`reward_clip`. Data-parallel normalisation does both at the rollout's end."""
+        if self.normalizer is not None:
+            reward = self.normalizer(reward, done)
+        return reward if self.scale_at_end else self.clip_reward(reward)
 
-        Slot `step % 2` is refilled two steps later, after the next step has waited for its
-        actions, so its copy is done by then.
-        """
-        stage = self.host_step[step % 2]
-        stage[0].copy_(reward)
-        stage[1].copy_(torch.from_numpy(done))
-        self.rewards[step].copy_(stage[0], non_blocking=True)
-        self.dones[step].copy_(stage[1], non_blocking=True)
-
-    def add_bootstrap(self, step: int, reward: torch.Tensor, info: dict, cut: np.ndarray) -> torch.Tensor:
-        """`reward` + `gamma * V(final observation)` where a time limit cut the episode.
-
-        Data-parallel with reward normalisation, the bootstrap is kept aside and added once the
-        rollout's rewards are normalised (`normalise_rewards`), as one process adds it after scaling.
-        """
-        extra = self.bootstrap(info, cut)
-        if self.bootstraps is None:
-            return reward.to(self.compute.device) + extra
-        self.bootstraps[step] = extra
-        return reward
-
-    def normalise_rewards(self) -> None:
-        """Data-parallel: scale the rollout's rewards by the running return std over every process's
-        envs (one reduction per rollout), then add the truncation bootstraps kept aside."""
-        scaled = torch.from_numpy(self.normalizer.normalise())
-        self.rewards.copy_(scaled)
-        self.rewards.add_(self.bootstraps)
-        self.bootstraps.zero_()
+    def clip_reward(self, reward: np.ndarray) -> np.ndarray:
+        limit = self.config.reward_clip
+        return reward if limit is None else np.clip(reward, -limit, limit)
 
     def bootstrap(self, info: dict, cut: np.ndarray) -> torch.Tensor:
         """[N] `gamma * V(final observation)` where a time limit cut the episode (`cut`), else 0."""
@@ -335,34 +312,44 @@ class PPO(Algorithm):
     def compute_advantages(self) -> tuple[torch.Tensor, torch.Tensor]:
         """GAE advantages and returns [T, N] of the collected rollout."""
         next_value = self.policy.value(self.next_obs)
-        cfg = self.config
-        return compute_gae(self.rewards, self.values, self.dones, next_value, cfg.gamma, cfg.gae_lambda)
+        cfg, rollout = self.config, self.rollout
+        return compute_gae(rollout.rewards, rollout.values, rollout.dones, next_value, cfg.gamma, cfg.gae_lambda)
 
     def flatten_rollout(self, advantages: torch.Tensor, returns: torch.Tensor) -> RolloutBatch:
         """The [T, N] rollout as B = T x N rows (views, no copies of the frames)."""
+        rollout = self.rollout
         return RolloutBatch(
-            self.obs.flat(),  # [B, *obs_shape]
-            self.actions.flatten(),  # [B]
-            self.logprobs.flatten(),  # [B]
+            rollout.obs.flat(),  # [B, *obs_shape]
+            rollout.actions.flatten(),  # [B]
+            rollout.logprobs.flatten(),  # [B]
             advantages.flatten(),  # [B]
             returns.flatten(),  # [B]
-            self.values.flatten(),  # [B]
+            rollout.values.flatten(),  # [B]
         )
 
-    def update(self, batch: RolloutBatch) -> dict[str, float]:
-        """`update_epochs` passes of clipped PPO over shuffled minibatches of `batch`; mean stats."""
+    def minibatches(self, batch: RolloutBatch) -> Iterator[tuple[RolloutBatch, torch.Tensor | None]]:
+        """`update_epochs` passes over `batch` in shuffled minibatches, each with the moments that
+        normalise its advantages (over every process when data-parallel, else None: its own)."""
         cfg = self.config
-        self.policy.train()
-        totals = torch.zeros(5, device=self.compute.device)
         global_adv = self.distributed and cfg.norm_adv
         for _ in range(cfg.update_epochs):
             order = torch.randperm(self.batch_size, device=self.compute.device)
             moments = advantage_moments(batch.advantages, order, cfg.num_minibatches) if global_adv else None
             for i, start in enumerate(range(0, self.batch_size, self.minibatch_size)):
-                minibatch = batch[order[start : start + self.minibatch_size]]
-                totals += self.update_minibatch(minibatch, None if moments is None else moments[i])
+                yield batch[order[start : start + self.minibatch_size]], None if moments is None else moments[i]
 
-        num_updates = cfg.update_epochs * cfg.num_minibatches
+    def update(self, batch: RolloutBatch) -> dict[str, float]:
+        """Clipped PPO over the shuffled minibatches of `batch` (until `target_kl`, if set); mean stats."""
+        self.policy.train()
+        totals = torch.zeros(5, device=self.compute.device)
+        num_updates = 0
+        for minibatch, moments in self.minibatches(batch):
+            stats = self.update_minibatch(minibatch, moments)
+            totals += stats
+            num_updates += 1
+            if self.kl_over_target(stats):
+                break
+
         if self.distributed:
             # Statistics a model keeps in buffers (e.g. fitted feature scales) are rank 0's everywhere.
             broadcast_from_main_(self.policy.model.buffers())
@@ -372,8 +359,8 @@ class PPO(Algorithm):
             residual = (batch.returns - batch.values).var()
             explained = torch.where(var_returns > 0, 1 - residual / var_returns, torch.nan)
             summary = torch.cat([totals / num_updates, explained[None]])
-        pg, v, ent, kl, clipfrac, explained = summary.tolist()  # the one host sync of the update
-        return {
+        pg, v, ent, kl, clipfrac, explained = summary.tolist()  # the update's one host sync without target_kl
+        stats = {
             "loss/policy": pg,
             "loss/value": v,
             "loss/entropy": ent,
@@ -381,6 +368,21 @@ class PPO(Algorithm):
             "loss/clip_fraction": clipfrac,
             "loss/explained_variance": explained,
         }
+        if self.config.target_kl is not None:
+            stats["loss/minibatches"] = float(num_updates)  # of update_epochs x num_minibatches
+        return stats
+
+    def kl_over_target(self, stats: torch.Tensor) -> bool:
+        """Whether a minibatch's approx_kl (of its `stats`) exceeds `target_kl`, the mean over every
+        process when data-parallel, so that all stop at the same minibatch. Never without
+        `target_kl`; with it, one host sync per minibatch."""
+        target = self.config.target_kl
+        if target is None:
+            return False
+        approx_kl = stats[3]
+        if self.distributed:
+            approx_kl = global_mean(approx_kl, self.ctx.world_size, "the minibatch's approx_kl")
+        return approx_kl.item() > target
 
     def update_minibatch(self, mb: RolloutBatch, adv_moments: torch.Tensor | None = None) -> torch.Tensor:
         """One gradient step on a minibatch; returns its stats as a device tensor (no host sync).

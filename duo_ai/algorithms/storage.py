@@ -1,11 +1,14 @@
-"""Rollout storage for observations, on the training device, in the env's own dtype.
+"""Rollout storage on the training device: how a rollout's data gets there, apart from the RL step.
 
-Frames stay uint8 (the model scales them), so the standard recipe's 256 x 64 rollout of
-3x64x64 frames takes 201 MB rather than 805 MB of float32. Image buffers are laid out
-channels-last in memory, matching what Procgen delivers and what channels-last convs want.
+`RolloutBuffer` holds PPO's [T, N] rollout (observations, actions, log-probabilities, rewards,
+dones, values); `ObsBuffer` its observations, in the env's own dtype. Frames stay uint8 (the model
+scales them), so the standard recipe's 256 x 64 rollout of 3x64x64 frames takes 201 MB rather than
+805 MB of float32. Image buffers are laid out channels-last in memory, matching what Procgen
+delivers and what channels-last convs want.
 
-On a CUDA device each step's frames pass through pinned (page-locked) host buffers, two used in
-turn, so the host-to-device copy is a true asynchronous DMA that never waits on the GPU.
+On a CUDA device each step's frames, rewards and dones pass through pinned (page-locked) host
+buffers, two used in turn, so the host-to-device copy is a true asynchronous DMA that never waits
+on the GPU.
 """
 
 from __future__ import annotations
@@ -85,6 +88,78 @@ class ObsBuffer:
     def nbytes(self) -> int:
         tensors = self.data.values() if isinstance(self.data, dict) else [self.data]
         return sum(t.numel() * t.element_size() for t in tensors)
+
+
+class RolloutBuffer:
+    """PPO's rollout of `num_steps` (T) steps of `num_envs` (N) envs: [T, N] tensors on `device`.
+
+    A step is stored in two calls, `add_action` (what the policy chose, queued on the device) and
+    `add_outcome` (what the env gave back, from the host). With `defer_bootstraps` (data-parallel
+    reward normalisation, which scales a rollout's rewards only once it is complete) the truncation
+    bootstraps are kept aside until `set_rewards` writes the scaled rewards, then added.
+    """
+
+    def __init__(
+        self,
+        observation_space: gym.Space,
+        num_steps: int,
+        num_envs: int,
+        device: torch.device,
+        channels_last: bool,
+        defer_bootstraps: bool = False,
+    ) -> None:
+        T, N = num_steps, num_envs
+        self.device = device
+        self.obs = ObsBuffer(observation_space, T, N, device, channels_last)  # [T, N, *obs_shape]
+        self.actions = torch.zeros((T, N), dtype=torch.long, device=device)
+        self.logprobs = torch.zeros((T, N), device=device)
+        self.rewards = torch.zeros((T, N), device=device)
+        self.dones = torch.zeros((T, N), device=device)
+        self.values = torch.zeros((T, N), device=device)
+        # CUDA: each step's rewards and dones pass through pinned host memory, two slots in turn.
+        self.host_step = torch.empty((2, 2, N), pin_memory=True) if device.type == "cuda" else None
+        self.bootstraps = torch.zeros((T, N), device=device) if defer_bootstraps else None
+
+    def add_action(self, step: int, action: torch.Tensor, logprob: torch.Tensor, value: torch.Tensor) -> None:
+        """The actions taken at `step`, their log-probabilities and the values of the observations."""
+        self.actions[step] = action
+        self.logprobs[step] = logprob
+        self.values[step] = value
+
+    def add_outcome(
+        self, step: int, reward: np.ndarray, done: np.ndarray, bootstrap: torch.Tensor | None = None
+    ) -> None:
+        """The rewards and dones of `step`; `bootstrap` [N] (on the device, if any env's episode was
+        cut by a time limit) is added to the rewards, at once or, deferred, by `set_rewards`."""
+        reward = torch.from_numpy(np.asarray(reward, dtype=np.float32))
+        if bootstrap is not None:
+            if self.bootstraps is None:
+                reward = reward.to(self.device) + bootstrap
+            else:
+                self.bootstraps[step] = bootstrap
+        if self.host_step is not None and reward.device.type == "cpu":
+            self.stage(step, reward, done)
+        else:
+            self.rewards[step].copy_(reward, non_blocking=True)
+            self.dones[step].copy_(torch.from_numpy(done.astype(np.float32)), non_blocking=True)
+
+    def stage(self, step: int, reward: torch.Tensor, done: np.ndarray) -> None:
+        """CUDA: rewards and dones to the device through pinned memory, without waiting for it.
+
+        Slot `step % 2` is refilled two steps later, after the next step has waited for its
+        actions, so its copy is done by then.
+        """
+        stage = self.host_step[step % 2]
+        stage[0].copy_(reward)
+        stage[1].copy_(torch.from_numpy(done))
+        self.rewards[step].copy_(stage[0], non_blocking=True)
+        self.dones[step].copy_(stage[1], non_blocking=True)
+
+    def set_rewards(self, rewards: np.ndarray) -> None:
+        """Deferred bootstraps: the rollout's scaled rewards [T, N], plus the bootstraps kept aside."""
+        self.rewards.copy_(torch.from_numpy(rewards))
+        self.rewards.add_(self.bootstraps)
+        self.bootstraps.zero_()
 
 
 def index_obs(obs: Any, idx: torch.Tensor) -> Any:
