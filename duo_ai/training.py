@@ -12,6 +12,11 @@ process writes files. The folder is checked and opened by `duo_ai.runs.RunFolder
         trainer.run()                  # iterate until the algorithm is done, evaluate, summarise
                                        # leaving the block closes display, TensorBoard and envs
 
+`Trainer(config, callbacks=[...])` calls each callback's `on_iteration(trainer, stats)` after every
+iteration (`TrainerCallback`): it may log a scalar of its own (`trainer.log_scalar`) and stop the
+run by returning False, which ends it as a finished run ends (evaluated, `last.ckpt` saved,
+`summary.json` written), and `--resume` can continue it.
+
 Exact resume: every checkpoint is taken between iterations and holds the whole state (weights,
 the algorithm's state with the games in flight, every RNG), and the state at the last iteration
 boundary is what an interrupted run saves, so `--resume` continues as if never stopped.
@@ -24,12 +29,14 @@ it); at each iteration boundary it gathers every process's own state (envs, epis
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 
@@ -39,7 +46,14 @@ from duo_ai.coordination.setup import embed_agents
 from duo_ai.core import distributed
 from duo_ai.core.checkpoint import CheckpointStore, load_checkpoint, save_checkpoint
 from duo_ai.core.compute import resolve_device
-from duo_ai.core.distributed import ProcessContext, gather_to_main, on_main, scatter_from_main, wait_for_main
+from duo_ai.core.distributed import (
+    ProcessContext,
+    broadcast_object,
+    gather_to_main,
+    on_main,
+    scatter_from_main,
+    wait_for_main,
+)
 from duo_ai.core.errors import CheckpointError, ConfigError, TrainingDiverged
 from duo_ai.core.files import atomic_write_text
 from duo_ai.core.rng import get_rng_state, isolated_rng, set_rng_state
@@ -48,11 +62,30 @@ from duo_ai.logger import RunLogger, console
 from duo_ai.runs import RunFolder, check_checkpoint_config, run_info
 
 
+class TrainerCallback(Protocol):
+    """What `Trainer(config, callbacks=[...])` calls after each iteration (like SB3's `callback.on_step`).
+
+    `on_iteration` receives the trainer and the iteration's stats (TensorBoard names, e.g.
+    `charts/episode_return`, `loss/approx_kl`), after they are logged and the iteration's state is
+    taken (and saved, at `save_freq`). Returning False stops the run after this iteration; True or
+    None goes on. Data-parallel, it runs in every process and rank 0's answer is every process's.
+    """
+
+    def on_iteration(self, trainer: Trainer, stats: dict[str, float]) -> bool | None: ...
+
+
 class Trainer:
     """Owns one run: its parts (env, policy, algorithm), the logger and the checkpoints."""
 
-    def __init__(self, config: Config, resume: bool = False, show_progress: bool = True) -> None:
+    def __init__(
+        self,
+        config: Config,
+        resume: bool = False,
+        show_progress: bool = True,
+        callbacks: Sequence[TrainerCallback] = (),
+    ) -> None:
         self.config = config
+        self.callbacks = list(callbacks)
         self.ctx = ProcessContext.from_env()
         self.run_dir = Path(config.experiments_dir) / config.name
         self.store = CheckpointStore(self.run_dir, config.keep_checkpoints)
@@ -64,32 +97,22 @@ class Trainer:
         # game, split or agent fails before any folder is touched.
         validate(config)
         check_world_size(config, self.ctx.world_size)
-        self.join_job()
-        # Messages of the build (e.g. the coordination set-up) reach train.log once it exists.
-        early: list[str] = []
-        try:
+        # What is opened below is closed again, in reverse order, if a later step fails; once the
+        # trainer is built, closing is `close()`'s (leaving the `with` block).
+        with contextlib.ExitStack() as undo:
+            undo.callback(distributed.stop)  # a no-op where no process group was started
+            self.join_job()
+            # Messages of the build (e.g. the coordination set-up) reach train.log once it exists.
+            early: list[str] = []
             self.folder = on_main(self.ctx, lambda: RunFolder(config, resume))
+            undo.callback(self.restore_replaced_run)  # the folder's lock, the run it replaced
             agents = self.embedded_agents() if resume else None
             self.parts = build_run(config, self.ctx, log=early.append, agents=agents)
-        except BaseException:
-            distributed.stop()
-            raise
-        if self.ctx.distributed:  # what the build resolved into the config (a coordination run's base penalty)
-            try:
+            undo.callback(self.parts.close)
+            if self.ctx.distributed:  # what the build resolved into the config (a coordination run's base penalty)
                 distributed.check_same_config(self.ctx, config_to_yaml(config), " after building")
-            except BaseException:
-                self.parts.close()
-                distributed.stop()
-                raise
-        try:
-            state = self.start(resume, show_progress, early)
-        except BaseException:
-            if hasattr(self, "logger"):
-                self.logger.close()
-            self.parts.close()
-            self.restore_replaced_run()
-            distributed.stop()
-            raise
+            state = self.start(resume, show_progress, early, undo)
+            undo.pop_all()
         if state is not None:
             set_rng_state(state["rng"])  # last, after everything that draws random numbers while building
         coordination = self.parts.make_env.coordination
@@ -112,20 +135,22 @@ class Trainer:
             return
         device = resolve_device(device_name(self.config, self.ctx))
         distributed.start(self.ctx, device, self.config.distributed_timeout_s)
-        try:
-            distributed.check_same_config(self.ctx, config_to_yaml(self.config))
-        except BaseException:
-            distributed.stop()
-            raise
+        distributed.check_same_config(self.ctx, config_to_yaml(self.config))
 
-    def start(self, resume: bool, show_progress: bool, early: list[str]) -> dict[str, Any] | None:
-        """Restore a resumed run, open the run folder and its logger (rank 0); returns the restored state."""
+    def start(
+        self, resume: bool, show_progress: bool, early: list[str], undo: contextlib.ExitStack
+    ) -> dict[str, Any] | None:
+        """Restore a resumed run, open the run folder and its logger (rank 0); returns the restored state.
+
+        The logger's closing goes on `undo`, for a failure before the trainer is built.
+        """
         state = self.restore(early) if resume else None
         self.finished = resume and self.parts.algorithm.done
         enabled = self.ctx.is_main and not self.finished
         on_main(self.ctx, lambda: self.folder.open(early.append) if enabled else None)
         resume_step = None if state is None else self.parts.algorithm.global_step
         self.logger = RunLogger(self.run_dir, self.config, show_progress, enabled, resume_step=resume_step)
+        undo.callback(self.logger.close)
         for message in early:
             self.logger.info(message)
         if enabled:
@@ -270,6 +295,8 @@ class Trainer:
                 self.take_snapshot()
                 if freq.save_freq > 0 and it % freq.save_freq == 0:
                     self.save_snapshot()
+                if self.callbacks_say_stop(stats):
+                    break
         except KeyboardInterrupt:
             # The state of the last finished iteration: a step counter never counts untrained steps.
             self.save_snapshot()
@@ -282,6 +309,27 @@ class Trainer:
             self.take_snapshot()
         self.save_snapshot()
         return self.finish(results)
+
+    def callbacks_say_stop(self, stats: dict[str, float]) -> bool:
+        """Call every callback on this iteration; whether one returned False (rank 0's answer when data-parallel)."""
+        if not self.callbacks:
+            return False
+        answers = [callback.on_iteration(self, stats) for callback in self.callbacks]
+        stop = any(answer is not None and not answer for answer in answers)  # False, or numpy's
+        if self.ctx.distributed:
+            stop = broadcast_object(stop, "rank 0's callbacks' answer")
+        if stop:
+            algo = self.parts.algorithm
+            self.logger.info(
+                f"stopped by a callback after iteration {algo.iteration} of {algo.num_iterations} "
+                f"(step {algo.global_step:,}); --resume continues the run"
+            )
+        return stop
+
+    def log_scalar(self, key: str, value: float) -> None:
+        """Log a scalar of one's own (a callback's, say `custom/best_return`) to TensorBoard and
+        train.log at the current step; only rank 0 writes."""
+        self.logger.log_scalar(key, value, self.parts.algorithm.global_step)
 
     def stop_if_diverged(self, stats: dict[str, float]) -> None:
         """Stop at the first iteration that left a weight NaN or infinite, keeping the last finite state.
