@@ -1,6 +1,7 @@
 """`duo-ai bench` in its small mode: a real (tiny) coinrun workload, every report field present and sane.
 
-Speeds are reported by the bench, never asserted here: only that they are positive and finite.
+Speeds are reported by the bench, never asserted here: only that they are positive and finite, and
+that each is the steps it counts over the time it measured.
 """
 
 from __future__ import annotations
@@ -49,6 +50,22 @@ def test_bench_small_mode_writes_every_field(tmp_path):
     assert report["baseline_settings"]["precision"] == "fp32" and report["baseline_settings"]["compile"] is False
     # uint8 frames: 16 steps x 4 envs x 3x64x64 bytes.
     assert report["rollout_storage_mb"] == pytest.approx(16 * 4 * 3 * 64 * 64 / 1e6)
+
+    # Each speed is the steps of its workload over the seconds it reports: 64 steps an iteration.
+    for loop in (report["loop"], report["baseline_loop"]):
+        assert loop["sps"] == pytest.approx(64 / loop["seconds_per_iteration"])
+        assert loop["per_process_sps"] == loop["sps"]  # one process
+        # The rollout and the update are timed inside the iteration, which also holds the rest.
+        assert (
+            loop["rollout_seconds_per_iteration"] + loop["update_seconds_per_iteration"]
+            <= loop["seconds_per_iteration"]
+        )
+    assert report["train_sps"] == report["loop"]["sps"] and report["baseline_sps"] == report["baseline_loop"]["sps"]
+    bound = report["bound"]
+    # The bound: 16 inference calls (one per rollout step) plus the update, for the same 64 steps.
+    inference = 16 * bound["inference_ms_per_step"] / 1000
+    assert bound["bound_seconds_per_iteration"] == pytest.approx(inference + bound["update_seconds_per_iteration"])
+    assert report["bound_sps"] == pytest.approx(64 / bound["bound_seconds_per_iteration"])
 
 
 def test_bench_rejects_a_bad_workload():

@@ -114,8 +114,16 @@ def test_temperature_sampling_follows_softmax():
         sample_actions(logits, -0.5)
 
 
-def test_reset_accepts_done_mask(policy):
-    policy.reset(np.array([True, False, True, False]))
+def test_reset_at_episode_ends_changes_nothing_of_a_stateless_policy(policy, procgen_env):
+    """The PPO models keep no state between steps: a reset of some envs leaves weights and actions as they were."""
+    obs, _ = procgen_env.reset(seed=4)
+    params = policy.get_params()
+    action, out = policy.act(obs, temperature=0, return_model_output=True)
+    assert policy.reset(np.array([True, False, True, False])) is None
+    again, out_again = policy.act(obs, temperature=0, return_model_output=True)
+    assert torch.equal(action, again) and torch.equal(out.logits, out_again.logits)
+    assert torch.equal(out.value, out_again.value)
+    assert all(torch.equal(value, policy.get_params()[key]) for key, value in params.items())
 
 
 def test_params_round_trip_bit_for_bit(policy, procgen_env):
