@@ -19,9 +19,8 @@ import torch
 
 from duo_ai.coordination.baselines.base import CoordinationPolicy
 from duo_ai.coordination.sweep import reprice
-from duo_ai.core.algorithm import Algorithm, AlgorithmConfig, EnvFactory
+from duo_ai.core.algorithm import Algorithm, AlgorithmConfig
 from duo_ai.core.checks import checked
-from duo_ai.core.distributed import ProcessContext
 from duo_ai.core.errors import ConfigError
 from duo_ai.core.policy import Policy
 from duo_ai.core.registry import ALGORITHMS, POLICIES
@@ -86,21 +85,14 @@ class Calibrate(Algorithm):
 
     config_cls = CalibrateConfig
 
-    def __init__(
-        self,
-        config: CalibrateConfig,
-        policy: Policy,
-        env: gym.vector.VectorEnv,
-        seed: int = 0,
-        make_env: EnvFactory | None = None,
-        ctx: ProcessContext | None = None,
-    ) -> None:
+    def __init__(self, config: CalibrateConfig, policy: Policy, *args: Any, **kwargs: Any) -> None:
+        """`args`, `kwargs`: the env, seed, env factory and process context, as `Algorithm` takes them."""
         if not isinstance(policy, CoordinationPolicy):
             raise ConfigError(
                 f"algorithm calibrate sets up baseline coordinators ({', '.join(baseline_names())}), "
                 f"not {type(policy).__name__}; train a ppo policy with algorithm.name=ppo"
             )
-        super().__init__(config, policy, env, seed, make_env, ctx)
+        super().__init__(config, policy, *args, **kwargs)
         self.num_iterations = 0 if policy.param is None else 1 + policy.num_candidates()
         # The sweep as it runs: candidates, their validation rewards and expert fractions, the choice.
         self.calibration: dict[str, Any] = {"param": policy.param, "split": config.split}
