@@ -17,7 +17,7 @@ from duo_ai.core.errors import ConfigError
 from duo_ai.logger import EVAL_COLUMNS, PROGRESS_COLUMNS, CsvLog
 from duo_ai.reports import require
 from duo_ai.reports.plot import build_series
-from duo_ai.reports.runs import group_runs, load_runs
+from duo_ai.reports.records import group_runs, load_runs
 from duo_ai.reports.stats import bootstrap_ci, interval, iqm
 from duo_ai_cli.main import app
 from tests.conftest import TINY, train_tiny

@@ -16,7 +16,7 @@ from typing import Any
 from duo_ai.core.errors import ConfigError
 from duo_ai.core.files import atomic_write_text
 from duo_ai.reports import check_output
-from duo_ai.reports.runs import Group, Run, group_runs, load_runs
+from duo_ai.reports.records import Group, Run, group_runs, load_runs
 from duo_ai.reports.stats import AGGREGATES, interval
 
 # Metrics reported besides the reward, when every run of a group has them.

@@ -18,7 +18,7 @@ from duo_ai.core.errors import ConfigError
 from duo_ai.core.files import atomic_write
 from duo_ai.logger import EVAL_COLUMNS, PROGRESS_COLUMNS
 from duo_ai.reports import check_output, require
-from duo_ai.reports.runs import Group, Run, group_runs, load_runs
+from duo_ai.reports.records import Group, Run, group_runs, load_runs
 from duo_ai.reports.stats import AGGREGATES, bootstrap_ci
 
 SUFFIXES = (".png", ".svg")

@@ -1,4 +1,8 @@
-"""Reading run folders written by `duo-ai train`, and grouping runs that differ only in their seed."""
+"""Reading the records a run folder keeps (`config.yaml`, `progress.csv`, `eval.csv`, `summary.json`),
+and grouping runs that differ only in their seed: what `plot` and `compare` look at.
+
+Writing and guarding run folders (locks, `--resume`, what ran) is `duo_ai.runs`; this module only reads.
+"""
 
 from __future__ import annotations
 
