@@ -9,6 +9,7 @@ from duo_ai.build import config_from_checkpoint
 from duo_ai.config import MAX_EPISODES, Config
 from duo_ai.coordination.config import is_coordination_run
 from duo_ai.coordination.sweep import cost_sweep
+from duo_ai.core.checkpoint import DIGEST
 from duo_ai.core.checks import INT32_MAX, Rule, check_options
 from duo_ai.core.errors import ConfigError
 from duo_ai.evaluation import evaluate
@@ -69,6 +70,7 @@ def evaluate_checkpoint(
     metrics.update(
         {
             "checkpoint": playing.checkpoint,
+            "checkpoint_sha256": playing.payload.get(DIGEST),
             "global_step": int(playing.payload.get("global_step", 0)),
             "env": playing.task,
             "seed": playing.seed,

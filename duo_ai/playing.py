@@ -24,14 +24,6 @@ from duo_ai.evaluation import level_sampling_seed
 Log = Callable[[str], None]
 
 
-def embedded_agents(payload: dict[str, Any], overrides: list[str]) -> dict | None:
-    """The novice and expert a coordinator's checkpoint carries, unless an override names an agent file
-    (`train_expert=...`): then every agent comes from the files the config names, as given (the
-    run's log says which files were read)."""
-    named = [key for key in (o.split("=", 1)[0].strip() for o in overrides) if key in AGENT_KEYS]
-    return None if named and payload.get("agents") else payload.get("agents")
-
-
 def check_coordination_overrides(checkpoint: str, config: Config, overrides: list[str]) -> None:
     """Refuse coordination settings (`--cost-weight`, `coordination.*`, agent files) for a base agent:
     they would be silently ignored."""
@@ -138,7 +130,7 @@ def load_for_playing(
     seed = config.seed if seed is None else seed
     seed_everything(seed)
     compute = compute_from(config)
-    make = env_maker(config, compute, log, split=split, agents=embedded_agents(payload, list(overrides)))
+    make = env_maker(config, compute, log, split=split, agents=payload.get("agents"))
     env = make(split, num_envs or min(ev.num_envs, episodes))
     try:
         policy, notes = load_policy(config, payload, env, compute, log)

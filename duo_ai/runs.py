@@ -258,7 +258,7 @@ def resume_config(run_dir: str | os.PathLike, overrides: list[str]) -> tuple[Con
         run_dir = run_dir.resolve()
     stored = load_config(run_dir / "config.yaml")
     config = load_config(run_dir / "config.yaml", overrides)
-    before, after = _flatten(config_to_dict(stored)), _flatten(config_to_dict(config))
+    before, after = flatten(config_to_dict(stored)), flatten(config_to_dict(config))
     changes = [(key, before.get(key), after.get(key)) for key in after.keys() | before.keys()]
     changes = sorted((key, old, new) for key, old, new in changes if old != new)
     for key, old, new in changes:
@@ -274,7 +274,7 @@ SAME_ON_RESUME = ("env.", "policy.", "algorithm.name")
 
 def check_checkpoint_config(path: Path, saved: dict[str, Any], config: Config) -> None:
     """Refuse to resume from a checkpoint whose own config differs from the run's in what it trained."""
-    before, now = _flatten(saved), _flatten(config_to_dict(config))
+    before, now = flatten(saved), flatten(config_to_dict(config))
     for key in sorted(before.keys() & now.keys()):
         if key.startswith(SAME_ON_RESUME) and not _resumable(key) and before[key] != now[key]:
             raise ConfigError(
@@ -308,11 +308,11 @@ def _check_resumable(run_dir: Path, key: str, old: Any, new: Any) -> None:
         )
 
 
-def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     flat: dict[str, Any] = {}
     for key, value in data.items():
         if isinstance(value, dict):
-            flat.update(_flatten(value, f"{prefix}{key}."))
+            flat.update(flatten(value, f"{prefix}{key}."))
         else:
             flat[f"{prefix}{key}"] = value
     return flat

@@ -460,6 +460,20 @@ def test_an_agent_override_of_a_coordinator_that_carries_its_agents_is_applied(t
     assert_user_error(result, "train_expert on procgen/bigfish")
 
 
+def test_a_coordinator_refuses_a_train_agent_it_was_not_trained_with(tmp_path_factory, tmp_path):
+    from tests.coord_fixtures import agent_checkpoints, always_coordinators
+
+    coordinator = always_coordinators(tmp_path_factory)["novice"]
+    agents = agent_checkpoints(tmp_path_factory)
+    copy = tmp_path / "same_novice.ckpt"  # the same agent at another path is fine
+    shutil.copy(agents["novice"], copy)
+    assert cli("eval", "--checkpoint", coordinator, "-n", "1", f"train_novice={copy}").exit_code == 0
+    result = cli("eval", "--checkpoint", coordinator, "-n", "1", f"train_novice={agents['expert']}")
+    assert_user_error(result, f"train_novice={agents['expert']} is not the train_novice this coordinator was trained")
+    # Another test-time pair is how a coordinator is evaluated elsewhere: allowed.
+    assert cli("eval", "--checkpoint", coordinator, "-n", "1", f"test_novice={agents['expert']}").exit_code == 0
+
+
 def test_bench_of_an_unknown_game_prints_only_the_error(root):
     refused(root, ["bench", "--game", "nosuch"], "unknown Procgen game 'nosuch'")
 

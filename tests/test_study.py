@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shutil
 import subprocess
 import sys
 import typing
@@ -135,6 +136,21 @@ def test_smoke_study_runs_the_whole_protocol(tmp_path):
     assert yaml.safe_load((out / "study.yaml").read_text())["jobs"] == 1
     assert [yaml.safe_load(p.read_text())["jobs"] for p in out.glob("study_*.yaml")] == [2]
 
+    # A rerun that would mix runs or evaluations made otherwise is refused before any work.
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
+    rerun = ["study", *smoke]
+    assert_user_error(cli(*rerun, "evaluation.episodes=6"), "holds num_episodes=4", "asks for num_episodes=6")
+    assert_user_error(
+        cli(*rerun, "ppo.overrides=[algorithm.learning_rate=0.001]"), "/ppo_w", "was made with algorithm."
+    )
+    assert_user_error(cli(*rerun, "agents.novice.steps=256"), "novice was made with algorithm.total_timesteps=")
+    (out / "novice" / "last.ckpt").unlink()  # a hard link to its rolling checkpoint: replaced, not written into
+    shutil.copy(out / "expert" / "last.ckpt", out / "novice" / "last.ckpt")  # another novice between two runs
+    assert_user_error(cli(*rerun), "was trained with another train_novice than", "weights differ")
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file() and p.name != "last.ckpt"} == {
+        p: t for p, t in before.items() if p.name != "last.ckpt"
+    }
+
 
 @pytest.mark.slow  # trains the smoke study's two agents and evaluates them
 def test_the_wrapper_maps_its_flags_and_stops_after_the_gate(tmp_path):
@@ -169,9 +185,9 @@ def test_the_wrapper_maps_its_flags_and_stops_after_the_gate(tmp_path):
         (["--jobs", "0"], ["jobs=0", ">= 1"]),
         (["--jobs", "two"], ["'jobs'", "'two'"]),
         (["evaluation.auc_episodes=x"], ["evaluation.auc_episodes", "'x'"]),
-        (["evaluation.auc_episodes=0"], ["evaluation.auc_episodes=0", ">= 1"]),
-        (["evaluation.episodes=-4"], ["evaluation.episodes=-4", ">= 1"]),
-        (["evaluation.confirm_episodes=-5"], ["evaluation.confirm_episodes=-5", ">= 0"]),
+        (["evaluation.auc_episodes=0"], ["evaluation.auc_episodes=0", "[1, 1000000]"]),
+        (["evaluation.episodes=-4"], ["evaluation.episodes=-4", "[1, 1000000]"]),
+        (["evaluation.confirm_episodes=-5"], ["evaluation.confirm_episodes=-5", "[0, 1000000]"]),
         (["evaluation.confirm_seed=1"], ["evaluation.confirm_seed must differ from evaluation.seed=1"]),
         (["bogus=1"], ["unknown study key 'bogus'"]),
         (["agents.novice.stepz=5"], ["unknown study key 'agents.novice.stepz'"]),
@@ -197,11 +213,34 @@ def test_the_wrapper_maps_its_flags_and_stops_after_the_gate(tmp_path):
         (["ppo.overrides=[algorithm.bogus=1]"], ["run ppo_w1", "algorithm.bogus"]),
         (["methods.random.grid=[policy.candidates=2]"], ["run random", "policy.candidates"]),
         (["compute.precision=fp8"], ["compute.precision='fp8'"]),
+        # Every evaluation job's settings, every given checkpoint and every run's model, before the first job.
+        (["evaluation.episodes=2000000"], ["evaluation.episodes=2000000", "[1, 1000000]"]),
+        (["evaluation.seed=99999999999999"], ["evaluation.seed=99999999999999", "2**31-1"]),
+        (["agents.novice.config=procgen_ppo"], ["run novice (procgen_ppo)", "is a coordinator's"]),
+        (
+            [f"agents.novice.checkpoint={ROOT}/results/minigrid_distshift/random/last.ckpt"],
+            ["a coordinator checkpoint"],
+        ),
+        (
+            [f"agents.novice.checkpoint={ROOT}/results/minigrid_distshift/ood/last.ckpt", "game=starpilot"],
+            ["a coordinator checkpoint"],
+        ),  # fmt: skip
+        (
+            ["coordination.overrides=[train_expert=/etc/passwd]"],
+            ["train_expert: /etc/passwd is not a duo-ai checkpoint"],
+        ),
     ],
 )
 def test_a_bad_study_is_refused_in_one_line_before_any_work(tmp_path, args, fragments):
     out = tmp_path / "study"
     assert_user_error(cli("study", "procgen_smoke", "--out", out, *args), *fragments)
+    assert not out.exists()
+
+
+def test_an_agent_of_another_game_is_refused_before_any_work(tmp_path, tiny_run):
+    out = tmp_path / "study"
+    result = cli("study", "procgen_smoke", "--out", out, f"agents.expert.checkpoint={tiny_run}/last.ckpt")
+    assert_user_error(result, "trained on procgen/starpilot, but the study plays procgen/coinrun")
     assert not out.exists()
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
+import torch
 
 from duo_ai.coordination.config import AGENT_KEYS, is_coordination_run
 from duo_ai.core.checkpoint import load_checkpoint, resolve_checkpoint_path
@@ -58,6 +59,25 @@ def game_of(env: dict[str, Any] | EnvConfig) -> str:
         return env_family(cfg).game(cfg)
     except ConfigError:  # an env family this version does not know
         return f"{cfg.name}/{cfg.task}"
+
+
+def same_weights(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Whether two agents' `model_state_dict`s hold the same tensors (the same agent, wherever stored)."""
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def check_trained_with(embedded: dict[str, dict[str, Any]], agents: dict[str, AgentCheckpoint]) -> None:
+    """A coordinator learned around its training pair: other train_novice/train_expert weights than
+    the ones it carries are refused (other test_novice/test_expert are how it is evaluated elsewhere)."""
+    for key in ("train_novice", "train_expert"):
+        carried, given = embedded.get(key), agents.get(key)
+        if carried is None or given is None:
+            continue
+        if not same_weights(carried["model_state_dict"], given.payload.get("model_state_dict") or {}):
+            raise ConfigError(
+                f"{key}={given.path} is not the {key} this coordinator was trained with ({carried['path']}); "
+                "evaluate it with its own, or set test_novice/test_expert to play the test splits with other agents"
+            )
 
 
 def read_agents(config: Any) -> dict[str, AgentCheckpoint]:

@@ -16,7 +16,14 @@ from typing import Any
 
 import gymnasium as gym
 
-from duo_ai.coordination.agents import AgentCheckpoint, build_agent, game_of, read_agents, resolve_agent_paths
+from duo_ai.coordination.agents import (
+    AgentCheckpoint,
+    build_agent,
+    check_trained_with,
+    game_of,
+    read_agents,
+    resolve_agent_paths,
+)
 from duo_ai.coordination.config import AGENT_KEYS, CoordinationConfig, is_coordination_run
 from duo_ai.coordination.env import CoordinationEnv
 from duo_ai.coordination.penalty import resolve_base_penalty
@@ -75,7 +82,8 @@ def setup_coordination(
     `spaces_env` is any base env of the run's game (the agents read their spaces from it).
     `embedded`: the agents stored in a coordinator's checkpoint (`embed_agents`), used instead of
     the checkpoint files the config names, so a coordinator works after those are moved or deleted;
-    unless the config names other agents (e.g. an override of `train_novice`): then those files.
+    unless the config names other agent files (an override of `test_novice`, say): then those files,
+    where train_novice/train_expert must hold the agents it was trained with.
     """
     if not is_coordination_run(config):
         return None
@@ -86,6 +94,8 @@ def setup_coordination(
     else:
         resolve_agent_paths(config)
         checkpoints = read_agents(config)
+        if embedded:
+            check_trained_with(embedded, checkpoints)
     agents = {key: build_agent(checkpoints[key], spaces_env, compute) for key in AGENT_KEYS if key in checkpoints}
     agent_envs = {key: (c.payload.get("config") or {}).get("env") for key, c in checkpoints.items()}
     coordination = Coordination(config.coordination, agents, base_penalty=0.0, agent_envs=agent_envs)

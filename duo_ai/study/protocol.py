@@ -25,11 +25,16 @@ from pathlib import Path
 
 import yaml
 
-from duo_ai.config import load_config
+from duo_ai.config import Config, load_config
+from duo_ai.coordination.agents import game_of, read_agent_checkpoint
+from duo_ai.coordination.config import AGENT_KEYS
 from duo_ai.core.errors import ConfigError
 from duo_ai.core.files import atomic_write_text, check_name_lengths, check_output_file, refuse_special
+from duo_ai.envs import EnvConfig
+from duo_ai.models.coordinator import is_coordinator_model
 from duo_ai.runs import release_lock, take_lock
 from duo_ai.study.jobs import Output, Pool
+from duo_ai.study.reuse import agent_weights, check_agents, check_evaluation, check_run
 from duo_ai.study.schema import ALWAYS, GATE, Study, study_to_yaml, weight_name
 
 # PPO's start at random's rate is kept within this range so that it still tries both agents (a few
@@ -124,22 +129,84 @@ class Protocol:
         return s.ppo.seeds if weight in evaluated else s.ppo.seeds[:1]
 
     def check_runs(self) -> None:
-        """Every run's config loads (keys, values, files), before any work: one line naming the run."""
+        """Every run's config loads (keys, values, files), every agent checkpoint given is an agent of
+        the study's game, and every run or evaluation already in the folder is what the study would
+        make now (`duo_ai.study.reuse`): all before any work, each problem one line."""
         placeholder = ["policy.model.expert_prob_init=0.5"] if self.study.ppo.start == "random" else []
+        derived = ("policy.model.expert_prob_init",) if placeholder else ()
+        self.check_given_agents()
+        agents = {key: (path, agent_weights(path)) for key, path in self.coordination_agents().items()}
         runs = [*self.agent_runs(), *map(self.baseline_run, self.study.baselines)]
-        runs += [self.ppo_run(w, placeholder, seed) for w in self.study.ppo_weights for seed in self.ppo_seeds(w)]
-        for name, config, overrides in runs:
-            try:
-                resolved = load_config(config, [f"name={name}", *self.common, *overrides])
-            except ConfigError as e:
-                raise ConfigError(f"run {name} ({config} with the study's overrides): {e}") from None
-            if self.study.setting == "realistic" and name in ("sim_novice", "novice"):
-                self.check_off_test_environment(name, resolved.env.task)
-        if self.study.setting == "realistic":
+        ppo = [self.ppo_run(w, placeholder, seed) for w in self.study.ppo_weights for seed in self.ppo_seeds(w)]
+        for name, config, overrides in [*runs, *ppo]:
+            resolved = self.resolve(name, config, overrides)
+            check_run(self.out / name, resolved, derived if (name, config, overrides) in ppo else ())
+            if name not in self.study.roles:
+                check_agents(self.out / name, agents)
+        self.check_evaluations()
+
+    def resolve(self, name: str, config: str, overrides: list[str]) -> Config:
+        """The config run `name` will train with; one line naming the run if it cannot."""
+        try:
+            resolved = load_config(config, [f"name={name}", *self.common, *overrides])
+        except ConfigError as e:
+            raise ConfigError(f"run {name} ({config} with the study's overrides): {e}") from None
+        if self.study.setting == "realistic" and name in ("sim_novice", "novice"):
+            self.check_off_test_environment(name, resolved.env.task)
+        model = getattr(getattr(resolved.policy, "model", None), "name", None)
+        if name in self.study.roles and is_coordinator_model(model):
+            raise ConfigError(
+                f"run {name} ({config}): its model {model} is a coordinator's; agents.{name}.config must train "
+                "a game-playing agent (procgen_agent, minigrid_agent)"
+            )
+        return resolved
+
+    def check_given_agents(self) -> None:
+        """Each agent checkpoint the study is given (agents.<role>.checkpoint, or an agent file in
+        coordination.overrides) is read now: a base agent of the study's suite, and in the realistic
+        setting the train environment's agents were not trained on the test environment."""
+        s = self.study
+        given = {f"agents.{role}.checkpoint": getattr(s.agents, role).checkpoint for role in s.roles}
+        own = {str(self.out / role / "last.ckpt") for role in s.roles}
+        given.update({key: path for key, path in self.coordination_agents().items() if path not in own})
+        game = game_of(EnvConfig(name=s.suite, task=s.game))
+        for key, path in given.items():
+            agent = None if path is None else read_agent_checkpoint(key, path)
+            if agent is not None and agent.game != game:
+                raise ConfigError(
+                    f"{key} {path} was trained on {agent.game}, but the study plays {game}; pass its agent"
+                )
+        if s.setting == "realistic":
             for role in ("sim_novice", "novice"):
-                given = getattr(self.study.agents, role).checkpoint
-                if given is not None:
-                    self.check_off_test_environment(f"agents.{role}.checkpoint", trained_task(given))
+                path = getattr(s.agents, role).checkpoint
+                if path is not None:
+                    self.check_off_test_environment(f"agents.{role}.checkpoint", trained_task(path))
+
+    def coordination_agents(self) -> dict[str, str]:
+        """The coordinators' agents: config key (train_novice, ...) -> the checkpoint the study gives."""
+        pairs = (item.split("=", 1) for item in self.pair if "=" in item)
+        return {key: value for key, value in pairs if key in AGENT_KEYS}
+
+    def expected_evaluation(self, folder: str, split: str = "test") -> tuple[int, int, str] | None:
+        """(episodes, seed, split) the study asks of the evaluations in OUT/`folder`; None: not its folder."""
+        e, s = self.study.evaluation, self.study
+        expected = {
+            "evals": (e.episodes, e.seed, "test"),
+            "evals_auc": (s.auc_episodes, e.seed, "test"),
+            f"evals_{self.selection}": (e.episodes, e.seed, self.selection),
+            f"evals_confirm_seed{e.confirm_seed}": (e.confirm_episodes, e.confirm_seed, "test"),
+        }
+        return expected.get(folder)
+
+    def check_evaluations(self) -> None:
+        """Every evaluation file already in the folder holds what the study would ask of it now."""
+        for file in sorted(self.out.glob("evals*/*/w*.json")):
+            expected = self.expected_evaluation(file.parent.parent.name)
+            if expected is None or file.is_symlink():
+                continue
+            episodes, seed, split = expected
+            asked = {"num_episodes": episodes, "seed": seed, "split": split, "cost_weight": float(file.stem[1:])}
+            check_evaluation(file, None, asked)
 
     def check_off_test_environment(self, what: str, task: str | None) -> None:
         """The realistic setting's agents of the train environment were not trained on the test environment."""
@@ -169,6 +236,8 @@ class Protocol:
         file = folder / method / f"w{weight}.json"
         file.parent.mkdir(parents=True, exist_ok=True)
         if file.is_file():
+            asked = {"num_episodes": episodes, "seed": seed, "split": split, "cost_weight": float(weight)}
+            check_evaluation(file, checkpoint, asked)
             return out.say(f"reusing {file}")
         command = ["eval", "--checkpoint", checkpoint, "--split", split, "-n", str(episodes), "--seed", str(seed)]
         command += ["--cost-weight", weight, "--json", str(file), *self.compute]

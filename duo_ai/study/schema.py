@@ -20,8 +20,8 @@ import yaml
 from omegaconf import OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
-from duo_ai.config import PLAIN_NAME, is_plain_name
-from duo_ai.core.checks import Rule, check_config, checked
+from duo_ai.config import MAX_EPISODES, PLAIN_NAME, is_plain_name
+from duo_ai.core.checks import INT32_MAX, Rule, check_config, checked
 from duo_ai.core.compute import PRECISIONS
 from duo_ai.core.config_files import STUDIES, describe, find_config_file, load_yaml_layers, parse_overrides
 from duo_ai.core.errors import ConfigError
@@ -128,13 +128,14 @@ class Evaluation:
     """The paired test evaluations: every method on the same levels, seed and envs."""
 
     # Test episodes per method at the study's weight (and at every weight without auc_episodes).
-    episodes: int = checked(1000, ge=1)
+    episodes: int = checked(1000, ge=1, le=MAX_EPISODES)
     # Test episodes per method at every grid weight, for the AUC; null = `episodes` in one pass.
-    auc_episodes: int | None = checked(None, ge=1)
+    auc_episodes: int | None = checked(None, ge=1, le=MAX_EPISODES)
     # Fresh test episodes per method at the study's weight on confirm_seed; 0 = no confirmation.
-    confirm_episodes: int = checked(0, ge=0)
-    seed: int = checked(1, ge=0)
-    confirm_seed: int = checked(4, ge=0)
+    confirm_episodes: int = checked(0, ge=0, le=MAX_EPISODES)
+    # The bounds of `duo-ai eval --episodes/--seed`, which every evaluation job runs.
+    seed: int = checked(1, ge=0, le=INT32_MAX)
+    confirm_seed: int = checked(4, ge=0, le=INT32_MAX)
     num_envs: int = checked(50, ge=1)
 
 

@@ -1,0 +1,133 @@
+"""What a rerun of a study may reuse: only a run or an evaluation the study would make the same way now.
+
+A study reuses finished runs (summary.json), resumes stopped ones (last.ckpt) and reuses finished
+evaluations (OUT/evals*/METHOD/wW.json). Each is first compared with what the study asks for now:
+
+- a run: its config.yaml against the config the study resolves for it (every key that changes what
+  is trained; how it computes and what it logs may differ), and, for a coordinator, the novice and
+  expert it carries against the agent checkpoints the study uses now (their weights);
+- an evaluation: its episodes, seed, split and cost weight, and the checksum of the checkpoint it
+  evaluated against that checkpoint now.
+
+A difference is refused in one line naming the file and the key, before any job starts where the
+files are already there; nothing is redone behind the user's back, and nothing is deleted.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from duo_ai.config import Config, config_to_dict, load_config
+from duo_ai.coordination.agents import same_weights
+from duo_ai.coordination.config import AGENT_KEYS
+from duo_ai.core.checkpoint import DIGEST, load_checkpoint
+from duo_ai.core.errors import ConfigError, DuoAIError
+from duo_ai.runs import flatten
+
+# Keys that change how a run computes, logs or evaluates itself, not what it learns.
+HOW_IT_RAN = (
+    "device",
+    "precision",
+    "num_threads",
+    "channels_last",
+    "compile",
+    "cache_host_memory",
+    "distributed_timeout_s",
+    "overwrite",
+    "env.num_threads",
+    "algorithm.log_freq",
+    "algorithm.save_freq",
+    "algorithm.eval_freq",
+    "evaluation.",
+)
+# Keys holding paths: compared as the files they name.
+PATHS = ("experiments_dir", "policy.load_path", *AGENT_KEYS)
+FIX = "pass --out NEWDIR for a new study, or remove {what} to make it again"
+
+
+def check_run(run: Path, config: Config, derived: tuple[str, ...] = ()) -> None:
+    """Refuse a run folder the study would not make this way now (nothing there: fine).
+
+    `derived`: keys the study sets only when the run starts (PPO's start at random's rate)."""
+    if not (run / "config.yaml").is_file():
+        if (run / "summary.json").is_file():
+            raise ConfigError(f"{run} has a summary.json but no config.yaml; {FIX.format(what=run)}")
+        return
+    if (run / "summary.json").is_file() and not (run / "last.ckpt").is_file():
+        raise ConfigError(f"{run} has a summary.json but no last.ckpt; {FIX.format(what=run)}")
+    try:
+        stored = flatten(config_to_dict(load_config(run / "config.yaml")))
+    except DuoAIError as e:
+        raise ConfigError(f"{run}/config.yaml cannot be read ({e}); {FIX.format(what=run)}") from None
+    now = flatten(config_to_dict(config))
+    for key in sorted(stored.keys() | now.keys()):
+        old, new = stored.get(key), now.get(key)
+        if key in derived or any(key == k or (k.endswith(".") and key.startswith(k)) for k in HOW_IT_RAN):
+            continue
+        if key == "coordination.base_penalty" and new is None:
+            continue  # the cost unit the run measured and recorded
+        if key in PATHS and old is not None and new is not None and _same_file(old, new):
+            continue
+        if old != new:
+            raise ConfigError(
+                f"{run} was made with {key}={old!r}, but the study now gives {key}={new!r}; {FIX.format(what=run)}"
+            )
+
+
+def agent_weights(path: str) -> dict[str, torch.Tensor] | None:
+    """An agent checkpoint's weights, to compare with those a coordinator carries (None: no file yet)."""
+    return load_checkpoint(path).get("model_state_dict") or {} if Path(path).is_file() else None
+
+
+def check_agents(run: Path, agents: dict[str, tuple[str, dict[str, torch.Tensor] | None]]) -> None:
+    """Refuse a coordinator whose novice/expert are not the ones it was trained with. `agents`: config
+    key -> (the checkpoint the study uses now, its `agent_weights`)."""
+    if not (run / "last.ckpt").is_file():
+        return
+    embedded = load_checkpoint(run / "last.ckpt").get("agents") or {}
+    for key, (path, now) in agents.items():
+        carried = embedded.get(key)
+        if carried is None:
+            continue
+        if now is None:
+            raise ConfigError(f"{run} was trained with a {key} that is no longer at {path}; {FIX.format(what=run)}")
+        if not same_weights(carried.get("model_state_dict") or {}, now):
+            raise ConfigError(
+                f"{run} was trained with another {key} than {path} holds now (its weights differ); "
+                f"{FIX.format(what=run)}"
+            )
+
+
+def check_evaluation(file: Path, checkpoint: str | None, asked: dict[str, Any]) -> None:
+    """Refuse an evaluation file that does not hold what the study asks now (`asked`: num_episodes,
+    seed, split, cost_weight), that evaluated another checkpoint than `checkpoint` (None: the one it
+    names), or another state of it than the one there now."""
+    try:
+        done = json.loads(file.read_text())
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"{file} cannot be read ({e}); {FIX.format(what=file)}") from None
+    fix = FIX.format(what=file.parent.parent)
+    for key, value in asked.items():
+        if done.get(key) != value:
+            found = done.get(key)
+            raise ConfigError(f"{file} holds {key}={found!r}, but the study now asks for {key}={value!r}; {fix}")
+    named = str(done.get("checkpoint"))
+    if checkpoint is not None and not _same_file(named, checkpoint):
+        raise ConfigError(f"{file} evaluated {named}, but the study now evaluates {checkpoint}; {fix}")
+    checkpoint = named
+    stored = done.get("checkpoint_sha256")
+    if stored is not None and Path(checkpoint).is_file() and load_checkpoint(checkpoint).get(DIGEST) != stored:
+        raise ConfigError(f"{file} evaluated another {checkpoint} than the one there now (its checksum differs); {fix}")
+
+
+def _same_file(a: Any, b: Any) -> bool:
+    a, b = Path(str(a)).expanduser(), Path(str(b)).expanduser()
+    if a.is_dir() and (a / "last.ckpt").is_file():
+        a = a / "last.ckpt"
+    if b.is_dir() and (b / "last.ckpt").is_file():
+        b = b / "last.ckpt"
+    return a.resolve() == b.resolve()
