@@ -1,14 +1,18 @@
-"""`duo-ai`: train and evaluate PPO agents and coordinators on Procgen."""
+"""`duo-ai`: train and evaluate PPO agents and coordinators on Procgen and MiniGrid.
+
+A thin shell: each command reads its options and calls one function of `duo_ai`, which checks
+everything before any work and raises a `DuoAIError` for what the user can fix. How a command ends
+(one `error:` line and its exit code, an interrupt, a crash) is `group.DuoGroup`'s, the same for
+every command. The file is longer than ~400 lines for one reason: most of it is the commands'
+option declarations, whose help texts are the CLI reference (docs/hooks.py generates it from them).
+"""
 
 from __future__ import annotations
 
 import json
-import re
 import shlex
 import signal
 import sys
-import traceback
-from itertools import takewhile
 from pathlib import Path
 
 import typer
@@ -17,8 +21,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from duo_ai import __version__
-from duo_ai.core.errors import DuoAIError
-from duo_ai_cli.group import DuoGroup, err, fail, path_error
+from duo_ai.core.errors import ConfigError
+from duo_ai_cli.group import CRASH_LOG, DuoGroup, err, sigterm_as_interrupt
 
 app = typer.Typer(
     cls=DuoGroup,
@@ -66,10 +70,7 @@ def import_modules(modules: list[str] | None) -> None:
     """Import the `--import` modules; a missing one ends the command with one line, exit 2."""
     from duo_ai.plugins import import_modules as load
 
-    try:
-        load(modules or [])
-    except DuoAIError as e:
-        fail(str(e))
+    load(modules or [])
 
 
 CONFIG_HELP = (
@@ -109,62 +110,9 @@ EVAL_SEED_HELP = (
 )
 
 
-def crashed(error: Exception, log: Path | None) -> None:
-    """An unexpected exception (a bug): its traceback, then a one-line summary; exit code 1. An
-    unusable path the user gave is not a bug: one line, exit code 2."""
-    message = path_error(error) if isinstance(error, OSError) else None
-    if message is not None:
-        fail(message)
-    traceback.print_exc()
-    where = f"; the reason is also in {log}" if log is not None and log.is_file() else ""
-    first = (str(error).strip().splitlines() or [""])[0]
-    fail(f"crashed with {type(error).__name__}: {first} (a bug: the traceback is above{where})", code=1)
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM, handled like Ctrl-C (the run saves last.ckpt) but ending with exit code 143 (128 + 15)."""
-
-
-def _sigterm_as_interrupt(signum: int, frame: object) -> None:
-    raise Terminated
-
-
-def parse_seeds(text: str) -> list[int]:
-    """`"1,2,3"` -> [1, 2, 3]; a one-line error for anything else."""
-    try:
-        seeds = [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        fail(f"--seeds takes comma-separated integers, e.g. --seeds 1,2,3; got {text!r}")
-    if not seeds or len(set(seeds)) != len(seeds):
-        fail(f"--seeds takes distinct comma-separated integers, e.g. --seeds 1,2,3; got {text!r}")
-    return seeds
-
-
-def seed_overrides(config: list[Path] | None, overrides: list[str], seeds: list[int]) -> list[list[str]]:
-    """The overrides of each seed's run, `name=<name>_s<seed> seed=<seed>`, checked before any training."""
-    from duo_ai.config import load_config
-
-    base = load_config(config, overrides)
-    runs = []
-    for seed in seeds:
-        name = f"{base.name}_s{seed}"
-        run_dir = Path(base.experiments_dir) / name
-        if not base.overwrite and run_dir.is_dir() and any(run_dir.iterdir()):
-            fail(f"run folder {run_dir} already exists; pass overwrite=true to replace it, or name=<new name>")
-        kept = [o for o in overrides if o.split("=", 1)[0].strip() not in ("name", "seed")]
-        runs.append([*kept, f"name={name}", f"seed={seed}"])
-    return runs
-
-
-def print_seed_commands(config: list[Path] | None, runs: list[list[str]], progress: bool, modules: list[str]) -> None:
-    for run_overrides in runs:
-        flags = [arg for path in config or [] for arg in ("-c", str(path))] + ([] if progress else ["--no-progress"])
-        flags += [arg for module in modules for arg in ("--import", module)]
-        out.print(shlex.join(["duo-ai", "train", *flags, *run_overrides]), highlight=False, soft_wrap=True)
-
-
 @app.command()
 def train(
+    ctx: typer.Context,
     overrides: list[str] | None = typer.Argument(None, help=OVERRIDES_HELP, show_default=False),
     config: list[Path] | None = config_option(CONFIG_HELP + " Without it: the CPU quickstart."),
     resume: Path | None = typer.Option(
@@ -180,45 +128,22 @@ def train(
     modules: list[str] | None = import_option(),
 ) -> None:
     """Train a policy. Writes experiments/<name>/: config.yaml, train.log, progress.csv, eval.csv, tb/, *.ckpt."""
-    from duo_ai.config import load_config
-    from duo_ai.runs import resume_config
+    from duo_ai.train_job import runs_to_train, seed_commands
     from duo_ai.training import Trainer
 
-    signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
+    signal.signal(signal.SIGTERM, sigterm_as_interrupt)
     import_modules(modules)
-    if seeds is not None and resume is not None:
-        fail("--seeds starts new runs; resume each seed's run on its own with --resume RUN_DIR")
-    if print_commands and seeds is None:
-        fail("--print-commands prints the commands of a multi-seed run; add --seeds, e.g. --seeds 1,2,3")
-    cfg = None  # the run being trained, once known: a crash names its train.log
-    try:
-        if seeds is not None:
-            runs = seed_overrides(config, overrides or [], parse_seeds(seeds))
-            if print_commands:
-                return print_seed_commands(config, runs, progress, modules or [])
-            configs = [load_config(config, run_overrides) for run_overrides in runs]
-        elif resume is not None:
-            if config:
-                fail("--resume takes the run's own config.yaml; drop --config (overrides still apply)")
-            cfg, changes = resume_config(resume, overrides or [])
-            for change in changes:
-                err.print(change, highlight=False, markup=False)
-            configs = [cfg]
-        else:
-            configs = [load_config(config, overrides or [])]
-        for cfg in configs:
-            with Trainer(cfg, resume=resume is not None, show_progress=progress) as trainer:
-                trainer.run()
-    except DuoAIError as e:
-        fail(str(e), getattr(e, "exit_code", 2))
-    except KeyboardInterrupt as stop:
-        terminated = isinstance(stop, Terminated)
-        err.print("terminated" if terminated else "interrupted")
-        raise typer.Exit(143 if terminated else 130) from None
-    except typer.Exit:
-        raise
-    except Exception as e:
-        crashed(e, None if cfg is None else Path(cfg.experiments_dir) / cfg.name / "train.log")
+    if print_commands:
+        for line in seed_commands(config, overrides or [], seeds, resume, progress, modules or []):
+            out.print(line, highlight=False, soft_wrap=True)
+        return
+    configs = runs_to_train(
+        config, overrides or [], resume, seeds, log=lambda change: err.print(change, highlight=False, markup=False)
+    )
+    for cfg in configs:
+        ctx.meta[CRASH_LOG] = Path(cfg.experiments_dir) / cfg.name / "train.log"  # a crash names it
+        with Trainer(cfg, resume=resume is not None, show_progress=progress) as trainer:
+            trainer.run()
 
 
 @app.command("eval")
@@ -255,31 +180,21 @@ def evaluate(
     """Evaluate a checkpoint over N complete episodes and report the returns."""
     from duo_ai.coordination.sweep import COST_WEIGHTS
     from duo_ai.core.files import atomic_write_text, check_output_file, json_lines
-    from duo_ai.eval_job import evaluate_checkpoint
+    from duo_ai.eval_job import evaluate_checkpoint, metrics_tables
 
     import_modules(modules)
-    try:
-        if json_out is not None:  # checked before evaluating, so the results have somewhere to go
-            check_output_file(json_out, "--json file")
-        metrics = evaluate_checkpoint(
-            str(checkpoint),
-            split,
-            episodes,
-            temperature,
-            config or None,
-            [
-                *(overrides or []),
-                *([] if cost_weight is None else [f"coordination.expert_query_cost_weight={cost_weight}"]),
-            ],
-            seed,
-            cost_weights=list(COST_WEIGHTS) if cost_sweep else None,
-            log=lambda message: err.print(message, highlight=False),
-        )
-        print_metrics(checkpoint, metrics)
-        if json_out is not None:
-            atomic_write_text(json_out, json_lines(metrics))
-    except DuoAIError as e:
-        fail(str(e))
+    if json_out is not None:  # checked before evaluating, so the results have somewhere to go
+        check_output_file(json_out, "--json file")
+    cost = [] if cost_weight is None else [f"coordination.expert_query_cost_weight={cost_weight}"]
+    metrics = evaluate_checkpoint(
+        str(checkpoint), split, episodes, temperature, config or None, [*(overrides or []), *cost], seed,
+        cost_weights=list(COST_WEIGHTS) if cost_sweep else None,
+        log=lambda message: err.print(message, highlight=False),
+    )  # fmt: skip
+    for table in metrics_tables(checkpoint, metrics):
+        out.print(table)
+    if json_out is not None:
+        atomic_write_text(json_out, json_lines(metrics))
 
 
 @app.command()
@@ -300,10 +215,7 @@ def export(
     """
     from duo_ai.export import export_checkpoint
 
-    try:
-        report = export_checkpoint(checkpoint, output, with_agents=agents)
-    except DuoAIError as e:
-        fail(str(e))
+    report = export_checkpoint(checkpoint, output, with_agents=agents)
     out.print(
         f"wrote {output}: {report['target_bytes'] / 1e6:.2f} MB (from {report['source_bytes'] / 1e6:.2f} MB); "
         f"left out: {', '.join(report['left_out']) or 'nothing'}",
@@ -315,25 +227,6 @@ def export(
             "train_novice=<novice.ckpt> train_expert=<expert.ckpt>",
             highlight=False,
         )
-
-
-def print_metrics(checkpoint: Path, metrics: dict) -> None:
-    """The evaluation table, and for a cost sweep the reward at each cost weight."""
-    table = Table(title=f"{checkpoint} on {metrics['env']} / {metrics['split']}")
-    table.add_column("metric")
-    table.add_column("value", justify="right")
-    for key, value in metrics.items():
-        if key in ("checkpoint", "split", "env", "cost_sweep") or isinstance(value, list):
-            continue
-        table.add_row(key, f"{value:.4g}" if isinstance(value, float) else str(value))
-    out.print(table)
-    if "cost_sweep" in metrics:
-        sweep = Table(title=f"reward vs expert-query cost weight (AUC {metrics['auc']:.4g})")
-        for column in ("cost weight", "reward mean", "reward std"):
-            sweep.add_column(column, justify="right")
-        for row in metrics["cost_sweep"]:
-            sweep.add_row(f"{row['cost_weight']:g}", f"{row['reward_mean']:.4g}", f"{row['reward_std']:.4g}")
-        out.print(sweep)
 
 
 @app.command()
@@ -358,52 +251,18 @@ def bench(
     a few minutes per loop on a CPU; `--num-envs 8 --num-steps 32 --iterations 1` runs in seconds.
     Under torchrun the envs are split over the processes and rank 0 reports total and per-process SPS.
     """
-    from duo_ai.bench import Workload, run_bench
+    from duo_ai.bench import Workload, bench_table, run_bench
     from duo_ai.core.files import atomic_write_text, check_output_file
 
     workload = Workload(game, num_envs, num_steps, num_minibatches, epochs, iterations, warmup)
-    try:
-        if json_out is not None:
-            check_output_file(json_out, "--json file")
-        report = run_bench(workload, config or None, overrides or [], baseline, log=lambda m: err.print(m))
-        if report is None:  # a data-parallel bench's rank > 0: rank 0 reports
-            return
-        out.print(bench_table(report))
-        if json_out is not None:
-            atomic_write_text(json_out, json.dumps(report, indent=2))
-    except DuoAIError as e:
-        fail(str(e), getattr(e, "exit_code", 2))
-
-
-def bench_table(report: dict) -> Table:
-    """`duo-ai bench`'s report as a table."""
-    s = report["settings"]
-    where = f"{s['device']} x {s['world_size']} processes" if s["world_size"] > 1 else s["device"]
-    table = Table(
-        title=f"{s['game']}: {s['num_envs']} envs x {s['num_steps']} steps, "
-        f"{s['num_minibatches']} minibatches x {s['update_epochs']} epochs on {where} "
-        f"({s['precision']}, channels_last={s['channels_last']}, compile={s['compile']}, threads={s['num_threads']})"
-    )
-    table.add_column("measure")
-    table.add_column("value", justify="right")
-    rows = [
-        ("environment only (SPS)", report["env_sps"], ",.0f"),
-        ("compute bound (SPS)", report["bound_sps"], ",.0f"),
-        ("training loop (SPS)", report["train_sps"], ",.0f"),
-        ("processes (torchrun)", report["world_size"], "d"),
-        ("training loop per process (SPS)", report["per_process_sps"], ",.0f"),
-        ("loop efficiency (loop / bound)", report["loop_efficiency"], ".1%"),
-        ("fp32 eager baseline loop (SPS)", report["baseline_sps"], ",.0f"),
-        ("speedup vs baseline", report["speedup_vs_baseline"], ".2f"),
-        ("inference per step (ms)", report["bound"]["inference_ms_per_step"], ".1f"),
-        ("update per iteration (s)", report["bound"]["update_seconds_per_iteration"], ".2f"),
-        ("rollout storage (MB)", report["rollout_storage_mb"], ",.0f"),
-        ("peak resident memory (MB)", report["peak_rss_mb"], ",.0f"),
-        ("peak GPU memory allocated (MB)", report.get("peak_gpu_memory_mb"), ",.0f"),
-    ]
-    for name, value, fmt in rows:
-        table.add_row(name, "-" if value is None else format(value, fmt))
-    return table
+    if json_out is not None:
+        check_output_file(json_out, "--json file")
+    report = run_bench(workload, config or None, overrides or [], baseline, log=lambda m: err.print(m))
+    if report is None:  # a data-parallel bench's rank > 0: rank 0 reports
+        return
+    out.print(bench_table(report))
+    if json_out is not None:
+        atomic_write_text(json_out, json.dumps(report, indent=2))
 
 
 @app.command()
@@ -421,10 +280,7 @@ def plot(
     """Draw learning curves (a metric against environment steps) of one or more runs."""
     from duo_ai.reports.plot import plot_runs
 
-    try:
-        drawn = plot_runs(runs, output, metric, aggregate)
-    except DuoAIError as e:
-        fail(str(e))
+    drawn = plot_runs(runs, output, metric, aggregate)
     lines = "; ".join(drawn["lines"])
     counts = f"{drawn['runs']} run(s) in {drawn['groups']} group(s)"
     out.print(f"wrote {drawn['output']}: {counts}; lines: {lines}", highlight=False, soft_wrap=True)
@@ -457,13 +313,10 @@ def video(
     """Record full episodes of a checkpoint's agent; a coordinator's expert steps get an orange border."""
     from duo_ai.reports.video import record_checkpoint
 
-    try:
-        made = record_checkpoint(
-            str(checkpoint), output, split, temperature, episodes, seed, overrides or [], scale, fps, frames,
-            log=lambda message: err.print(message, highlight=False),
-        )  # fmt: skip
-    except DuoAIError as e:
-        fail(str(e))
+    made = record_checkpoint(
+        str(checkpoint), output, split, temperature, episodes, seed, overrides or [], scale, fps, frames,
+        log=lambda message: err.print(message, highlight=False),
+    )  # fmt: skip
     returns = ", ".join(f"{r:g}" for r in made["episode_returns"])
     expert = "" if made["expert_fraction"] is None else f"; expert acted on {made['expert_fraction']:.1%} of steps"
     out.print(
@@ -498,13 +351,10 @@ def ask_map(
     from duo_ai.reports.ask_map import ask_map as draw_ask_map
 
     import_modules(modules)
-    try:
-        made = draw_ask_map(
-            str(checkpoint), output, split, episodes, seed, temperature, overrides or [],
-            log=lambda message: err.print(message, highlight=False),
-        )  # fmt: skip
-    except DuoAIError as e:
-        fail(str(e))
+    made = draw_ask_map(
+        str(checkpoint), output, split, episodes, seed, temperature, overrides or [],
+        log=lambda message: err.print(message, highlight=False),
+    )  # fmt: skip
     out.print(
         f"wrote {made['output']} (+ .json): asks on {made['ask_fraction']:.1%} of steps; "
         f"{made['asks_on_failures']:.1%} of asks and {made['visits_on_failures']:.1%} of steps are on a cell where "
@@ -522,22 +372,9 @@ def compare(
     aggregate: str = typer.Option("mean", "--agg", help="Pool seeds by mean or iqm (interquartile mean)."),
 ) -> None:
     """Compare final evaluation returns of runs, pooling seeds with a 95% interval."""
-    from duo_ai.reports.compare import EXTRA_METRICS, compare_runs
+    from duo_ai.reports.compare import compare_runs, terminal_table
 
-    try:
-        report = compare_runs(runs, split, aggregate, json_out)
-    except DuoAIError as e:
-        fail(str(e))
-    extra = [key for key in EXTRA_METRICS if any(key in row for row in report["rows"])]
-    table = Table(title=f"final evaluation: {aggregate} over seeds [95% interval]")
-    for column in ("group", "seeds", "split", "reward", "per run", *extra):
-        table.add_column(column.replace("_", " "), justify="left" if column in ("group", "split") else "right")
-    for row in report["rows"]:
-        cells = [row["group"], ",".join(map(str, row["seeds"])), row["split"], _cell(row["reward_mean"])]
-        cells.append(", ".join(f"{v:.3g}" for v in row["reward_mean"]["per_run"]))
-        cells += [_cell(row[key]) if key in row else "-" for key in extra]
-        table.add_row(*cells)
-    out.print(table)
+    out.print(terminal_table(compare_runs(runs, split, aggregate, json_out)))
 
 
 @app.command("study-report")
@@ -560,10 +397,7 @@ def study_report(
     from duo_ai.study.report import study_report as make_report
     from duo_ai.study.report import terminal_tables
 
-    try:
-        table = make_report(evals, weight, output, root, None if weights is None else parse_weights(weights))
-    except DuoAIError as e:
-        fail(str(e))
+    table = make_report(evals, weight, output, root, None if weights is None else parse_weights(weights))
     for report in terminal_tables(table):
         out.print(report)
     out.print(f"wrote {', '.join(table['outputs'])}", highlight=False, soft_wrap=True)
@@ -599,10 +433,7 @@ def benchmark_report(
     from duo_ai.reports.benchmark import benchmark_report as make_report
     from duo_ai.reports.benchmark import terminal_tables
 
-    try:
-        bench = make_report(studies, output)
-    except DuoAIError as e:
-        fail(str(e))
+    bench = make_report(studies, output)
     for table in terminal_tables(bench):
         out.print(table)
     out.print(f"wrote {', '.join(bench['outputs'])}", highlight=False, soft_wrap=True)
@@ -639,7 +470,7 @@ def study(
     from duo_ai.study.protocol import run_study
     from duo_ai.study.schema import load_study
 
-    signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
+    signal.signal(signal.SIGTERM, sigterm_as_interrupt)
     import_modules(modules)
     extra = [*([] if out_dir is None else [f"out={out_dir}"]), *([] if jobs is None else [f"jobs={jobs}"])]
     imports = [arg for module in modules or [] for arg in ("--import", module)]
@@ -652,18 +483,7 @@ def study(
         *(["--gate-only"] if gate_only else []),
         *imports,
     ]
-    try:
-        run_study(load_study(study_file, [*(overrides or []), *extra]), gate_only, shlex.join(command), imports)
-    except DuoAIError as e:
-        fail(str(e), getattr(e, "exit_code", 2))
-    except KeyboardInterrupt as stop:
-        terminated = isinstance(stop, Terminated)
-        err.print("terminated" if terminated else "interrupted")
-        raise typer.Exit(143 if terminated else 130) from None
-    except typer.Exit:
-        raise
-    except Exception as e:
-        crashed(e, None)
+    run_study(load_study(study_file, [*(overrides or []), *extra]), gate_only, shlex.join(command), imports)
 
 
 @app.command("configs")
@@ -679,36 +499,22 @@ def list_configs(
 
     `-c NAME` and `duo-ai study NAME` find these by name from any folder; a path to a file of
     your own works too, and its `defaults:` may name a shipped config to build on."""
-    from duo_ai.core.config_files import CONFIGS, STUDIES, shipped_config, shipped_names
+    from duo_ai.core.config_files import CONFIGS, STUDIES, shipped_catalogue, shipped_config
 
     if name is not None:
         path = shipped_config(name) or shipped_config(name, STUDIES)
         if path is None:
-            fail(f"no shipped config or study file is named {name!r}; `duo-ai configs` lists them")
+            raise ConfigError(f"no shipped config or study file is named {name!r}; `duo-ai configs` lists them")
         sys.stdout.write(path.read_text())
         return
     table = Table(box=None, header_style="bold")
     table.add_column("name", no_wrap=True)
     table.add_column("kind")
     table.add_column("what")
-    for kind, folder in (("config", CONFIGS), ("study", STUDIES)):
-        for shipped in shipped_names(folder):
-            table.add_row(shipped, kind, escape(first_sentence(folder / f"{shipped}.yaml")))
+    for shipped, kind, what in shipped_catalogue():
+        table.add_row(shipped, kind, escape(what))
     out.print(table)
     out.print(f"[dim]in {CONFIGS}; print one with `duo-ai configs NAME`[/]", highlight=False)
-
-
-def first_sentence(path: Path) -> str:
-    """The first sentence of the comment a YAML file opens with (what the file is for)."""
-    lines = path.read_text().splitlines()
-    comment = " ".join(line.removeprefix("#").strip() for line in takewhile(lambda s: s.startswith("#"), lines))
-    return re.split(r"(?<!et al)\. (?=[A-Z0-9])", comment)[0].rstrip(".:")
-
-
-def _cell(value: dict) -> str:
-    if value["high"] > value["low"]:
-        return f"{value['estimate']:.3g} [{value['low']:.3g}, {value['high']:.3g}]"
-    return f"{value['estimate']:.3g}"
 
 
 def main() -> None:

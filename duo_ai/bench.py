@@ -35,6 +35,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import torch
+from rich.table import Table
 
 from duo_ai.algorithms.ppo import PPO, RolloutBatch
 from duo_ai.build import build_run, compute_from, device_name, env_maker
@@ -355,3 +356,34 @@ def settings_of_run(config: Config, workload: Workload, ctx: ProcessContext) -> 
 
 def _per_process(ctx: ProcessContext) -> str:
     return f" in each of {ctx.world_size} processes" if ctx.distributed else ""
+
+
+def bench_table(report: dict[str, Any]) -> Table:
+    """`duo-ai bench`'s report as a table."""
+    s = report["settings"]
+    where = f"{s['device']} x {s['world_size']} processes" if s["world_size"] > 1 else s["device"]
+    table = Table(
+        title=f"{s['game']}: {s['num_envs']} envs x {s['num_steps']} steps, "
+        f"{s['num_minibatches']} minibatches x {s['update_epochs']} epochs on {where} "
+        f"({s['precision']}, channels_last={s['channels_last']}, compile={s['compile']}, threads={s['num_threads']})"
+    )
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    rows = [
+        ("environment only (SPS)", report["env_sps"], ",.0f"),
+        ("compute bound (SPS)", report["bound_sps"], ",.0f"),
+        ("training loop (SPS)", report["train_sps"], ",.0f"),
+        ("processes (torchrun)", report["world_size"], "d"),
+        ("training loop per process (SPS)", report["per_process_sps"], ",.0f"),
+        ("loop efficiency (loop / bound)", report["loop_efficiency"], ".1%"),
+        ("fp32 eager baseline loop (SPS)", report["baseline_sps"], ",.0f"),
+        ("speedup vs baseline", report["speedup_vs_baseline"], ".2f"),
+        ("inference per step (ms)", report["bound"]["inference_ms_per_step"], ".1f"),
+        ("update per iteration (s)", report["bound"]["update_seconds_per_iteration"], ".2f"),
+        ("rollout storage (MB)", report["rollout_storage_mb"], ",.0f"),
+        ("peak resident memory (MB)", report["peak_rss_mb"], ",.0f"),
+        ("peak GPU memory allocated (MB)", report.get("peak_gpu_memory_mb"), ",.0f"),
+    ]
+    for name, value, fmt in rows:
+        table.add_row(name, "-" if value is None else format(value, fmt))
+    return table

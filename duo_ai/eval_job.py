@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from rich.table import Table
+
 from duo_ai.build import config_from_checkpoint
 from duo_ai.config import MAX_EPISODES, Config
 from duo_ai.coordination.config import is_coordination_run
@@ -15,7 +17,7 @@ from duo_ai.core.errors import ConfigError
 from duo_ai.evaluation import evaluate
 from duo_ai.playing import load_for_playing
 
-__all__ = ["config_from_checkpoint", "evaluate_checkpoint"]
+__all__ = ["config_from_checkpoint", "evaluate_checkpoint", "metrics_tables"]
 
 
 # The command-line options of `duo-ai eval`, by the rules of the config fields they stand for.
@@ -77,3 +79,22 @@ def evaluate_checkpoint(
         }
     )
     return metrics
+
+
+def metrics_tables(checkpoint: Any, metrics: dict[str, Any]) -> list[Table]:
+    """The evaluation as `duo-ai eval` prints it: its numbers, and for a cost sweep the reward at each weight."""
+    table = Table(title=f"{checkpoint} on {metrics['env']} / {metrics['split']}")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key, value in metrics.items():
+        if key in ("checkpoint", "split", "env", "cost_sweep") or isinstance(value, list):
+            continue
+        table.add_row(key, f"{value:.4g}" if isinstance(value, float) else str(value))
+    if "cost_sweep" not in metrics:
+        return [table]
+    sweep = Table(title=f"reward vs expert-query cost weight (AUC {metrics['auc']:.4g})")
+    for column in ("cost weight", "reward mean", "reward std"):
+        sweep.add_column(column, justify="right")
+    for row in metrics["cost_sweep"]:
+        sweep.add_row(f"{row['cost_weight']:g}", f"{row['reward_mean']:.4g}", f"{row['reward_std']:.4g}")
+    return [table, sweep]

@@ -17,9 +17,8 @@ except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
 from duo_ai.config import load_config
-from duo_ai.core.config_files import CONFIGS, shipped_names
+from duo_ai.core.config_files import CONFIGS, opening_sentence, shipped_names
 from duo_ai.study.schema import STUDIES, load_study
-from duo_ai_cli.main import first_sentence
 from tests.conftest import assert_user_error, cli
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -67,10 +66,10 @@ def test_duo_ai_configs_lists_and_prints_the_shipped_files(tmp_path, monkeypatch
     assert rows == {**dict.fromkeys(SHIPPED, "config"), **dict.fromkeys(SHIPPED_STUDIES, "study")}
     standard, every_k = (ROOT / "configs" / f"{name}.yaml" for name in ("procgen_standard", "procgen_every_k"))
     assert (
-        first_sentence(standard)
+        opening_sentence(standard)
         == "The Procgen paper's PPO recipe (Cobbe et al. 2020), easy mode, 25M steps: for GPU boxes"
     )
-    assert first_sentence(every_k).startswith("Baseline coordinator: ask the expert at steps 0, k, 2k, ... of each")
+    assert opening_sentence(every_k).startswith("Baseline coordinator: ask the expert at steps 0, k, 2k, ... of each")
     shown = cli("configs", "minigrid_small")
     assert shown.exit_code == 0 and shown.stdout == (ROOT / "configs" / "studies" / "minigrid_small.yaml").read_text()
     assert_user_error(cli("configs", "nope"), "no shipped config or study file is named 'nope'", "duo-ai configs")

@@ -31,6 +31,7 @@ FLOORS = {
     "duo_ai.training": 6,
     "duo_ai.playing": 6,
     "duo_ai.eval_job": 7,
+    "duo_ai.train_job": 7,
     "duo_ai.export": 7,
     "duo_ai.bench": 7,
     "duo_ai.reports": 7,

@@ -18,6 +18,8 @@ billions), and no key twice in one mapping (YAML would silently keep the last).
 
 from __future__ import annotations
 
+import re
+from itertools import takewhile
 from pathlib import Path
 from typing import Any
 
@@ -161,6 +163,22 @@ def _name_keys(overrides: list[str], named: tuple[str, ...]) -> list[str]:
 def shipped_names(folder: Path = CONFIGS) -> list[str]:
     """The names of the shipped configs in `folder` (`CONFIGS`, or its `studies/`)."""
     return sorted(p.stem for p in folder.glob("*.yaml"))
+
+
+def shipped_catalogue() -> list[tuple[str, str, str]]:
+    """(name, kind, what it is for) of every shipped config and study file: what `duo-ai configs` lists."""
+    return [
+        (name, kind, opening_sentence(folder / f"{name}.yaml"))
+        for kind, folder in (("config", CONFIGS), ("study", STUDIES))
+        for name in shipped_names(folder)
+    ]
+
+
+def opening_sentence(path: Path) -> str:
+    """The first sentence of the comment a YAML file opens with (what the file is for)."""
+    lines = path.read_text().splitlines()
+    comment = " ".join(line.removeprefix("#").strip() for line in takewhile(lambda s: s.startswith("#"), lines))
+    return re.split(r"(?<!et al)\. (?=[A-Z0-9])", comment)[0].rstrip(".:")
 
 
 def yaml_file_name(name: str) -> str:

@@ -13,6 +13,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from rich.table import Table
+
 from duo_ai.core.errors import ConfigError
 from duo_ai.core.files import atomic_write_text
 from duo_ai.reports import check_output
@@ -87,3 +89,23 @@ def compare_runs(
     if json_out is not None:
         atomic_write_text(json_out, json.dumps(report, indent=2, default=str))
     return report
+
+
+def terminal_table(report: dict[str, Any]) -> Table:
+    """The comparison as `duo-ai compare` prints it: a row per group and split, the extra metrics where any row has them."""
+    extra = [key for key in EXTRA_METRICS if any(key in row for row in report["rows"])]
+    table = Table(title=f"final evaluation: {report['aggregate']} over seeds [95% interval]")
+    for column in ("group", "seeds", "split", "reward", "per run", *extra):
+        table.add_column(column.replace("_", " "), justify="left" if column in ("group", "split") else "right")
+    for row in report["rows"]:
+        cells = [row["group"], ",".join(map(str, row["seeds"])), row["split"], _cell(row["reward_mean"])]
+        cells.append(", ".join(f"{v:.3g}" for v in row["reward_mean"]["per_run"]))
+        cells += [_cell(row[key]) if key in row else "-" for key in extra]
+        table.add_row(*cells)
+    return table
+
+
+def _cell(value: dict[str, Any]) -> str:
+    if value["high"] > value["low"]:
+        return f"{value['estimate']:.3g} [{value['low']:.3g}, {value['high']:.3g}]"
+    return f"{value['estimate']:.3g}"
