@@ -8,6 +8,7 @@ dangling link; never anything under /dev).
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import stat
@@ -684,3 +685,37 @@ def test_a_name_over_255_bytes_is_one_line_before_any_work(root, args, fragment)
 @pytest.mark.parametrize("out", ["/proc/duo_ai_x", "/sys/kernel/duo_ai_x"])
 def test_a_study_folder_that_cannot_be_created_is_one_line(root, out):
     refused(root, ["study", "minigrid_smoke", "--out", out], f"study folder {out} cannot be created")
+
+
+# -- cost weights, strict JSON, the study report's folders ---------------------------------------------
+STUDY = Path(__file__).resolve().parents[1] / "results" / "minigrid_distshift"
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["eval", "--checkpoint", "R", "-n", "1", "--cost-weight", "1e308"],
+        ["study-report", str(STUDY / "evals"), "-w", "1e308", "-o", "rep"],
+        ["study-report", str(STUDY / "evals"), "-w", "0.4", "--weights", "0,1e308", "-o", "rep"],
+        ["study", "minigrid_smoke", "--out", "S", "weights=[0,1e308]"],
+    ],
+    ids=["eval", "study-report -w", "study-report --weights", "study weights"],
+)
+def test_a_cost_weight_whose_rewards_would_not_be_finite_is_refused(root, args):
+    refused(root, args, "1000000]")
+
+
+def test_json_outputs_are_strict_json(root):
+    from duo_ai.core.files import json_lines, json_text
+
+    assert json.loads(json_text({"a": [float("nan"), 1.5, float("-inf")]})) == {"a": [None, 1.5, None]}
+    assert "NaN" not in json_lines({"std": float("nan")})
+    assert cli("eval", "--checkpoint", "R", "-n", "1", "--json", "e.json").exit_code == 0
+    json.loads((root / "e.json").read_text(), parse_constant=lambda name: pytest.fail(f"{name} in eval --json"))
+
+
+def test_study_report_refuses_an_output_inside_the_evaluations_and_a_missing_root(root):
+    evals = STUDY / "evals"
+    refused(root, ["study-report", str(evals), "-w", "0.4", "-o", str(evals / "random")], "inside the evaluations")
+    refused(root, ["study-report", str(evals), "-w", "0.4", "-o", "rep", "--root", "/nonexistent"], "not a folder")
+    assert not (evals / "random" / "table.json").exists()

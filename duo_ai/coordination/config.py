@@ -10,6 +10,11 @@ from duo_ai.core.checks import checked
 AGENT_KEYS = ("train_novice", "train_expert", "test_novice", "test_expert")
 
 
+# A cost weight is a multiple of the cost unit (base_penalty, per expert step); studies use 0-2. Far
+# beyond, an episode's reward is no longer a finite number (1e308 x a penalty): a typo, not a cost.
+MAX_COST_WEIGHT = 1e6
+
+
 @dataclass
 class CoordinationConfig:
     """Costs charged to the coordinator and what it observes.
@@ -21,8 +26,8 @@ class CoordinationConfig:
     same unit for every split; null = measure it over `base_penalty_episodes` episodes.
     """
 
-    expert_query_cost_weight: float = checked(0.4, ge=0)
-    switch_agent_cost_weight: float = checked(0.0, ge=0)
+    expert_query_cost_weight: float = checked(0.4, ge=0, le=MAX_COST_WEIGHT)
+    switch_agent_cost_weight: float = checked(0.0, ge=0, le=MAX_COST_WEIGHT)
     base_penalty: float | None = checked(None, gt=0)
     base_penalty_episodes: int = checked(500, ge=1)
     base_penalty_split: str = "test"

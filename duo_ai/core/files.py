@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import stat
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from duo_ai.core.errors import ConfigError, OutputError
 
@@ -83,10 +84,26 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
 
 
 def json_lines(data: dict) -> str:
-    """`data` as JSON with one top-level key per line and each value on its line, lists inline: an
-    evaluation's per-episode arrays stay readable key by key without a line per number."""
-    items = [f"  {json.dumps(key)}: {json.dumps(value)}" for key, value in data.items()]
+    """`data` as strict JSON with one top-level key per line and each value on its line, lists
+    inline: an evaluation's per-episode arrays stay readable key by key without a line per number."""
+    items = [f"  {json.dumps(key)}: {json_text(value)}" for key, value in data.items()]
     return "{\n" + ",\n".join(items) + "\n}\n"
+
+
+def json_text(data: Any, **dumps: Any) -> str:
+    """`data` as strict JSON: a value that is not a finite number (the spread of one episode, say)
+    is written null, never NaN or Infinity, which JSON does not have and other readers refuse."""
+    return json.dumps(_finite(data), allow_nan=False, **dumps)
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: _finite(v) for key, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
 
 
 def check_output_file(path: str | os.PathLike, what: str) -> Path:

@@ -14,7 +14,6 @@ says it in two numbers.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +27,7 @@ from duo_ai.coordination.config import is_coordination_run
 from duo_ai.coordination.env import NOVICE
 from duo_ai.core.checks import check_options
 from duo_ai.core.errors import ConfigError
-from duo_ai.core.files import atomic_path, atomic_write_text, check_output_file
+from duo_ai.core.files import atomic_path, atomic_write_text, check_output_file, json_text
 from duo_ai.eval_job import EVAL_OPTIONS
 from duo_ai.evaluation import play_episodes
 from duo_ai.playing import load_for_playing
@@ -195,5 +194,5 @@ def ask_map(
     )
     with atomic_path(out) as tmp:
         draw(tmp, background, summary, f"{playing.task} / {playing.split}, {episodes} episodes")
-    atomic_write_text(out.with_suffix(".json"), json.dumps(summary, indent=1) + "\n")
+    atomic_write_text(out.with_suffix(".json"), json_text(summary, indent=1) + "\n")
     return summary

@@ -9,14 +9,13 @@ AUC of the cost sweep.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from rich.table import Table
 
 from duo_ai.core.errors import ConfigError
-from duo_ai.core.files import atomic_write_text
+from duo_ai.core.files import atomic_write_text, json_text
 from duo_ai.reports import check_output
 from duo_ai.reports.records import Group, Run, group_runs, load_runs
 from duo_ai.reports.stats import AGGREGATES, interval
@@ -87,7 +86,7 @@ def compare_runs(
     rows = [row for group in group_runs(runs) for row in group_rows(group, split, aggregate)]
     report = {"aggregate": aggregate, "rows": rows}
     if json_out is not None:
-        atomic_write_text(json_out, json.dumps(report, indent=2, default=str))
+        atomic_write_text(json_out, json_text(report, indent=2, default=str))
     return report
 
 

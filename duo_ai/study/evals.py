@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from duo_ai.coordination.config import MAX_COST_WEIGHT
 from duo_ai.coordination.sweep import COST_WEIGHTS, reprice
 from duo_ai.core.errors import ConfigError
 from duo_ai.reports import read_json
@@ -212,8 +213,10 @@ def parse_weights(text: str) -> list[float]:
         weights = sorted(float(part) for part in text.split(",") if part.strip())
     except ValueError:
         weights = []
-    if not weights or len(set(weights)) != len(weights) or not all(math.isfinite(w) and w >= 0 for w in weights):
-        raise ConfigError(f"--weights takes distinct comma-separated weights >= 0 (e.g. 0,0.5,1): {text!r}")
+    if not weights or len(set(weights)) != len(weights) or not all(0 <= w <= MAX_COST_WEIGHT for w in weights):
+        raise ConfigError(
+            f"--weights takes distinct comma-separated weights in [0, {MAX_COST_WEIGHT:.0f}] (e.g. 0,0.5,1): {text!r}"
+        )
     return weights
 
 

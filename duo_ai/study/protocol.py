@@ -29,7 +29,7 @@ from duo_ai.config import Config, load_config
 from duo_ai.coordination.agents import game_of, read_agent_checkpoint
 from duo_ai.coordination.config import AGENT_KEYS
 from duo_ai.core.errors import ConfigError
-from duo_ai.core.files import atomic_write_text, check_name_lengths, check_output_file, refuse_special
+from duo_ai.core.files import atomic_write_text, check_name_lengths, check_output_file, json_text, refuse_special
 from duo_ai.envs import EnvConfig
 from duo_ai.models.coordinator import is_coordinator_model
 from duo_ai.runs import release_lock, take_lock
@@ -419,7 +419,7 @@ class Protocol:
         data = json.loads(table.read_text())
         data.update(setting=s.setting, train_env=s.train_game if s.setting == "realistic" else s.game)
         data["selection_split"] = self.selection
-        atomic_write_text(table, json.dumps(data, indent=2) + "\n")
+        atomic_write_text(table, json_text(data, indent=2) + "\n")
 
     def share_base_penalty(self) -> None:
         """Every later run is priced in the unit the gate's runs measured (or were given).

@@ -22,7 +22,6 @@ It writes `table.json` and the figure `reward_vs_cost.png`/`.svg`, and draws the
 from __future__ import annotations
 
 import io
-import json
 import math
 import os
 from collections.abc import Callable
@@ -33,10 +32,11 @@ import numpy as np
 from rich.markup import escape
 from rich.table import Table
 
+from duo_ai.coordination.config import MAX_COST_WEIGHT
 from duo_ai.coordination.sweep import trapezoid_auc
 from duo_ai.core.checks import Rule, check_options
 from duo_ai.core.errors import ConfigError
-from duo_ai.core.files import atomic_write, atomic_write_text, check_output_folder
+from duo_ai.core.files import atomic_write, atomic_write_text, check_output_folder, json_text
 from duo_ai.reports import require
 from duo_ai.reports.stats import bootstrap_ci
 from duo_ai.study.evals import MethodEvals, StudyEvals, load_evals
@@ -201,14 +201,21 @@ def study_report(
 ) -> dict[str, Any]:
     """Check everything, compute the table and draw the figure, then write them to `out_dir`."""
     out_dir = Path(out_dir)
-    check_options({"--weight": Rule(ge=0)}, weight)
+    check_options({"--weight": Rule(ge=0, le=MAX_COST_WEIGHT)}, weight)
     check_output_folder(out_dir, "output folder", (TABLE, f"{FIGURE}.png", f"{FIGURE}.svg"))
+    if Path(evals).resolve() in out_dir.resolve().parents:
+        raise ConfigError(
+            f"output folder {out_dir} is inside the evaluations {evals}, where it would be read as a method; "
+            f"pass a folder beside them, e.g. -o {Path(evals).parent / 'report'}"
+        )
+    if root is not None and not Path(root).is_dir():
+        raise ConfigError(f"--root {root} is not a folder; pass the study folder the checkpoint paths are under")
     require("matplotlib", "study-report")
     study = load_evals(Path(evals), skip=out_dir, weights=weights)
     table = summarize(study, weight, Path(root) if root is not None else out_dir)
     images = {suffix: render(table, suffix) for suffix in ("png", "svg")}
     out_dir.mkdir(exist_ok=True)
-    atomic_write_text(out_dir / TABLE, json.dumps(table, indent=2) + "\n")
+    atomic_write_text(out_dir / TABLE, json_text(table, indent=2) + "\n")
     for suffix, data in images.items():
         atomic_write(out_dir / f"{FIGURE}.{suffix}", lambda f, data=data: f.write(data))
     table["outputs"] = [str(out_dir / TABLE), *(str(out_dir / f"{FIGURE}.{s}") for s in images)]

@@ -21,6 +21,7 @@ from omegaconf import OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
 from duo_ai.config import MAX_EPISODES, PLAIN_NAME, is_plain_name
+from duo_ai.coordination.config import MAX_COST_WEIGHT
 from duo_ai.core.checks import INT32_MAX, Rule, check_config, checked
 from duo_ai.core.compute import PRECISIONS
 from duo_ai.core.config_files import STUDIES, describe, find_config_file, load_yaml_layers, parse_overrides
@@ -167,11 +168,13 @@ class Study:
     agents: Agents = field(default_factory=Agents)
     coordination: Coordination = field(default_factory=Coordination)
     # The cost weights that get a PPO coordinator and an evaluation of every method (the AUC's grid).
-    weights: list[float] = checked(factory=lambda: [0.0, 0.2, 0.4, 0.6, 0.8, 1.0], nonempty=True, each=Rule(ge=0))
+    weights: list[float] = checked(
+        factory=lambda: [0.0, 0.2, 0.4, 0.6, 0.8, 1.0], nonempty=True, each=Rule(ge=0, le=MAX_COST_WEIGHT)
+    )
     # The study's weight: its table. Off the grid only with evaluation.auc_episodes.
-    weight: float = checked(0.4, ge=0)
+    weight: float = checked(0.4, ge=0, le=MAX_COST_WEIGHT)
     # PPO coordinators trained only to check that PPO responds to the cost (their ask rate is printed).
-    sanity_weights: list[float] = checked(factory=lambda: [0.0, 2.0], each=Rule(ge=0))
+    sanity_weights: list[float] = checked(factory=lambda: [0.0, 2.0], each=Rule(ge=0, le=MAX_COST_WEIGHT))
     evaluation: Evaluation = field(default_factory=Evaluation)
     # Settings of every calibrated baseline's calibration (every method but the always-agents).
     calibration: list[str] = field(default_factory=list)
