@@ -33,6 +33,8 @@ from duo_ai_cli.options import (
     import_modules,
     import_option,
     out,
+    split_option,
+    temperature_option,
 )
 
 app = typer.Typer(
@@ -106,15 +108,11 @@ def evaluate(
     checkpoint: Path = typer.Option(
         ..., "--checkpoint", help="A .ckpt written by duo-ai train, or a run folder (its last.ckpt)."
     ),
-    temperature: float | None = typer.Option(
-        None, "--temperature", "-t", help="Sampling temperature; 0 = greedy. Default: evaluation.temperature."
-    ),
+    temperature: float | None = temperature_option(),
     episodes: int | None = typer.Option(
         None, "--episodes", "-n", help="Number of complete episodes. Default: evaluation.num_episodes."
     ),
-    split: str | None = typer.Option(
-        None, "--split", help="Level split (train, test, or one from env.splits). Default: first evaluation split."
-    ),
+    split: str | None = split_option(),
     json_out: Path | None = typer.Option(None, "--json", help="Also write the metrics to this JSON file."),
     seed: int | None = typer.Option(None, "--seed", help=EVAL_SEED_HELP),
     config: list[Path] | None = config_option("YAML applied over the checkpoint's config (as train's -c)."),

@@ -64,3 +64,17 @@ OVERRIDES_HELP = "Config overrides as dotted key=value pairs, e.g. env.task=star
 EVAL_SEED_HELP = (
     "Seed of the episodes and actions; video and ask-map with the same --seed play the same levels. Default: the run's."
 )
+
+
+def temperature_option() -> float | None:
+    """`-t/--temperature`: how a checkpoint's agent samples its actions (`eval`, `video`)."""
+    return typer.Option(
+        None, "--temperature", "-t", help="Sampling temperature; 0 = greedy. Default: evaluation.temperature."
+    )
+
+
+def split_option() -> str | None:
+    """`--split`: the level split a checkpoint plays (`eval`, `video`)."""
+    return typer.Option(
+        None, "--split", help="Level split (train, test, or one from env.splits). Default: first evaluation split."
+    )

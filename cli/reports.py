@@ -9,7 +9,7 @@ from pathlib import Path
 import typer
 
 from duo_ai_cli.group import err
-from duo_ai_cli.options import OVERRIDES_HELP, import_modules, import_option, out
+from duo_ai_cli.options import OVERRIDES_HELP, import_modules, import_option, out, split_option, temperature_option
 
 
 def plot(
@@ -38,12 +38,8 @@ def video(
         ..., "--output", "-o", help="File to write: .mp4 (video), .gif (for slides) or .png (a strip of frames)."
     ),
     episodes: int = typer.Option(1, "--episodes", "-n", help="Complete episodes to record, one after the other."),
-    temperature: float | None = typer.Option(
-        None, "--temperature", "-t", help="Sampling temperature; 0 = greedy. Default: evaluation.temperature."
-    ),
-    split: str | None = typer.Option(
-        None, "--split", help="Level split (train, test, or one from env.splits). Default: first evaluation split."
-    ),
+    temperature: float | None = temperature_option(),
+    split: str | None = split_option(),
     seed: int | None = typer.Option(
         None,
         "--seed",
@@ -120,6 +116,12 @@ def compare(
     out.print(terminal_table(compare_runs(runs, split, aggregate, json_out)))
 
 
+WEIGHTS_HELP = (
+    "The study's cost weights, e.g. 0,0.2,0.4,0.6,0.8,1; each method needs them all. "
+    "Default: every weight some method was evaluated at."
+)
+
+
 def study_report(
     evals: Path = typer.Argument(..., help="Folder of a study's evaluations: <method>/w<weight>.json."),
     weight: float = typer.Option(..., "--weight", "-w", help="The study's expert-query cost weight, e.g. 0.4."),
@@ -127,12 +129,7 @@ def study_report(
     root: Path | None = typer.Option(
         None, "--root", help="Folder that table.json's checkpoint paths are relative to. Default: the output folder."
     ),
-    weights: str | None = typer.Option(
-        None,
-        "--weights",
-        help="The study's cost weights, e.g. 0,0.2,0.4,0.6,0.8,1; each method needs them all. "
-        "Default: every weight some method was evaluated at.",
-    ),
+    weights: str | None = typer.Option(None, "--weights", help=WEIGHTS_HELP),
 ) -> None:
     """Compare a coordination study's methods on paired test episodes: table, AUC intervals, figure."""
     from duo_ai.study.evals import parse_weights
