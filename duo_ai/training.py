@@ -112,15 +112,15 @@ class Trainer:
             if self.ctx.distributed:  # what the build resolved into the config (a coordination run's base penalty)
                 distributed.check_same_config(self.ctx, config_to_yaml(config), " after building")
             state = self.start(resume, show_progress, early, undo)
+            if state is not None:
+                set_rng_state(state["rng"])  # last, after everything that draws random numbers while building
+            coordination = self.parts.make_env.coordination
+            # A coordinator's checkpoints carry its novice and expert, so they work wherever they are moved.
+            self.agents = embed_agents(config, coordination) if coordination is not None and self.ctx.is_main else None
+            self.gather_rank_states()
+            self.snapshot = self.payload() if self.ctx.is_main else None  # the state at the last iteration boundary
+            self.snapshot_saved = state is not None  # a resumed run starts from what is on disk
             undo.pop_all()
-        if state is not None:
-            set_rng_state(state["rng"])  # last, after everything that draws random numbers while building
-        coordination = self.parts.make_env.coordination
-        # A coordinator's checkpoints carry its novice and expert, so they work wherever they are moved.
-        self.agents = embed_agents(config, coordination) if coordination is not None and self.ctx.is_main else None
-        self.gather_rank_states()
-        self.snapshot = self.payload() if self.ctx.is_main else None  # the state at the last iteration boundary
-        self.snapshot_saved = state is not None  # a resumed run starts from what is on disk
 
     def embedded_agents(self) -> dict[str, Any] | None:
         """The novice and expert stored in the run's newest checkpoint (a resumed coordinator), if readable here."""

@@ -11,7 +11,7 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-import duo_ai.config
+from duo_ai.config import load_config
 from duo_ai.core.checkpoint import load_checkpoint
 from duo_ai.training import Trainer
 from tests.conftest import TINY, cli
@@ -35,11 +35,12 @@ def test_the_pages_callback_logs_its_scalar_and_stops_a_run_that_resumes_exactly
     (tmp_path / "my_callbacks.py").write_text(MODULE)
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.chdir(tmp_path)
-    # The page's code as it stands, with the tiny run's settings added to the config it loads.
-    load_config = duo_ai.config.load_config
-    monkeypatch.setattr(duo_ai.config, "load_config", lambda path, overrides: load_config(path, [*overrides, *SHORT]))
-    page: dict = {}
-    exec(USAGE, page)  # noqa: S102  (the documentation's own code)
+    # The page's code as it stands, but for the load_config it imports: here one that adds the tiny
+    # run's settings to the config it loads (nothing is patched, so no other module sees it).
+    page_import = "from duo_ai.config import load_config\n"
+    assert page_import in USAGE
+    page: dict = {"load_config": lambda path, overrides: load_config(path, [*overrides, *SHORT])}
+    exec(USAGE.replace(page_import, ""), page)  # noqa: S102  (the documentation's own code)
 
     run = tmp_path / "experiments" / "starpilot_to_10"
     returns = episode_returns(run)

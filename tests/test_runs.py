@@ -16,6 +16,7 @@ import duo_ai
 from duo_ai.algorithms.ppo import PPO
 from duo_ai.core.errors import ConfigError
 from duo_ai.runs import git_state, resume_config
+from duo_ai.training import Trainer
 from duo_ai_cli.main import app
 from tests.conftest import TINY
 
@@ -61,6 +62,22 @@ def test_overwrite_that_crashes_before_its_first_checkpoint_restores_the_old_run
     assert result.output.strip().splitlines()[-1].startswith("error: crashed with RuntimeError: boom")
     assert hashes(old_run) == before
     assert [p.name for p in old_run.parent.iterdir()] == ["R"]  # neither the new run nor an aside copy left
+
+
+def test_a_trainer_that_fails_once_the_folder_is_open_closes_it_and_restores_the_old_run(old_run, monkeypatch):
+    """A failure at the end of Trainer's construction (the old run moved aside, the new folder locked,
+    the logger open) undoes all of it."""
+    before = hashes(old_run)
+
+    def boom(self, resume):
+        raise RuntimeError("boom while starting")
+
+    monkeypatch.setattr(Trainer, "record_run_info", boom)
+    result = train(old_run.parent, "name=R", "overwrite=true")
+    assert result.exit_code == 1, result.output
+    assert "restored the previous run in" in result.output
+    assert hashes(old_run) == before  # run.lock released: the old run's files alone
+    assert [p.name for p in old_run.parent.iterdir()] == ["R"]
 
 
 def test_successful_overwrite_replaces_the_run_and_removes_the_moved_aside_copy(old_run):
