@@ -32,7 +32,7 @@ import duo_ai.policies  # noqa: F401  (fills POLICIES)
 from duo_ai.coordination.config import CoordinationConfig, is_coordination_run
 from duo_ai.core.checks import INT32_MAX, check_config, checked
 from duo_ai.core.compute import PRECISIONS
-from duo_ai.core.config_files import describe, load_yaml_layers, merge, parse_overrides
+from duo_ai.core.config_files import describe, load_yaml_layers, merge, parse_overrides, without_keys
 from duo_ai.core.errors import ConfigError
 from duo_ai.core.registry import ALGORITHMS, POLICIES, Registry
 from duo_ai.envs import check_split_name, env_family, split_config
@@ -131,7 +131,8 @@ def load_config(
     overrides: list[str] | tuple[str, ...] = (),
     base: dict[str, Any] | None = None,
 ) -> Config:
-    """Defaults < `base` (e.g. a checkpoint's config) < YAML files in order < overrides, checked and built."""
+    """Defaults < `base` (e.g. a checkpoint's config) < YAML files in order < overrides, checked and built.
+    An override `~key` removes the key from `base` and the files: it takes its default again."""
     if paths is None:
         paths = []
     elif isinstance(paths, (str, Path)):
@@ -139,7 +140,9 @@ def load_config(
     layers: list[Any] = [] if base is None else [base]
     for path in paths:
         layers.extend(load_yaml_layers(path))
-    layers.append(parse_overrides(list(overrides), NAMED_KEYS))
+    removed = [o.removeprefix("~").strip() for o in overrides if o.startswith("~")]
+    layers = without_keys(layers, removed) if removed else layers
+    layers.append(parse_overrides([o for o in overrides if not o.startswith("~")], NAMED_KEYS))
     return build_config(layers)
 
 

@@ -719,3 +719,23 @@ def test_study_report_refuses_an_output_inside_the_evaluations_and_a_missing_roo
     refused(root, ["study-report", str(evals), "-w", "0.4", "-o", str(evals / "random")], "inside the evaluations")
     refused(root, ["study-report", str(evals), "-w", "0.4", "-o", "rep", "--root", "/nonexistent"], "not a folder")
     assert not (evals / "random" / "table.json").exists()
+
+
+# -- removing a key a config file sets: ~key ------------------------------------------------------------
+def test_a_tilde_override_removes_a_key_the_files_set_so_it_takes_its_default():
+    doorkey = ["env.task=MiniGrid-DoorKey-5x5-v0"]
+    assert load_config("minigrid_agent").env.kwargs == {"agent_start_pos": None}
+    assert load_config("minigrid_agent", [*doorkey, "~env.kwargs.agent_start_pos"]).env.kwargs == {}
+    assert load_config("minigrid_agent", [*doorkey, "~env.kwargs"]).env.kwargs == {}
+    default = load_config().algorithm.total_timesteps  # PPO's own, not minigrid_agent's 250,000
+    assert load_config("minigrid_agent", ["~algorithm.total_timesteps"]).algorithm.total_timesteps == default != 250000
+    with pytest.raises(ConfigError, match="~env.kwargs.agent_start_pox removes nothing"):
+        load_config("minigrid_agent", ["~env.kwargs.agent_start_pox"])
+    with pytest.raises(ConfigError, match="must look like ~key"):
+        load_config("minigrid_agent", ["~env.kwargs=3"])
+
+
+def test_kwargs_of_another_task_name_both_ways_to_drop_them(tmp_path):
+    args = ["train", "-c", "minigrid_agent", "env.task=MiniGrid-DoorKey-5x5-v0", f"experiments_dir={tmp_path}"]
+    assert_user_error(cli(*args), "env.kwargs={}", "~env.kwargs.NAME")
+    assert not any(tmp_path.iterdir())

@@ -18,6 +18,7 @@ billions), and no key twice in one mapping (YAML would silently keep the last).
 
 from __future__ import annotations
 
+import copy
 import re
 from itertools import takewhile
 from pathlib import Path
@@ -139,6 +140,28 @@ def parse_overrides(overrides: list[str] | tuple[str, ...], named: tuple[str, ..
         return OmegaConf.from_dotlist(_name_keys(list(overrides), named))
     except OmegaConfBaseException as e:
         raise ConfigError(describe(e)) from None
+
+
+def without_keys(layers: list[Any], keys: list[str]) -> list[Any]:
+    """Copies of `layers` with each dotted key of `keys` removed from every layer, so that it takes its
+    default again: the override `~env.kwargs.agent_start_pos` (Hydra's spelling). A key no layer
+    sets is one line (a typo would otherwise remove nothing, silently)."""
+    layers = [copy.deepcopy(OmegaConf.to_container(x) if isinstance(x, DictConfig) else x) for x in layers]
+    for key in keys:
+        if not key or "=" in key or not key.isprintable():
+            raise ConfigError(f"override ~{key} must look like ~key (no value), e.g. ~env.kwargs.agent_start_pos")
+        *path, last = key.split(".")
+        removed = False
+        for layer in layers:
+            node = layer
+            for part in path:
+                node = node.get(part) if isinstance(node, dict) else None
+            if isinstance(node, dict) and last in node:
+                del node[last]
+                removed = True
+        if not removed:
+            raise ConfigError(f"override ~{key} removes nothing: no config file (nor a base it names) sets {key}")
+    return layers
 
 
 def _name_keys(overrides: list[str], named: tuple[str, ...]) -> list[str]:

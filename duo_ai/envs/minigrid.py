@@ -193,7 +193,10 @@ def check_kwargs(task: str, kwargs: dict[str, Any]) -> None:
         ) from None
     except (Exception, MemoryError) as e:
         first = (str(e).strip().splitlines() or [""])[0]
-        raise EnvError(f"env.kwargs do not fit {task}: {kwargs} ({type(e).__name__}: {first}); change them") from None
+        raise EnvError(
+            f"env.kwargs do not fit {task}: {kwargs} ({type(e).__name__}: {first}); a config's kwargs are for its "
+            "own task: drop them with env.kwargs={} (or one with ~env.kwargs.NAME), or change them"
+        ) from None
 
 
 @contextlib.contextmanager
