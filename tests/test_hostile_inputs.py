@@ -739,3 +739,13 @@ def test_kwargs_of_another_task_name_both_ways_to_drop_them(tmp_path):
     args = ["train", "-c", "minigrid_agent", "env.task=MiniGrid-DoorKey-5x5-v0", f"experiments_dir={tmp_path}"]
     assert_user_error(cli(*args), "env.kwargs={}", "~env.kwargs.NAME")
     assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("command", ["train", "study"])
+@pytest.mark.parametrize("kind", ["device", "fifo"])
+def test_a_config_that_is_a_device_or_a_pipe_is_named_for_what_it_is(tmp_path, command, kind):
+    path = "/dev/zero" if kind == "device" else str(tmp_path / "f.yaml")
+    if kind == "fifo":
+        os.mkfifo(path)
+    args = [command, "-c", path] if command == "train" else [command, path]
+    assert_user_error(cli(*args), f"config file {path} is not a regular file")

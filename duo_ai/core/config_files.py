@@ -241,6 +241,8 @@ def read_yaml_mapping(path: str | Path) -> dict[str, Any]:
                 f"or --resume {path} to continue the run"
             )
         raise ConfigError(f"config file {path} is a folder; pass a YAML file (`duo-ai configs` lists the shipped ones)")
+    if path.exists() and not path.is_file():  # /dev/zero, a named pipe: reading would never end
+        raise ConfigError(f"config file {path} is not a regular file (a device or a pipe); pass a YAML file")
     if not path.is_file():
         raise ConfigError(
             f"config file {path} not found; pass an existing YAML file (`duo-ai configs` lists the shipped ones)"
