@@ -9,7 +9,6 @@ commands share in `options.py`; their help texts are the CLI reference (docs/hoo
 
 from __future__ import annotations
 
-import json
 import shlex
 import signal
 import sys
@@ -205,7 +204,7 @@ def bench(
     Under torchrun the envs are split over the processes and rank 0 reports total and per-process SPS.
     """
     from duo_ai.bench import Workload, bench_table, run_bench
-    from duo_ai.core.files import atomic_write_text, check_output_file
+    from duo_ai.core.files import atomic_write_text, check_output_file, json_text
 
     workload = Workload(game, num_envs, num_steps, num_minibatches, epochs, iterations, warmup)
     if json_out is not None:
@@ -215,7 +214,7 @@ def bench(
         return
     out.print(bench_table(report))
     if json_out is not None:
-        atomic_write_text(json_out, json.dumps(report, indent=2))
+        atomic_write_text(json_out, json_text(report, indent=2))
 
 
 # The commands that look at results (reports.py), at their place in `duo-ai --help`.

@@ -15,7 +15,7 @@ from duo_ai.config import Config
 from duo_ai.coordination.baselines import reselect
 from duo_ai.coordination.config import AGENT_KEYS, is_coordination_run
 from duo_ai.core.checkpoint import load_checkpoint, resolve_checkpoint_path
-from duo_ai.core.errors import ConfigError
+from duo_ai.core.errors import CheckpointError, ConfigError
 from duo_ai.core.policy import Policy
 from duo_ai.core.rng import seed_everything
 from duo_ai.envs import split_config
@@ -46,7 +46,17 @@ def load_policy(
     episodes (the benchmark's one-coordinator-per-weight protocol, at no extra cost)."""
     config.policy.load_path = None
     policy = build_policy(config, env, compute)
-    policy.set_params(payload["model_state_dict"])
+    trained = ((payload.get("config") or {}).get("env") or {}).get("task")
+    try:
+        policy.set_params(payload["model_state_dict"])
+    except CheckpointError as e:
+        if trained is None or trained == config.env.task:
+            raise
+        raise CheckpointError(  # the override of env.task is the cause, not the model
+            f"the checkpoint was trained on {trained} and its network does not fit {config.env.task} "
+            f"({getattr(e, 'mismatch', e)}); "
+            f"play it on {trained}, or train an agent on {config.env.task}"
+        ) from None
     calibration = payload.get("calibration") or {}
     if not calibration.get("episodes") or "chosen" not in calibration:
         return policy, {}

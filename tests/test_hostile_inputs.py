@@ -211,7 +211,7 @@ NUMBERS = [
     (["bench", "--iterations", "0"], ["--iterations=0"]),
     (["bench", "--warmup", "-1"], ["--warmup=-1"]),
     (["study-report", "evals", "-w", "nan", "-o", "out"], ["--weight=nan", "finite"]),
-    (["study-report", "evals", "-w", "-1", "-o", "out"], ["--weight=-1.0", ">= 0"]),
+    (["study-report", "evals", "-w", "-1", "-o", "out"], ["--weight=-1.0", "[0, 1000000]"]),
 ]
 
 
@@ -716,7 +716,7 @@ def test_json_outputs_are_strict_json(root):
 
 def test_study_report_refuses_an_output_inside_the_evaluations_and_a_missing_root(root):
     evals = STUDY / "evals"
-    refused(root, ["study-report", str(evals), "-w", "0.4", "-o", str(evals / "random")], "inside the evaluations")
+    refused(root, ["study-report", str(evals), "-w", "0.4", "-o", str(evals / "random")], "in method random's evaluations")
     refused(root, ["study-report", str(evals), "-w", "0.4", "-o", "rep", "--root", "/nonexistent"], "not a folder")
     assert not (evals / "random" / "table.json").exists()
 
@@ -749,3 +749,38 @@ def test_a_config_that_is_a_device_or_a_pipe_is_named_for_what_it_is(tmp_path, c
         os.mkfifo(path)
     args = [command, "-c", path] if command == "train" else [command, path]
     assert_user_error(cli(*args), f"config file {path} is not a regular file")
+
+
+# -- errors that name the cause ----------------------------------------------------------------------
+def test_an_agent_played_on_another_task_names_the_task_not_the_model(tmp_path):
+    run = ["train", "-c", "cartpole", f"experiments_dir={tmp_path}", "name=cp", "algorithm.total_timesteps=256"]
+    assert cli(*run, "evaluation.num_episodes=0", "--no-progress").exit_code == 0
+    result = cli("eval", "--checkpoint", tmp_path / "cp", "-n", "1", "env.task=Acrobot-v1")
+    assert_user_error(result, "trained on CartPole-v1 and its network does not fit Acrobot-v1", "play it on CartPole-v1")
+    assert "different model" not in result.stderr
+
+
+def test_a_damaged_embedded_agent_is_named_as_the_copy_not_the_file(tmp_path_factory, tmp_path):
+    from tests.coord_fixtures import always_coordinators
+
+    payload = load_checkpoint(always_coordinators(tmp_path_factory)["novice"] / "last.ckpt")
+    weights = payload["agents"]["train_novice"]["model_state_dict"]
+    name = next(k for k, v in weights.items() if v.ndim == 2)
+    weights[name] = torch.zeros(weights[name].shape[0] + 1, weights[name].shape[1])
+    save_checkpoint(tmp_path / "edited.ckpt", payload)
+    result = cli("eval", "--checkpoint", tmp_path / "edited.ckpt", "-n", "1")
+    assert_user_error(result, "the train_novice that the coordinator's checkpoint carries (a copy of")
+
+
+@pytest.mark.parametrize(
+    ("planted", "kind"),
+    [("evals/ppo_s2", "file"), ("logs", "file"), ("table.json", "folder"), ("ppo_w0", "file"), ("report", "file")],
+)
+def test_a_study_path_of_the_wrong_kind_is_refused_before_any_job(tmp_path, planted, kind):
+    out = tmp_path / "S"
+    path = out / planted
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.mkdir() if kind == "folder" else path.write_text("mine")
+    before = snapshot(out)
+    assert_user_error(cli("study", "minigrid_smoke", "--out", out), str(path))
+    assert snapshot(out) == before

@@ -26,6 +26,14 @@ class AgentCheckpoint:
     path: str
     payload: dict[str, Any]
     game: str
+    # Read from the copy a coordinator's checkpoint carries, not from the file at `path`.
+    embedded: bool = False
+
+    def describe(self) -> str:
+        """How an error names this agent: the file, or the copy in the coordinator checkpoint."""
+        if self.embedded:
+            return f"the {self.key} that the coordinator's checkpoint carries (a copy of {self.path})"
+        return f"{self.key} {self.path}"
 
 
 def read_agent_checkpoint(key: str, path: str) -> AgentCheckpoint:
@@ -128,10 +136,10 @@ def build_agent(agent: AgentCheckpoint, env: gym.vector.VectorEnv, compute: Comp
     try:
         policy = PPOPolicy(config, env).setup(compute)
     except ConfigError as e:
-        raise CheckpointError(f"{agent.key} {agent.path} cannot act in this env ({e})") from None
+        raise CheckpointError(f"{agent.describe()} cannot act in this env ({e})") from None
     try:
         policy.set_params(agent.payload["model_state_dict"])
     except CheckpointError as e:
-        raise CheckpointError(f"{agent.key} {agent.path}: {e}") from None
+        raise CheckpointError(f"{agent.describe()}: {e}") from None
     policy.eval()
     return policy

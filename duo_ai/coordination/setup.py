@@ -89,7 +89,8 @@ def setup_coordination(
         return None
     if embedded and all(getattr(config, key) == embedded.get(key, {}).get("path") for key in AGENT_KEYS):
         checkpoints = {
-            key: AgentCheckpoint(key, agent["path"], agent, agent["game"]) for key, agent in embedded.items()
+            key: AgentCheckpoint(key, agent["path"], agent, agent["game"], embedded=True)
+            for key, agent in embedded.items()
         }
     else:
         resolve_agent_paths(config)

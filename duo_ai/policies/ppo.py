@@ -167,10 +167,12 @@ class PPOPolicy(Policy):
     def set_params(self, params: dict[str, Any]) -> None:
         mismatch = params_mismatch(self.model.state_dict(), params)
         if mismatch is not None:
-            raise CheckpointError(
+            error = CheckpointError(
                 f"parameters do not fit model {self.config.model.name!r} ({mismatch}); "
                 "was the checkpoint saved from a different model or feature_type?"
             )
+            error.mismatch = mismatch  # what differs, for a caller that knows the cause
+            raise error
         self.model.load_state_dict(params)
 
     def train(self) -> None:

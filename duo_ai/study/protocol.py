@@ -182,6 +182,17 @@ class Protocol:
                 if path is not None:
                     self.check_off_test_environment(f"agents.{role}.checkpoint", trained_task(path))
 
+    def written_folders(self) -> list[str]:
+        """Every folder the study writes into, relative to OUT: runs, evaluations (a folder per
+        method), reports, ask maps."""
+        s, e = self.study, self.study.evaluation
+        runs = [*s.roles, *s.baselines]
+        runs += [s.ppo.run_name(w, seed) for w in s.ppo_weights for seed in self.ppo_seeds(w)]
+        methods = [*s.baselines, *map(s.ppo.method_name, s.ppo.seeds)]
+        tags = ["", "_auc", f"_{self.selection}", f"_confirm_seed{e.confirm_seed}"]
+        evals = [f"evals{tag}" for tag in tags]
+        return [*runs, *evals, *(f"{x}/{m}" for x in evals for m in methods), *(f"report{t}" for t in tags), "ask_map"]
+
     def coordination_agents(self) -> dict[str, str]:
         """The coordinators' agents: config key (train_novice, ...) -> the checkpoint the study gives."""
         pairs = (item.split("=", 1) for item in self.pair if "=" in item)
@@ -492,7 +503,7 @@ def run_study(study: Study, gate_only: bool = False, command: str = "", imports:
     with Pool(study.jobs, out / "logs", imports) as pool:
         p = Protocol(study, pool)
         p.check_runs()
-        check_study_files(out)
+        check_study_files(out, p.written_folders())
         check_name_lengths(out, "study folder")
         try:
             out.mkdir(parents=True, exist_ok=True)
@@ -508,9 +519,11 @@ def run_study(study: Study, gate_only: bool = False, command: str = "", imports:
             release_lock(out / STUDY_LOCK)
 
 
-def check_study_files(out: Path) -> None:
+    try:
+def check_study_files(out: Path, folders: list[str]) -> None:
     """What the study writes at its top and in logs/ may not be a link or another special file (a link
-    would send the table or a job's log outside the folder): refused before any work."""
+    would send the table or a job's log outside the folder), and each of its `folders` that exists is
+    a folder: refused before any work, not when the study reaches it."""
     if out.is_dir():
         check_output_file(out / "table.json", "the study's table")
     logs = out / "logs"
@@ -518,6 +531,9 @@ def check_study_files(out: Path) -> None:
         raise ConfigError(f"{logs} is not a folder; remove it, the study writes its jobs' logs there")
     for log in logs.glob("*") if logs.is_dir() else []:
         refuse_special(log, "job log")
+    for folder in (out / name for name in folders):
+        if (folder.exists() or folder.is_symlink()) and not folder.is_dir():
+            raise ConfigError(f"{folder} is not a folder; move it away, the study writes into a folder of that name")
 
 
 def run_protocol(p: Protocol, study: Study, gate_only: bool, command: str) -> None:

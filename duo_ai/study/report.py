@@ -203,10 +203,12 @@ def study_report(
     out_dir = Path(out_dir)
     check_options({"--weight": Rule(ge=0, le=MAX_COST_WEIGHT)}, weight)
     check_output_folder(out_dir, "output folder", (TABLE, f"{FIGURE}.png", f"{FIGURE}.svg"))
-    if Path(evals).resolve() in out_dir.resolve().parents:
+    here, there = out_dir.resolve(), Path(evals).resolve()
+    method = here.relative_to(there).parts[0] if here.is_relative_to(there) and here != there else None
+    if method is not None and any((there / method).glob("w*.json")):  # a folder of its own there is skipped
         raise ConfigError(
-            f"output folder {out_dir} is inside the evaluations {evals}, where it would be read as a method; "
-            f"pass a folder beside them, e.g. -o {Path(evals).parent / 'report'}"
+            f"output folder {out_dir} is in method {method}'s evaluations, which the report would then leave "
+            f"out; pass a folder of its own, e.g. -o {Path(evals).parent / 'report'}"
         )
     if root is not None and not Path(root).is_dir():
         raise ConfigError(f"--root {root} is not a folder; pass the study folder the checkpoint paths are under")
