@@ -519,7 +519,6 @@ def run_study(study: Study, gate_only: bool = False, command: str = "", imports:
             release_lock(out / STUDY_LOCK)
 
 
-    try:
 def check_study_files(out: Path, folders: list[str]) -> None:
     """What the study writes at its top and in logs/ may not be a link or another special file (a link
     would send the table or a job's log outside the folder), and each of its `folders` that exists is
