@@ -716,7 +716,9 @@ def test_json_outputs_are_strict_json(root):
 
 def test_study_report_refuses_an_output_inside_the_evaluations_and_a_missing_root(root):
     evals = STUDY / "evals"
-    refused(root, ["study-report", str(evals), "-w", "0.4", "-o", str(evals / "random")], "in method random's evaluations")
+    refused(
+        root, ["study-report", str(evals), "-w", "0.4", "-o", str(evals / "random")], "in method random's evaluations"
+    )
     refused(root, ["study-report", str(evals), "-w", "0.4", "-o", "rep", "--root", "/nonexistent"], "not a folder")
     assert not (evals / "random" / "table.json").exists()
 
@@ -756,7 +758,9 @@ def test_an_agent_played_on_another_task_names_the_task_not_the_model(tmp_path):
     run = ["train", "-c", "cartpole", f"experiments_dir={tmp_path}", "name=cp", "algorithm.total_timesteps=256"]
     assert cli(*run, "evaluation.num_episodes=0", "--no-progress").exit_code == 0
     result = cli("eval", "--checkpoint", tmp_path / "cp", "-n", "1", "env.task=Acrobot-v1")
-    assert_user_error(result, "trained on CartPole-v1 and its network does not fit Acrobot-v1", "play it on CartPole-v1")
+    assert_user_error(
+        result, "trained on CartPole-v1 and its network does not fit Acrobot-v1", "play it on CartPole-v1"
+    )
     assert "different model" not in result.stderr
 
 

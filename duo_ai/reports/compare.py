@@ -91,7 +91,8 @@ def compare_runs(
 
 
 def terminal_table(report: dict[str, Any]) -> Table:
-    """The comparison as `duo-ai compare` prints it: a row per group and split, the extra metrics where any row has them."""
+    """The comparison as `duo-ai compare` prints it: a row per group and split, the extra metrics
+    where any row has them."""
     extra = [key for key in EXTRA_METRICS if any(key in row for row in report["rows"])]
     table = Table(title=f"final evaluation: {report['aggregate']} over seeds [95% interval]")
     for column in ("group", "seeds", "split", "reward", "per run", *extra):
