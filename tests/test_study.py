@@ -215,6 +215,7 @@ def test_the_wrapper_maps_its_flags_and_stops_after_the_gate(tmp_path):
         (["compute.precision=fp8"], ["compute.precision='fp8'"]),
         # Every evaluation job's settings, every given checkpoint and every run's model, before the first job.
         (["evaluation.episodes=2000000"], ["evaluation.episodes=2000000", "[1, 1000000]"]),
+        (["agents.overrides=[env.num_envs=100000,algorithm.num_steps=4096]"], ["run novice", "GiB of memory"]),
         (["evaluation.seed=99999999999999"], ["evaluation.seed=99999999999999", "2**31-1"]),
         (["agents.novice.config=procgen_ppo"], ["run novice (procgen_ppo)", "is a coordinator's"]),
         (

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import yaml
 
+from duo_ai.build import check_memory
 from duo_ai.config import Config, load_config
 from duo_ai.coordination.agents import game_of, read_agent_checkpoint
 from duo_ai.coordination.config import AGENT_KEYS
@@ -149,6 +150,7 @@ class Protocol:
         """The config run `name` will train with; one line naming the run if it cannot."""
         try:
             resolved = load_config(config, [f"name={name}", *self.common, *overrides])
+            check_memory(resolved)
         except ConfigError as e:
             raise ConfigError(f"run {name} ({config} with the study's overrides): {e}") from None
         if self.study.setting == "realistic" and name in ("sim_novice", "novice"):
