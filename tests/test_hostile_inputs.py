@@ -788,3 +788,20 @@ def test_a_study_path_of_the_wrong_kind_is_refused_before_any_job(tmp_path, plan
     before = snapshot(out)
     assert_user_error(cli("study", "minigrid_smoke", "--out", out), str(path))
     assert snapshot(out) == before
+
+
+@pytest.mark.parametrize(
+    ("planted", "record", "fragment"),
+    [
+        ("evals/random/w0.json", {"num_episodes": 999, "seed": 1, "split": "test"}, "holds num_episodes=999"),
+        ("evals_confirm_seed4/ppo/w1.json", {"num_episodes": 2, "seed": 7, "split": "test"}, "holds seed=7"),
+        ("ask_map/ppo_w0.json", {"episodes": 999, "seed": 1, "split": "test"}, "holds episodes=999"),
+    ],
+)
+def test_an_evaluation_made_with_other_settings_is_refused_before_any_job(tmp_path, planted, record, fragment):
+    out = tmp_path / "S"
+    (out / planted).parent.mkdir(parents=True)
+    (out / planted).write_text(json.dumps(record))
+    before = snapshot(out)
+    assert_user_error(cli("study", "minigrid_smoke", "--out", out), str(out / planted), fragment, "--out NEWDIR")
+    assert snapshot(out) == before

@@ -25,6 +25,7 @@ import torch
 from duo_ai.config import Config
 from duo_ai.coordination.config import is_coordination_run
 from duo_ai.coordination.env import NOVICE
+from duo_ai.core.checkpoint import DIGEST
 from duo_ai.core.checks import check_options
 from duo_ai.core.errors import ConfigError
 from duo_ai.core.files import atomic_path, atomic_write_text, check_output_file, json_text
@@ -186,6 +187,7 @@ def ask_map(
     summary = summarise(coord, novice)
     summary.update(
         checkpoint=playing.checkpoint,
+        checkpoint_sha256=playing.payload.get(DIGEST),
         env=playing.task,
         split=playing.split,
         seed=playing.seed,

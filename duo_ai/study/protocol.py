@@ -22,6 +22,7 @@ import json
 import time
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -200,12 +201,13 @@ class Protocol:
         pairs = (item.split("=", 1) for item in self.pair if "=" in item)
         return {key: value for key, value in pairs if key in AGENT_KEYS}
 
-    def expected_evaluation(self, folder: str, split: str = "test") -> tuple[int, int, str] | None:
-        """(episodes, seed, split) the study asks of the evaluations in OUT/`folder`; None: not its folder."""
+    def expected_evaluation(self, folder: str) -> tuple[int, int, str] | None:
+        """(episodes, seed, split) the study asks of the evaluations in OUT/`folder`; None: a folder it
+        does not use."""
         e, s = self.study.evaluation, self.study
         expected = {
             "evals": (e.episodes, e.seed, "test"),
-            "evals_auc": (s.auc_episodes, e.seed, "test"),
+            **({"evals_auc": (s.auc_episodes, e.seed, "test")} if s.auc_episodes != e.episodes else {}),
             f"evals_{self.selection}": (e.episodes, e.seed, self.selection),
             f"evals_confirm_seed{e.confirm_seed}": (e.confirm_episodes, e.confirm_seed, "test"),
         }
@@ -220,6 +222,8 @@ class Protocol:
             episodes, seed, split = expected
             asked = {"num_episodes": episodes, "seed": seed, "split": split, "cost_weight": float(file.stem[1:])}
             check_evaluation(file, None, asked)
+        for record in sorted(self.out.glob("ask_map/*.json")):
+            check_evaluation(record, None, self.ask_map_asks(), record.parent)
 
     def check_off_test_environment(self, what: str, task: str | None) -> None:
         """The realistic setting's agents of the train environment were not trained on the test environment."""
@@ -399,11 +403,20 @@ class Protocol:
             picture = folder / f"{s.ppo.method_name(seed)}_w{weight}.png"
             command = ["ask-map", "--checkpoint", checkpoint, "-o", str(picture), "-n", str(s.evaluation.episodes)]
             command += ["--seed", str(s.evaluation.seed), *self.compute, f"evaluation.num_envs={s.evaluation.num_envs}"]
-            self.pool.spawn(
-                f"ask_map_{picture.stem}",
-                lambda out, p=picture, c=command: out.say(f"reusing {p}") if p.is_file() else out.run(c),
-            )
+            self.pool.spawn(f"ask_map_{picture.stem}", lambda out, p=picture, c=command: self.ask_map(out, p, c))
         self.pool.join()
+
+    def ask_map(self, out: Output, picture: Path, command: list[str]) -> None:
+        """Draw one ask map, or reuse it where its record holds the same episodes of the same checkpoint."""
+        record = picture.with_suffix(".json")
+        if picture.is_file() and record.is_file():
+            check_evaluation(record, command[command.index("--checkpoint") + 1], self.ask_map_asks(), picture.parent)
+            return out.say(f"reusing {picture}")
+        out.run(command)
+
+    def ask_map_asks(self) -> dict[str, Any]:
+        e = self.study.evaluation
+        return {"episodes": e.episodes, "seed": e.seed, "split": "test"}
 
     def confirmation(self) -> Path:
         """Every method again at the study's weight on fresh episodes; returns its report table."""

@@ -102,15 +102,16 @@ def check_agents(run: Path, agents: dict[str, tuple[str, dict[str, torch.Tensor]
             )
 
 
-def check_evaluation(file: Path, checkpoint: str | None, asked: dict[str, Any]) -> None:
-    """Refuse an evaluation file that does not hold what the study asks now (`asked`: num_episodes,
-    seed, split, cost_weight), that evaluated another checkpoint than `checkpoint` (None: the one it
-    names), or another state of it than the one there now."""
+def check_evaluation(file: Path, checkpoint: str | None, asked: dict[str, Any], made: Path | None = None) -> None:
+    """Refuse an evaluation file (or an ask map's) that does not hold what the study asks now
+    (`asked`: num_episodes, seed, split, cost_weight), that evaluated another checkpoint than
+    `checkpoint` (None: the one it names), or another state of it than the one there now. `made`:
+    the folder to remove to make it again (default: the evaluations folder it lies two levels in)."""
+    fix = FIX.format(what=made or file.parent.parent)
     try:
         done = json.loads(file.read_text())
     except (OSError, ValueError) as e:
-        raise ConfigError(f"{file} cannot be read ({e}); {FIX.format(what=file)}") from None
-    fix = FIX.format(what=file.parent.parent)
+        raise ConfigError(f"{file} cannot be read ({e}); {fix}") from None
     for key, value in asked.items():
         if done.get(key) != value:
             found = done.get(key)
