@@ -226,10 +226,9 @@ def has_checkpoint(run_dir: Path) -> bool:
 
 # --- resuming ------------------------------------------------------------------------------------
 
-# Keys `--resume` may change (a trailing dot: the whole section). They extend the run or change how
-# it runs; every other key would change what was trained.
-RESUMABLE = (
-    "algorithm.total_timesteps",
+# Keys that change how a run computes, logs and evaluates itself, not what it learns (a trailing
+# dot: the whole section).
+HOW_IT_RUNS = (
     "algorithm.log_freq",
     "algorithm.save_freq",
     "algorithm.eval_freq",
@@ -243,6 +242,9 @@ RESUMABLE = (
     "env.num_threads",
     "distributed_timeout_s",
 )
+# Keys `--resume` may change: they extend the run or change how it runs; every other key would
+# change what was trained.
+RESUMABLE = ("algorithm.total_timesteps", *HOW_IT_RUNS)
 
 
 def resume_config(run_dir: str | os.PathLike, overrides: list[str]) -> tuple[Config, list[str]]:
@@ -285,7 +287,12 @@ def check_checkpoint_config(path: Path, saved: dict[str, Any], config: Config) -
 
 
 def _resumable(key: str) -> bool:
-    return any(key == k or (k.endswith(".") and key.startswith(k)) for k in RESUMABLE)
+    return is_among(key, RESUMABLE)
+
+
+def is_among(key: str, keys: tuple[str, ...]) -> bool:
+    """Whether dotted `key` is one of `keys` or inside one of their sections (`evaluation.`)."""
+    return any(key == k or (k.endswith(".") and key.startswith(k)) for k in keys)
 
 
 def _check_resumable(run_dir: Path, key: str, old: Any, new: Any) -> None:

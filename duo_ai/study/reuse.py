@@ -26,24 +26,10 @@ from duo_ai.coordination.agents import same_weights
 from duo_ai.coordination.config import AGENT_KEYS
 from duo_ai.core.checkpoint import DIGEST, load_checkpoint
 from duo_ai.core.errors import ConfigError, DuoAIError
-from duo_ai.runs import flatten
+from duo_ai.runs import HOW_IT_RUNS, flatten, is_among
 
-# Keys that change how a run computes, logs or evaluates itself, not what it learns.
-HOW_IT_RAN = (
-    "device",
-    "precision",
-    "num_threads",
-    "channels_last",
-    "compile",
-    "cache_host_memory",
-    "distributed_timeout_s",
-    "overwrite",
-    "env.num_threads",
-    "algorithm.log_freq",
-    "algorithm.save_freq",
-    "algorithm.eval_freq",
-    "evaluation.",
-)
+# A run made otherwise only in these keys is reused: how it computed, logged, evaluated itself.
+HOW_IT_RAN = (*HOW_IT_RUNS, "overwrite")
 # Keys holding paths: compared as the files they name.
 PATHS = ("experiments_dir", "policy.load_path", *AGENT_KEYS)
 FIX = "pass --out NEWDIR for a new study, or remove {what} to make it again"
@@ -66,7 +52,7 @@ def check_run(run: Path, config: Config, derived: tuple[str, ...] = ()) -> None:
     now = flatten(config_to_dict(config))
     for key in sorted(stored.keys() | now.keys()):
         old, new = stored.get(key), now.get(key)
-        if key in derived or any(key == k or (k.endswith(".") and key.startswith(k)) for k in HOW_IT_RAN):
+        if key in derived or is_among(key, HOW_IT_RAN):
             continue
         if key == "coordination.base_penalty" and new is None:
             continue  # the cost unit the run measured and recorded
