@@ -25,6 +25,10 @@ Data-parallel (`torchrun --nproc-per-node N duo-ai train ...`): every process ru
 on its share of the envs. Rank 0 alone writes the run folder and evaluates (the others wait for
 it); at each iteration boundary it gathers every process's own state (envs, episodes, RNG) into
 `rank_states`, so a checkpoint resumes each process exactly, with the same number of processes.
+
+Longer than ~400 lines for one reason: the run's life (open, iterate, log, evaluate, save, resume,
+stop) is one object whose order of steps is what makes resume exact; split, that order would be
+spread over files.
 """
 
 from __future__ import annotations

@@ -20,6 +20,9 @@ update is the one a single process would make over all envs' rollouts: gradients
 minibatch, advantages normalised by the minibatch's global mean and std, the reward normaliser
 running over all envs (`SharedReturnNormalizer`); `global_step` and the logged statistics count
 every process (`duo_ai.algorithms.parallel`). One process takes none of these paths.
+
+Longer than ~400 lines for one reason: the whole iteration (config, rollout, advantages, loss,
+update, the state an exact resume needs) reads top to bottom in one file, as CleanRL's does.
 """
 
 from __future__ import annotations
