@@ -274,10 +274,11 @@ def resume_config(run_dir: str | os.PathLike, overrides: list[str]) -> tuple[Con
 SAME_ON_RESUME = ("env.", "policy.", "algorithm.name")
 
 
-def check_checkpoint_config(path: Path, saved: dict[str, Any], config: Config) -> None:
-    """Refuse to resume from a checkpoint whose own config differs from the run's in what it trained."""
+def check_checkpoint_config(path: Path, saved: dict[str, Any], config: Config, learned: tuple[str, ...] = ()) -> None:
+    """Refuse to resume from a checkpoint whose own config differs from the run's in what it trained.
+    `learned`: keys the run itself changes as it goes (the value a calibration is trying)."""
     before, now = flatten(saved), flatten(config_to_dict(config))
-    for key in sorted(before.keys() & now.keys()):
+    for key in sorted(before.keys() & now.keys() - set(learned)):
         if key.startswith(SAME_ON_RESUME) and not _resumable(key) and before[key] != now[key]:
             raise ConfigError(
                 f"cannot resume from {path}: it was trained with {key}={before[key]}, but the run's config.yaml "

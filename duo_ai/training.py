@@ -194,7 +194,9 @@ class Trainer:
                 f"{path} {why}, without the state to resume exactly; resume from a training checkpoint"
             )
         if isinstance(state.get("config"), dict):
-            check_checkpoint_config(path, state["config"], self.config)
+            calibrated = (state.get("calibration") or {}).get("param")  # a calibration's current candidate
+            learned = (f"policy.{calibrated}",) if calibrated else ()
+            check_checkpoint_config(path, state["config"], self.config, learned)
         saved, now = int(state.get("world_size", 1)), self.ctx.world_size
         if saved != now:
             how = f"torchrun with {saved} processes in all" if saved > 1 else "one process (no torchrun)"
