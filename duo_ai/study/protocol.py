@@ -137,15 +137,23 @@ class Protocol:
         placeholder = ["policy.model.expert_prob_init=0.5"] if self.study.ppo.start == "random" else []
         derived = ("policy.model.expert_prob_init",) if placeholder else ()
         self.check_given_agents()
-        agents = {key: (path, agent_weights(path)) for key, path in self.coordination_agents().items()}
         runs = [*self.agent_runs(), *map(self.baseline_run, self.study.baselines)]
         ppo = [self.ppo_run(w, placeholder, seed) for w in self.study.ppo_weights for seed in self.ppo_seeds(w)]
         for name, config, overrides in [*runs, *ppo]:
             resolved = self.resolve(name, config, overrides)
             check_run(self.out / name, resolved, derived if (name, config, overrides) in ppo else ())
-            if name not in self.study.roles:
-                check_agents(self.out / name, agents)
+        self.check_coordinators_agents()
         self.check_evaluations()
+
+    def check_coordinators_agents(self) -> None:
+        """Every coordinator in the folder carries the novice and expert the study uses now: before
+        the first job, and again before the evaluations (an agent file replaced while the study ran
+        would otherwise mix two pairs in one table)."""
+        agents = {key: (path, agent_weights(path)) for key, path in self.coordination_agents().items()}
+        s = self.study
+        runs = [*s.baselines, *(s.ppo.run_name(w, seed) for w in s.ppo_weights for seed in self.ppo_seeds(w))]
+        for name in runs:
+            check_agents(self.out / name, agents)
 
     def resolve(self, name: str, config: str, overrides: list[str]) -> Config:
         """The config run `name` will train with; one line naming the run if it cannot."""
@@ -354,6 +362,7 @@ class Protocol:
         (the gate, skyline's first stage) come first."""
         s, e = self.study, self.study.evaluation
         weight, weights, evals = weight_name(s.weight), [weight_name(w) for w in s.weights], self.out / "evals"
+        self.check_coordinators_agents()
         if s.setting == "realistic":
             self.stage(f"the final evaluations, on the test environment: the gate, {e.episodes} test episodes each")
             self.evaluate_always_agents(e.episodes, evals, e.seed)
