@@ -244,6 +244,12 @@ def study(
     jobs: str | None = typer.Option(
         None, "--jobs", help="Run up to N trainings and evaluations at once, each logging to OUT/logs/ (key jobs)."
     ),
+    launcher: str | None = typer.Option(
+        None,
+        "--launcher",
+        help="Where the jobs run: local (subprocesses here, one GPU each with --jobs N on N GPUs) or slurm "
+        "(Slurm jobs through submitit, sized by the study's launcher: section) (key launcher.name).",
+    ),
     gate_only: bool = typer.Option(
         False, "--gate-only", help="Stop after the gate, which prints where always-novice and always-expert break even."
     ),
@@ -260,6 +266,7 @@ def study(
     signal.signal(signal.SIGTERM, sigterm_as_interrupt)
     import_modules(modules)
     extra = [*([] if out_dir is None else [f"out={out_dir}"]), *([] if jobs is None else [f"jobs={jobs}"])]
+    extra += [] if launcher is None else [f"launcher.name={launcher}"]
     imports = [arg for module in modules or [] for arg in ("--import", module)]
     command = [
         "duo-ai",

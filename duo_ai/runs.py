@@ -339,6 +339,8 @@ def run_info(compute: Compute, ctx: ProcessContext, resumed: bool = False) -> di
         "device": str(compute.device),
         "precision": compute.precision,
         "num_threads": torch.get_num_threads(),
+        # The GPUs this process was given (a study's job gets one; None: not set).
+        "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
         "channels_last": compute.channels_last,
         "compile": compute.compile,
         "world_size": ctx.world_size,

@@ -1,15 +1,16 @@
-"""A study's jobs: `duo-ai` subprocesses run in turn, or up to N at once each with its own log.
+"""A study's jobs: `duo-ai` commands run in turn, or up to N at once each with its own log.
 
-With one job at a time a job writes to this process's output. With more, each job appends to
-OUT/logs/<job>.log (appended: a rerun that only reuses a finished run keeps the log of the run
-that did the work), and the first job that fails stops the others (SIGTERM: a training saves its
-last.ckpt and resumes on the next run) and ends the study with one line naming its log.
+The study's launcher (`duo_ai.study.launchers`) starts each command: a subprocess here, or a Slurm
+job. With one local job at a time a job writes to this process's output. With more (and every
+Slurm job), each job appends to OUT/logs/<job>.log (appended: a rerun that only reuses a finished
+run keeps the log of the run that did the work), and the first job that fails stops the others
+(SIGTERM: a training saves its last.ckpt and resumes on the next run) and ends the study with one
+line naming its log.
 """
 
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 import threading
 from collections.abc import Callable
@@ -18,19 +19,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO
 
-from duo_ai.core.errors import DuoAIError
+from duo_ai.core.errors import ConfigError
+from duo_ai.study.launchers import Job, JobFailed, Launcher, LocalLauncher, Running
+from duo_ai.study.schema import Study
 
-# The same interpreter and code as this process (PYTHONPATH and all). -P: the current folder is not
-# put first on sys.path, so a study started beside a yaml.py or torch.py does not run that file.
-DUO = [sys.executable, "-P", "-m", "duo_ai_cli"]
 # The commands that build a config, so take the study's `--import` modules too.
 IMPORTING = ("train", "eval", "ask-map")
-
-
-class JobFailed(DuoAIError):
-    """A subprocess of the study failed: its own output says why."""
-
-    exit_code = 1
+# Reads evaluation files and draws a figure in seconds: run here by any launcher, never queued.
+HERE = ("study-report",)
 
 
 class Output:
@@ -46,40 +42,49 @@ class Output:
             self.log.write(message + "\n")
             self.log.flush()
 
-    def run(self, command: list[str], quiet: bool = False) -> None:
-        """Run `duo-ai COMMAND...` to the end (`quiet`: without its stdout); a failure raises `JobFailed`."""
+    def run(self, command: list[str], quiet: bool = False, resume: tuple[Path, list[str]] | None = None) -> None:
+        """Run `duo-ai COMMAND...` to the end (`quiet`: without its stdout); a failure raises `JobFailed`.
+
+        `resume`: a fresh training's run folder and the command that resumes it, which the job runs
+        instead if it starts again once the folder has a last.ckpt."""
         sys.stderr.flush()
+        imports = self.pool.imports if command[0] in IMPORTING else []
+        job = Job(self.name, [*command, *imports], self.log_path, quiet)
+        if resume is not None:
+            job.run, job.resume = resume[0], [*resume[1], *imports]
+        launcher = self.pool.here if command[0] in HERE else self.pool.launcher
         with self.pool.lock:  # none starts once the pool is stopping
             if self.pool.stopping:
                 raise JobFailed(f"{self.name} was not started: the study is stopping")
-            imports = self.pool.imports if command[0] in IMPORTING else []
-            process = subprocess.Popen(
-                [*DUO, *command, *imports], stdout=subprocess.DEVNULL if quiet else self.log, stderr=self.log
-            )
-            self.pool.processes.add(process)
+            running = launcher.start(job, self.log)
+            self.pool.jobs.add(running)
         try:
-            code = process.wait()
-        except BaseException:  # interrupted here (Ctrl-C, SIGTERM): the subprocess ends with the study
-            process.terminate()
-            process.wait()
+            code = running.wait()
+        except BaseException:  # interrupted here (Ctrl-C, SIGTERM): the job ends with the study
+            running.stop()
+            running.wait()
             raise
         finally:
             with self.pool.lock:
-                self.pool.processes.discard(process)
+                self.pool.jobs.discard(running)
         if code != 0:
-            where = "its output is above" if self.log_path is None else f"see its log {self.log_path}"
+            where = "its output is above" if job.log is None else f"see its log {job.log}"
             raise JobFailed(f"{self.name} failed (duo-ai {command[0]} exited with code {code}); {where}")
 
 
 class Pool:
     """Runs jobs (functions of an `Output`): in turn with `size` 1, else up to `size` at once."""
 
-    def __init__(self, size: int, logs: Path, imports: list[str] | None = None) -> None:
+    def __init__(
+        self, size: int, logs: Path, imports: list[str] | None = None, launcher: Launcher | None = None
+    ) -> None:
         # `imports`: `--import MODULE` arguments passed on to each job that builds a config.
         self.size, self.logs, self.imports = size, logs, imports or []
+        self.launcher = launcher or LocalLauncher(size)
+        self.here = LocalLauncher()
         self.lock = threading.Lock()
         self.stopping = False
-        self.processes: set[subprocess.Popen] = set()
+        self.jobs: set[Running] = set()
         self.running: list[Future] = []
         self.executor = ThreadPoolExecutor(size) if size > 1 else None
 
@@ -121,11 +126,11 @@ class Pool:
                 raise future.exception()
 
     def stop(self) -> None:
-        """End the running subprocesses (started here, by their own handles) and wait for their jobs."""
+        """Stop the running jobs (started here, by their own handles) and wait for them."""
         with self.lock:
             self.stopping = True
-            for process in self.processes:
-                process.terminate()
+            for running in self.jobs:
+                running.stop()
         if self.running:
             wait(self.running)
         self.running = []
@@ -137,3 +142,20 @@ class Pool:
         self.stop()
         if self.executor is not None:
             self.executor.shutdown()
+
+
+def make_launcher(study: Study) -> Launcher:
+    """The study's launcher (study key launcher), its settings checked before any work."""
+    settings = study.launcher
+    if settings.name == "local":
+        return LocalLauncher(study.jobs, study.compute.num_threads)
+    try:
+        import submitit  # noqa: F401
+    except ImportError:
+        raise ConfigError(
+            "--launcher slurm submits the jobs through submitit, which is not installed; "
+            "pip install submitit (scripts/setup.sh installs it), or use --launcher local"
+        ) from None
+    from duo_ai.study.slurm import SlurmLauncher
+
+    return SlurmLauncher(settings, Path(study.out), study.compute.num_threads)

@@ -1,4 +1,4 @@
-"""The coordination benchmark's protocol, end to end, as `duo-ai` subprocesses:
+"""The coordination benchmark's protocol, end to end, as `duo-ai` jobs (subprocesses, or Slurm jobs):
 
 1. agents: a novice and an expert (or given checkpoints);
 2. the gate, before any coordinator: always-novice and always-expert on the test split (the first
@@ -35,7 +35,7 @@ from duo_ai.core.files import atomic_write_text, check_name_lengths, check_outpu
 from duo_ai.envs import EnvConfig
 from duo_ai.models.coordinator import is_coordinator_model
 from duo_ai.runs import release_lock, take_lock
-from duo_ai.study.jobs import Output, Pool
+from duo_ai.study.jobs import Output, Pool, make_launcher
 from duo_ai.study.reuse import agent_weights, check_agents, check_evaluation, check_run
 from duo_ai.study.schema import ALWAYS, GATE, Study, study_to_yaml, weight_name
 
@@ -57,7 +57,8 @@ class Protocol:
         self.study, self.pool = study, pool
         self.out = Path(study.out)
         c = study.compute
-        self.compute = [f"num_threads={c.num_threads}", *([f"precision={c.precision}"] if c.precision else [])]
+        threads = c.num_threads or pool.launcher.threads  # 0: the launcher's share of the cores, if any
+        self.compute = [f"num_threads={threads}", *([f"precision={c.precision}"] if c.precision else [])]
         self.common = [f"env.name={study.suite}", f"env.task={study.game}", f"experiments_dir={study.out}"]
         self.common += self.compute
         self.agents = {
@@ -243,14 +244,17 @@ class Protocol:
 
     # -- jobs -------------------------------------------------------------------------------------
     def train(self, out: Output, name: str, config: str, overrides: list[str]) -> None:
-        """Reuse a finished run, resume a stopped one (its own saved config), else start it afresh."""
+        """Reuse a finished run, resume a stopped one (its own saved config), else start it afresh
+        (a job that starts again once the fresh run has a last.ckpt resumes it: a Slurm requeue)."""
         run = self.out / name
         if (run / "summary.json").is_file():
             return out.say(f"reusing {run}")
+        resume = ["train", "--resume", str(run), *self.compute, "--no-progress"]
         if (run / "last.ckpt").is_file():
             out.say(f"resuming {run} from its last.ckpt")
-            return out.run(["train", "--resume", str(run), *self.compute, "--no-progress"])
-        out.run(["train", "-c", config, f"name={name}", "overwrite=true", *self.common, *overrides, "--no-progress"])
+            return out.run(resume)
+        fresh = ["train", "-c", config, f"name={name}", "overwrite=true", *self.common, *overrides, "--no-progress"]
+        out.run(fresh, resume=(run, resume))
 
     def spawn_train(self, run: tuple[str, str, list[str]]) -> None:
         self.pool.spawn(run[0], lambda out: self.train(out, *run))
@@ -524,7 +528,7 @@ def run_study(study: Study, gate_only: bool = False, command: str = "", imports:
 
     `imports` (`--import MODULE` arguments) are passed on to every job that builds a config."""
     out = Path(study.out)
-    with Pool(study.jobs, out / "logs", imports) as pool:
+    with Pool(study.jobs, out / "logs", imports, make_launcher(study)) as pool:
         p = Protocol(study, pool)
         p.check_runs()
         check_study_files(out, p.written_folders())

@@ -37,11 +37,13 @@ SETTINGS = ("skyline", "realistic")
 # The split every method is selected on, per setting: PPO's pick is its best_<split>.ckpt.
 SELECTION_SPLITS = {"skyline": "val_true", "realistic": "val_sim"}
 PPO_STARTS = ("random", "uniform")
+LAUNCHERS = ("local", "slurm")
+CLUSTERS = ("slurm", "local")
 # The gate compares these two; every `always_*` method is evaluated once and re-priced per weight.
 GATE = ("always_novice", "always_expert")
 ALWAYS = "always_"
 # Folders of the study that are not a method's run: a method of this name would share them.
-RESERVED = ("novice", "expert", "sim_novice", "ppo", "logs")
+RESERVED = ("novice", "expert", "sim_novice", "ppo", "logs", "launcher")
 RESERVED_PREFIXES = ("ppo_", "evals", "report")
 
 
@@ -144,10 +146,37 @@ class Evaluation:
 class Compute:
     """How every run computes (`duo-ai train` / `eval` keys of the same names)."""
 
-    # Torch CPU threads per run; 0 = all cores.
+    # Torch CPU threads per run; 0 = the cores divided among the jobs that run at once (jobs > 1),
+    # all of them (jobs 1), or launcher.cpus_per_task (launcher slurm).
     num_threads: int = checked(0, ge=0)
     # null = each run's own (auto).
     precision: str | None = checked(None, choices=PRECISIONS)
+
+
+@dataclass
+class Launcher:
+    """Where the study's jobs run: subprocesses of the study (`local`), or Slurm jobs submitted
+    through submitit (`slurm`). The sizes below are one job's (`slurm` only)."""
+
+    # local: `duo-ai` subprocesses here, one GPU each when several run at once on a multi-GPU box;
+    # slurm: each job a Slurm job (a stage's jobs one job array), submitted through submitit.
+    name: str = checked("local", choices=LAUNCHERS)
+    # submitit's AutoExecutor(cluster=...): slurm, or local to run the same submission path (pickled
+    # job, its own process and log) on this machine.
+    cluster: str = checked("slurm", choices=CLUSTERS)
+    # The Slurm partition; null = the cluster's default.
+    partition: str | None = checked(None, test=lambda v: bool(v.strip()), allowed="a partition name, or null")
+    # Wall-clock limit of each job (minutes); a training still running then saves last.ckpt, and the
+    # job is requeued and resumes from it.
+    time_min: int = checked(240, ge=1)
+    gpus_per_job: int = checked(0, ge=0)
+    # Also each job's torch CPU threads when compute.num_threads is 0.
+    cpus_per_task: int = checked(4, ge=1)
+    mem_gb: float = checked(16, gt=0)
+    # Shell lines each job runs first (module load ..., source .venv/bin/activate).
+    setup: list[str] = field(default_factory=list)
+    # Further #SBATCH options by name, e.g. {account: myproject, qos: normal, constraint: a100}.
+    sbatch: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -162,8 +191,10 @@ class Study:
     # calibrate and are selected (its `train` and `val_sim` splits). Only read by setting realistic.
     train_game: str = ""
     out: str = checked("experiments/coordination", test=bool, allowed="a folder path")
-    # Independent trainings and evaluations run at once (each logging to OUT/logs/).
+    # Independent trainings and evaluations run at once (each logging to OUT/logs/); with launcher
+    # slurm, submitted at once (queued or running).
     jobs: int = checked(1, ge=1)
+    launcher: Launcher = field(default_factory=Launcher)
     compute: Compute = field(default_factory=Compute)
     agents: Agents = field(default_factory=Agents)
     coordination: Coordination = field(default_factory=Coordination)
@@ -225,6 +256,12 @@ def load_study(name: str, overrides: list[str] | tuple[str, ...] = ()) -> Study:
     """The study of file `name` with `overrides` applied, checked (see `check_study`)."""
     layers: list[Any] = [OmegaConf.structured(Study)]
     layers += load_yaml_layers(find_study_file(name), STUDIES)
+    # `key=` reads as null, which for the launcher's partition would quietly mean the cluster's default.
+    empty = [o for o in overrides if o.startswith("launcher.") and "=" in o and not o.split("=", 1)[1].strip()]
+    if empty:
+        raise ConfigError(
+            f"override {empty[0]!r} has no value; give one (e.g. launcher.partition=gpu), or null for the default"
+        )
     layers.append(parse_overrides(list(overrides)))
     try:
         study = OmegaConf.to_object(OmegaConf.merge(*layers))
