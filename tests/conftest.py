@@ -1,10 +1,12 @@
-"""Shared fixtures: tiny real training runs on real Procgen, made once per test worker."""
+"""Shared fixtures: tiny real training runs on real Procgen, made once per test worker; the MiniGrid
+smoke study, made once per test run."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
+from filelock import FileLock
 from typer.testing import CliRunner, Result
 
 from duo_ai.config import load_config
@@ -53,6 +55,24 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Run folder of a tiny starpilot PPO agent (last.ckpt, best_test.ckpt, config.yaml...)."""
     return train_tiny(tmp_path_factory.mktemp("experiments"), "tiny")
+
+
+@pytest.fixture(scope="session")
+def minigrid_smoke_study(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Path:
+    """`duo-ai study minigrid_smoke --jobs 2` (the local launcher): its folder, read by the tests that
+    need it (the study's results, the Slurm launcher's run of the same study). Made once per test run:
+    the workers of `-n 2` share it (a study takes minutes of both cores)."""
+    shared = tmp_path_factory.getbasetemp()
+    if worker_id != "master":
+        shared = shared.parent  # the run's folder, above each worker's own
+    out = shared / "minigrid_smoke_study"
+    with FileLock(shared / "minigrid_smoke_study.lock"), pytest.MonkeyPatch.context() as env:
+        # On the CPU on every machine, as the Slurm launcher's run of it with no GPU per job.
+        env.setenv("CUDA_VISIBLE_DEVICES", "")
+        if not (out / "table.json").is_file():
+            result = cli("study", "minigrid_smoke", "--out", out, "--jobs", "2")
+            assert result.exit_code == 0, result.output
+    return out
 
 
 def cli(*args: object) -> Result:

@@ -170,10 +170,10 @@ def test_unknown_minigrid_id_in_env_constructor() -> None:
 
 
 @pytest.mark.slow(seconds=120)
-def test_the_minigrid_smoke_study_runs_every_method_and_seed_and_draws_its_coordinator(tmp_path) -> None:
-    smoke_study = tmp_path / "study"
-    result = cli("study", "minigrid_smoke", "--out", smoke_study, "--jobs", "2")
-    assert result.exit_code == 0, result.output
+def test_the_minigrid_smoke_study_runs_every_method_and_seed_and_draws_its_coordinator(
+    tmp_path, minigrid_smoke_study
+) -> None:
+    smoke_study = minigrid_smoke_study
     table = json.loads((smoke_study / "table.json").read_text())
     assert set(table["methods"]) == {
         "always_novice", "always_expert", "random", "logit", "ood", "every_k", "ppo", "ppo_s2"
