@@ -12,13 +12,15 @@
 #   train, eval  the quickstart for 4 iterations on CUDA, then duo-ai eval of its last.ckpt on CUDA
 #   ddp_*        with 2+ GPUs: torchrun over 2 GPUs (NCCL), 2 iterations then --resume to 3,
 #                against an uninterrupted 3-iteration run: weights must be bit-identical
+#   study_gpus*  with 2+ GPUs: a 2-job study (minigrid_smoke --gate-only --jobs 2): the two agents,
+#                trained at once, must each get their own GPU (their run_info.json, study_gpus.json)
 # then writes OUT/summary.json and OUT/summary.md (python scripts/gpu_check.py) and prints the table.
 # Runs, checkpoints and other bulk go to --work DIR (default: a new temporary folder).
 #
 # Exit codes: 0 every step passed; 1 a step failed (the summary says which); 2 bad arguments;
 # 3 no NVIDIA GPU here (one line on stderr, nothing run or written).
 set -uo pipefail
-usage() { sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; }
 out="" work=""
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -99,8 +101,24 @@ if [ "$gpus" -ge 2 ]; then
   step ddp_reference 180 scripts/train_multi_gpu.sh "${ddp[@]}" algorithm.total_timesteps=12288 name=ddp_reference
   step ddp_compare 60 "$py" scripts/gpu_check.py compare "$work/ddp_resumed/last.ckpt" \
     "$work/ddp_reference/last.ckpt" --json "$out/ddp_resume.json"
+  # A study's 2 jobs at once, one GPU each: the agents train side by side on CUDA.
+  rm -rf "$work/study_gpus"
+  step study_gpus 300 "$duo" study minigrid_smoke --gate-only --jobs 2 --out "$work/study_gpus" compute.num_threads=0
+  step study_gpus_ids 30 "$py" - "$work/study_gpus" "$out/study_gpus.json" <<'CHECK'
+import json, sys
+from pathlib import Path
+study, out = Path(sys.argv[1]), Path(sys.argv[2])
+info = {run: json.loads((study / run / "run_info.json").read_text()) for run in ("novice", "expert")}
+jobs = {run: {k: i.get(k) for k in ("cuda_visible_devices", "device", "gpu", "num_threads")} for run, i in info.items()}
+out.write_text(json.dumps(jobs, indent=2) + "\n")
+print(json.dumps(jobs))
+ids = [job["cuda_visible_devices"] for job in jobs.values()]
+assert None not in ids and ids[0] != ids[1], f"the two jobs did not get a GPU each: {ids}"
+assert all(job["device"].startswith("cuda") for job in jobs.values()), "a job did not train on CUDA"
+CHECK
 else
   skip ddp "torchrun over 2 GPUs needs 2 GPUs; this machine has $gpus"
+  skip study_gpus "a GPU per job needs 2 GPUs; this machine has $gpus"
 fi
 
 summariser=$py
