@@ -229,11 +229,17 @@ class Submitted(Running):
 
     def stop(self) -> None:
         self.stopped = True
-        if self.handle is not None:
-            try:
-                self.handle.cancel(check=False)
-            except OSError:  # no scancel: nothing to cancel with
-                pass
+        if self.handle is None:
+            return
+        if self.launcher.settings.cluster == "local":
+            # Its controller passes SIGTERM on to the job, which stops its command; submitit's cancel
+            # (SIGINT) would interrupt the controller itself, with a traceback on this process's output.
+            Controller(int(self.handle.job_id), self.launcher.folder).send_signal(signal.SIGTERM)
+            return
+        try:
+            self.handle.cancel(check=False)
+        except OSError:  # no scancel: nothing to cancel with
+            pass
 
 
 class Controller:
@@ -268,7 +274,8 @@ class NodeJob(submitit.helpers.Checkpointable):
         self.terminated = False
 
     def __call__(self) -> int:
-        # submitit's own SIGTERM handler only logs it; the command gets Slurm's SIGTERM itself.
+        # submitit's own SIGTERM handler only logs it; the command gets Slurm's SIGTERM itself (Slurm
+        # signals every process of a job), or from `on_sigterm` under submitit's local controller.
         signal.signal(signal.SIGTERM, self.on_sigterm)
         arguments = self.job.arguments()
         with open(self.job.log, "a") as log:
@@ -297,6 +304,8 @@ class NodeJob(submitit.helpers.Checkpointable):
 
     def on_sigterm(self, signum: int, frame: FrameType | None) -> None:
         self.terminated = True
+        if os.environ.get("SUBMITIT_EXECUTOR") == "local" and self.process is not None:
+            self.process.terminate()  # submitit's local controller signals this process alone
 
     def checkpoint(self) -> DelayedSubmission:
         """On USR2 (the time limit is near, or a preemption): stop the command (a training saves its
