@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from duo_ai.study.jobs import Pool
-from duo_ai.study.launchers import GpuIds, Job
+from duo_ai.study.launchers import GpuIds, Job, JobFailed
 from duo_ai.study.schema import Launcher
 from duo_ai.study.slurm import SlurmLauncher
 from tests.conftest import TINY, assert_user_error, cli
@@ -233,6 +233,33 @@ def test_a_training_sent_the_time_limit_signal_is_requeued_and_resumes_from_its_
     assert "to last.ckpt, resume with --resume" in log  # stopped by the job (SIGTERM), it saved
     assert log.count(f"agent: job {controller} on ") == 2 and ", resuming its run" in log
     assert json.loads(record.read_text())["submissions"] == [str(controller)]  # requeued, never submitted again
+
+
+def running(text: str) -> list[int]:
+    """The live processes (not zombies) whose command line holds `text`."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            alive = "State:\tZ" not in (proc / "status").read_text()
+            if alive and text.encode() in (proc / "cmdline").read_bytes():
+                found.append(int(proc.name))
+        except (OSError, ValueError):
+            pass
+    return found
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="looks for the jobs' processes in /proc")
+def test_a_failed_submitted_job_stops_the_study_naming_its_log_and_cancels_the_others(tmp_path):
+    out = tmp_path / "study"
+    long = ["train", *AGENT, "algorithm.total_timesteps=10000000", f"experiments_dir={out}", "name=long"]
+    launcher = SlurmLauncher(Launcher(name="slurm", cluster="local"), out)
+    with pytest.raises(JobFailed, match=r"eval_x failed .*exited with code 2.*see its log .*eval_x\.log"):
+        with Pool(2, out / "logs", launcher=launcher) as pool:
+            pool.spawn("long", lambda job: job.run([*long, "--no-progress"]))
+            pool.spawn("eval_x", lambda job: job.run(["eval", "--checkpoint", str(tmp_path / "none.ckpt")]))
+            pool.join()
+    assert "not found" in (out / "logs" / "eval_x.log").read_text()
+    wait_for(lambda: not running(f"experiments_dir={out}"), seconds=60)  # the training was cancelled
 
 
 def records(out: Path) -> dict[str, dict]:
