@@ -74,6 +74,8 @@ class SlurmLauncher(Launcher):
         self.queue: list[Submitted] = []
         self.first_queued = 0.0
         self.lock, self.submitting = threading.Lock(), threading.Lock()
+        # submitit's job state watcher (one sacct call for every job) is shared and not thread-safe.
+        self.watching = threading.Lock()
         self.executor: Any = None
 
     def parameters(self) -> dict[str, Any]:
@@ -209,11 +211,15 @@ class Submitted(Running):
             self.ready.wait(poll_s)
         if self.error is not None:
             raise JobFailed(self.error)
-        while not self.stopped and not self.handle.done():
+        while not self.stopped and not self.done():
             time.sleep(poll_s)
         if self.stopped:  # cancelled: Slurm ends it, and a rerun resumes it
             return TERMINATED
         return self.outcome()
+
+    def done(self) -> bool:
+        with self.launcher.watching:
+            return self.handle.done()
 
     def outcome(self) -> int:
         """The command's exit code; a job that ended without one (killed, cancelled, out of memory) fails."""
