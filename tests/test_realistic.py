@@ -109,6 +109,7 @@ def test_a_realistic_study_refuses_a_sim_novice_trained_on_the_test_environment(
 
 
 def test_the_shipped_pairs_resolve_and_the_doorkey_expert_starts_from_the_novice(tmp_path):
+    from duo_ai.study.checks import check_before_any_job
     from duo_ai.study.jobs import Pool
     from duo_ai.study.protocol import Protocol
     from duo_ai.study.schema import load_study
@@ -121,7 +122,7 @@ def test_the_shipped_pairs_resolve_and_the_doorkey_expert_starts_from_the_novice
     study = load_study("minigrid_doorkey_realistic", [f"out={tmp_path / 'dk'}", "coordination.base_penalty=0.02"])
     with Pool(1, tmp_path / "logs") as pool:
         protocol = Protocol(study, pool)
-        protocol.check_runs()  # every run's config loads
+        check_before_any_job(protocol)  # every run's config loads
         runs = {name: overrides for name, _, overrides in protocol.agent_runs()}
     assert f"policy.load_path={tmp_path / 'dk' / 'novice' / 'last.ckpt'}" in runs["expert"]
     assert "env.task=MiniGrid-DoorKey-5x5-v0" in runs["sim_novice"]

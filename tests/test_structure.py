@@ -147,3 +147,12 @@ def test_functions_are_short(name):
         and node.end_lineno - node.lineno + 1 > MAX_FUNCTION_LINES
     ]
     assert not long, "\n".join(long)
+
+
+def test_a_module_over_400_lines_says_why_at_its_top():
+    """A module past ~400 lines holds more than one job unless its docstring gives a reason."""
+    for path in [*(ROOT / "duo_ai").rglob("*.py"), *(ROOT / "cli").rglob("*.py")]:
+        text = path.read_text()
+        if text.count("\n") > 400:
+            docstring = ast.get_docstring(ast.parse(text)) or ""
+            assert "Longer than ~400 lines" in docstring, f"{path.relative_to(ROOT)}: split it, or say why not"

@@ -22,21 +22,16 @@ import json
 import time
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 import yaml
 
-from duo_ai.build import check_memory
-from duo_ai.config import Config, load_config
-from duo_ai.coordination.agents import game_of, read_agent_checkpoint
-from duo_ai.coordination.config import AGENT_KEYS
 from duo_ai.core.errors import ConfigError
-from duo_ai.core.files import atomic_write_text, check_name_lengths, check_output_file, json_text, refuse_special
-from duo_ai.envs import EnvConfig
-from duo_ai.models.coordinator import is_coordinator_model
+from duo_ai.core.files import atomic_write_text, check_name_lengths, json_text
 from duo_ai.runs import release_lock, take_lock
+from duo_ai.study.checks import check_before_any_job, check_coordinators_agents, check_study_files
 from duo_ai.study.jobs import Output, Pool, make_launcher
-from duo_ai.study.reuse import agent_weights, check_agents, check_evaluation, check_run
+from duo_ai.study.plan import Plan
+from duo_ai.study.reuse import check_evaluation
 from duo_ai.study.schema import ALWAYS, GATE, Study, study_to_yaml, weight_name
 
 # PPO's start at random's rate is kept within this range so that it still tries both agents (a few
@@ -46,201 +41,15 @@ from duo_ai.study.schema import ALWAYS, GATE, Study, study_to_yaml, weight_name
 START_RANGE = (0.001, 0.999)
 # Held while a study runs in its folder: a second study into the same folder is refused.
 STUDY_LOCK = "study.lock"
-# Runs evaluate nothing while training: the study evaluates every method itself, paired.
-NO_EVALUATION = "evaluation.num_episodes=0"
 
 
-class Protocol:
-    """One study's runs and evaluations under `study.out`."""
+class Protocol(Plan):
+    """Runs one study's plan: its jobs in stages, through the pool."""
 
     def __init__(self, study: Study, pool: Pool) -> None:
-        self.study, self.pool = study, pool
-        self.out = Path(study.out)
-        c = study.compute
-        threads = c.num_threads or pool.launcher.threads  # 0: the launcher's share of the cores, if any
-        self.compute = [f"num_threads={threads}", *([f"precision={c.precision}"] if c.precision else [])]
-        self.common = [f"env.name={study.suite}", f"env.task={study.game}", f"experiments_dir={study.out}"]
-        self.common += self.compute
-        self.agents = {
-            role: getattr(study.agents, role).checkpoint or str(self.out / role / "last.ckpt") for role in study.roles
-        }
-        self.selection = study.selection_split
-        self.pair = self.coordination_world()
-        if study.coordination.base_penalty is not None:
-            self.pair.append(f"coordination.base_penalty={study.coordination.base_penalty!r}")
-        self.pair += study.coordination.overrides
-        if study.coordination.agent_temperature is not None:
-            self.pair.append(f"coordination.agent_temperature={study.coordination.agent_temperature:g}")
+        super().__init__(study, pool.launcher.threads)  # 0 threads: the launcher's share of the cores
+        self.pool = pool
         self.start = time.monotonic()
-
-    def coordination_world(self) -> list[str]:
-        """Which agents act where, and on which environment every coordination run plays.
-
-        skyline: the real pair acts everywhere (test_* default to train_*), on the test environment;
-        every method is selected on val_true. realistic: the train environment (train_game) for
-        `train` and `val_sim`, where the sim novice plays the novice and the novice the expert; the
-        test environment (game) with the real pair for `val_true` and `test`; every method is
-        selected on val_sim, so nothing is built on the test environment until the final evaluations.
-        """
-        s, a = self.study, self.agents
-        if s.setting == "skyline":
-            return [f"train_novice={a['novice']}", f"train_expert={a['expert']}"]
-        return [
-            f"train_novice={a['sim_novice']}",
-            f"train_expert={a['novice']}",
-            f"test_novice={a['novice']}",
-            f"test_expert={a['expert']}",
-            f"env.task={s.train_game}",
-            f"env.splits.val_sim.task={s.train_game}",
-            f"env.splits.val_true.task={s.game}",
-            f"env.splits.test.task={s.game}",
-            "coordination.train_agent_splits=[train,val_sim]",
-            f"coordination.selection_split={self.selection}",
-        ]
-
-    # -- what runs --------------------------------------------------------------------------------
-    def agent_runs(self) -> list[tuple[str, str, list[str]]]:
-        """(run name, config, overrides) of each agent to train; the sim novice on the train environment."""
-        runs = []
-        for role in self.study.roles:
-            agent = getattr(self.study.agents, role)
-            if agent.checkpoint is None:
-                steps = [] if agent.steps is None else [f"algorithm.total_timesteps={agent.steps}"]
-                own = [f"env.task={self.study.train_game}"] if role == "sim_novice" else []
-                own += [f"policy.load_path={self.agents[agent.init]}"] if agent.init else []
-                overrides = [*self.study.agents.overrides, *own, *steps, *agent.overrides, NO_EVALUATION]
-                runs.append((role, agent.config, overrides))
-        return runs
-
-    def baseline_run(self, name: str) -> tuple[str, str, list[str]]:
-        method = self.study.methods[name]
-        calibration = [] if name.startswith(ALWAYS) else self.study.calibration
-        return name, method.config, [*self.pair, *calibration, *method.grid, *method.overrides, NO_EVALUATION]
-
-    def ppo_run(self, weight: str, start: list[str], seed: int) -> tuple[str, str, list[str]]:
-        ppo = self.study.ppo
-        overrides = [*self.pair, *ppo.overrides, f"coordination.expert_query_cost_weight={weight}", *start]
-        if self.study.setting == "realistic":  # its pick, best_val_sim.ckpt; and no test episode while training
-            overrides.append(f"evaluation.splits=[{self.selection}]")
-        return ppo.run_name(weight, seed), ppo.config, [*overrides, f"seed={seed}"]
-
-    def ppo_seeds(self, weight: str) -> list[int]:
-        """Every seed where the weight is evaluated (the study's and the grid's); the first alone at a
-        sanity-only weight, which only checks that PPO responds to the cost."""
-        s = self.study
-        evaluated = {weight_name(w) for w in (s.weight, *s.weights)}
-        return s.ppo.seeds if weight in evaluated else s.ppo.seeds[:1]
-
-    def check_runs(self) -> None:
-        """Every run's config loads (keys, values, files), every agent checkpoint given is an agent of
-        the study's game, and every run or evaluation already in the folder is what the study would
-        make now (`duo_ai.study.reuse`): all before any work, each problem one line."""
-        placeholder = ["policy.model.expert_prob_init=0.5"] if self.study.ppo.start == "random" else []
-        derived = ("policy.model.expert_prob_init",) if placeholder else ()
-        self.check_given_agents()
-        runs = [*self.agent_runs(), *map(self.baseline_run, self.study.baselines)]
-        ppo = [self.ppo_run(w, placeholder, seed) for w in self.study.ppo_weights for seed in self.ppo_seeds(w)]
-        for name, config, overrides in [*runs, *ppo]:
-            resolved = self.resolve(name, config, overrides)
-            check_run(self.out / name, resolved, derived if (name, config, overrides) in ppo else ())
-        self.check_coordinators_agents()
-        self.check_evaluations()
-
-    def check_coordinators_agents(self) -> None:
-        """Every coordinator in the folder carries the novice and expert the study uses now: before
-        the first job, and again before the evaluations (an agent file replaced while the study ran
-        would otherwise mix two pairs in one table)."""
-        agents = {key: (path, agent_weights(path)) for key, path in self.coordination_agents().items()}
-        s = self.study
-        runs = [*s.baselines, *(s.ppo.run_name(w, seed) for w in s.ppo_weights for seed in self.ppo_seeds(w))]
-        for name in runs:
-            check_agents(self.out / name, agents)
-
-    def resolve(self, name: str, config: str, overrides: list[str]) -> Config:
-        """The config run `name` will train with; one line naming the run if it cannot."""
-        try:
-            resolved = load_config(config, [f"name={name}", *self.common, *overrides])
-            check_memory(resolved)
-        except ConfigError as e:
-            raise ConfigError(f"run {name} ({config} with the study's overrides): {e}") from None
-        if self.study.setting == "realistic" and name in ("sim_novice", "novice"):
-            self.check_off_test_environment(name, resolved.env.task)
-        model = getattr(getattr(resolved.policy, "model", None), "name", None)
-        if name in self.study.roles and is_coordinator_model(model):
-            raise ConfigError(
-                f"run {name} ({config}): its model {model} is a coordinator's; agents.{name}.config must train "
-                "a game-playing agent (procgen_agent, minigrid_agent)"
-            )
-        return resolved
-
-    def check_given_agents(self) -> None:
-        """Each agent checkpoint the study is given (agents.<role>.checkpoint, or an agent file in
-        coordination.overrides) is read now: a base agent of the study's suite, and in the realistic
-        setting the train environment's agents were not trained on the test environment."""
-        s = self.study
-        given = {f"agents.{role}.checkpoint": getattr(s.agents, role).checkpoint for role in s.roles}
-        own = {str(self.out / role / "last.ckpt") for role in s.roles}
-        given.update({key: path for key, path in self.coordination_agents().items() if path not in own})
-        game = game_of(EnvConfig(name=s.suite, task=s.game))
-        for key, path in given.items():
-            agent = None if path is None else read_agent_checkpoint(key, path)
-            if agent is not None and agent.game != game:
-                raise ConfigError(
-                    f"{key} {path} was trained on {agent.game}, but the study plays {game}; pass its agent"
-                )
-        if s.setting == "realistic":
-            for role in ("sim_novice", "novice"):
-                path = getattr(s.agents, role).checkpoint
-                if path is not None:
-                    self.check_off_test_environment(f"agents.{role}.checkpoint", trained_task(path))
-
-    def written_folders(self) -> list[str]:
-        """Every folder the study writes into, relative to OUT: runs, evaluations (a folder per
-        method), reports, ask maps."""
-        s, e = self.study, self.study.evaluation
-        runs = [*s.roles, *s.baselines]
-        runs += [s.ppo.run_name(w, seed) for w in s.ppo_weights for seed in self.ppo_seeds(w)]
-        methods = [*s.baselines, *map(s.ppo.method_name, s.ppo.seeds)]
-        tags = ["", "_auc", f"_{self.selection}", f"_confirm_seed{e.confirm_seed}"]
-        evals = [f"evals{tag}" for tag in tags]
-        return [*runs, *evals, *(f"{x}/{m}" for x in evals for m in methods), *(f"report{t}" for t in tags), "ask_map"]
-
-    def coordination_agents(self) -> dict[str, str]:
-        """The coordinators' agents: config key (train_novice, ...) -> the checkpoint the study gives."""
-        pairs = (item.split("=", 1) for item in self.pair if "=" in item)
-        return {key: value for key, value in pairs if key in AGENT_KEYS}
-
-    def expected_evaluation(self, folder: str) -> tuple[int, int, str] | None:
-        """(episodes, seed, split) the study asks of the evaluations in OUT/`folder`; None: a folder it
-        does not use."""
-        e, s = self.study.evaluation, self.study
-        expected = {
-            "evals": (e.episodes, e.seed, "test"),
-            **({"evals_auc": (s.auc_episodes, e.seed, "test")} if s.auc_episodes != e.episodes else {}),
-            f"evals_{self.selection}": (e.episodes, e.seed, self.selection),
-            f"evals_confirm_seed{e.confirm_seed}": (e.confirm_episodes, e.confirm_seed, "test"),
-        }
-        return expected.get(folder)
-
-    def check_evaluations(self) -> None:
-        """Every evaluation file already in the folder holds what the study would ask of it now."""
-        for file in sorted(self.out.glob("evals*/*/w*.json")):
-            expected = self.expected_evaluation(file.parent.parent.name)
-            if expected is None or file.is_symlink():
-                continue
-            episodes, seed, split = expected
-            asked = {"num_episodes": episodes, "seed": seed, "split": split, "cost_weight": float(file.stem[1:])}
-            check_evaluation(file, None, asked)
-        for record in sorted(self.out.glob("ask_map/*.json")):
-            check_evaluation(record, None, self.ask_map_asks(), record.parent)
-
-    def check_off_test_environment(self, what: str, task: str | None) -> None:
-        """The realistic setting's agents of the train environment were not trained on the test environment."""
-        if task == self.study.game:
-            raise ConfigError(
-                f"{what} is trained on {task}, the test environment; in setting realistic the sim novice and the "
-                f"novice play the train environment ({self.study.train_game}): train them there"
-            )
 
     # -- jobs -------------------------------------------------------------------------------------
     def train(self, out: Output, name: str, config: str, overrides: list[str]) -> None:
@@ -366,7 +175,7 @@ class Protocol:
         (the gate, skyline's first stage) come first."""
         s, e = self.study, self.study.evaluation
         weight, weights, evals = weight_name(s.weight), [weight_name(w) for w in s.weights], self.out / "evals"
-        self.check_coordinators_agents()
+        check_coordinators_agents(self)
         if s.setting == "realistic":
             self.stage(f"the final evaluations, on the test environment: the gate, {e.episodes} test episodes each")
             self.evaluate_always_agents(e.episodes, evals, e.seed)
@@ -426,10 +235,6 @@ class Protocol:
             check_evaluation(record, command[command.index("--checkpoint") + 1], self.ask_map_asks(), picture.parent)
             return out.say(f"reusing {picture}")
         out.run(command)
-
-    def ask_map_asks(self) -> dict[str, Any]:
-        e = self.study.evaluation
-        return {"episodes": e.episodes, "seed": e.seed, "split": "test"}
 
     def confirmation(self) -> Path:
         """Every method again at the study's weight on fresh episodes; returns its report table."""
@@ -508,13 +313,6 @@ class Protocol:
         print(f"sanity: PPO at weight {weight}{seeded} asks the expert on {fraction:.1%} of {split} steps", flush=True)
 
 
-def trained_task(checkpoint: str) -> str | None:
-    """The env.task an agent checkpoint was trained on (None if it does not say)."""
-    from duo_ai.core.checkpoint import load_checkpoint
-
-    return ((load_checkpoint(checkpoint).get("config") or {}).get("env") or {}).get("task")
-
-
 def record(path: Path, text: str) -> None:
     """Write the study as it runs; a different earlier record is kept beside it, named by its time."""
     if path.is_file() and path.read_text() != text:
@@ -530,7 +328,7 @@ def run_study(study: Study, gate_only: bool = False, command: str = "", imports:
     out = Path(study.out)
     with Pool(study.jobs, out / "logs", imports, make_launcher(study)) as pool:
         p = Protocol(study, pool)
-        p.check_runs()
+        check_before_any_job(p)
         check_study_files(out, p.written_folders())
         check_name_lengths(out, "study folder")
         try:
@@ -545,22 +343,6 @@ def run_study(study: Study, gate_only: bool = False, command: str = "", imports:
             run_protocol(p, study, gate_only, command)
         finally:
             release_lock(out / STUDY_LOCK)
-
-
-def check_study_files(out: Path, folders: list[str]) -> None:
-    """What the study writes at its top and in logs/ may not be a link or another special file (a link
-    would send the table or a job's log outside the folder), and each of its `folders` that exists is
-    a folder: refused before any work, not when the study reaches it."""
-    if out.is_dir():
-        check_output_file(out / "table.json", "the study's table")
-    logs = out / "logs"
-    if logs.is_symlink() or (logs.exists() and not logs.is_dir()):
-        raise ConfigError(f"{logs} is not a folder; remove it, the study writes its jobs' logs there")
-    for log in logs.glob("*") if logs.is_dir() else []:
-        refuse_special(log, "job log")
-    for folder in (out / name for name in folders):
-        if (folder.exists() or folder.is_symlink()) and not folder.is_dir():
-            raise ConfigError(f"{folder} is not a folder; move it away, the study writes into a folder of that name")
 
 
 def run_protocol(p: Protocol, study: Study, gate_only: bool, command: str) -> None:
