@@ -23,7 +23,9 @@ from PIL import Image
 from duo_ai.config import config_to_dict, load_config
 from duo_ai.coordination.baselines import reselect
 from duo_ai.core.checkpoint import load_checkpoint
+from duo_ai.study.checks import check_before_any_job
 from duo_ai.study.jobs import JobFailed, Pool
+from duo_ai.study.plan import Plan
 from duo_ai.study.protocol import Protocol
 from duo_ai.study.schema import AgentSpec, Method, Study, load_study
 from tests.conftest import assert_user_error, cli
@@ -135,6 +137,11 @@ def test_smoke_study_runs_the_whole_protocol(tmp_path):
     # The rerun's study.yaml (jobs 1) replaced the first one's, which is kept beside it.
     assert yaml.safe_load((out / "study.yaml").read_text())["jobs"] == 1
     assert [yaml.safe_load(p.read_text())["jobs"] for p in out.glob("study_*.yaml")] == [2]
+
+    # The study folder moved elsewhere is still the same study: everything in it may be reused.
+    moved = tmp_path / "moved"
+    shutil.copytree(out, moved, symlinks=True)
+    check_before_any_job(Plan(load_study("procgen_smoke", [*smoke[3:], f"out={moved}"])))
 
     # A rerun that would mix runs or evaluations made otherwise is refused before any work.
     before = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}

@@ -30,8 +30,10 @@ from duo_ai.runs import HOW_IT_RUNS, flatten, is_among
 
 # A run made otherwise only in these keys is reused: how it computed, logged, evaluated itself.
 HOW_IT_RAN = (*HOW_IT_RUNS, "overwrite")
-# Keys holding paths: compared as the files they name.
-PATHS = ("experiments_dir", "policy.load_path", *AGENT_KEYS)
+# Keys holding paths: compared as the files they name, those inside the study folder relative to
+# it, so that a study folder moved elsewhere is still the same study. (Where the run itself lies,
+# experiments_dir, is the study folder by definition.)
+PATHS = ("policy.load_path", *AGENT_KEYS)
 FIX = "pass --out NEWDIR for a new study, or remove {what} to make it again"
 
 
@@ -50,13 +52,19 @@ def check_run(run: Path, config: Config, derived: tuple[str, ...] = ()) -> None:
     except DuoAIError as e:
         raise ConfigError(f"{run}/config.yaml cannot be read ({e}); {FIX.format(what=run)}") from None
     now = flatten(config_to_dict(config))
+    roots = (stored.pop("experiments_dir", None), now.pop("experiments_dir", None))
     for key in sorted(stored.keys() | now.keys()):
         old, new = stored.get(key), now.get(key)
         if key in derived or is_among(key, HOW_IT_RAN):
             continue
         if key == "coordination.base_penalty" and new is None:
             continue  # the cost unit the run measured and recorded
-        if key in PATHS and old is not None and new is not None and _same_file(old, new):
+        if (
+            key in PATHS
+            and old is not None
+            and new is not None
+            and _in_study(old, roots[0]) == _in_study(new, roots[1])
+        ):
             continue
         if old != new:
             raise ConfigError(
@@ -102,19 +110,25 @@ def check_evaluation(file: Path, checkpoint: str | None, asked: dict[str, Any], 
         if done.get(key) != value:
             found = done.get(key)
             raise ConfigError(f"{file} holds {key}={found!r}, but the study now asks for {key}={value!r}; {fix}")
-    named = str(done.get("checkpoint"))
-    if checkpoint is not None and not _same_file(named, checkpoint):
+    # Which checkpoint: by its checksum where the file records one (a study folder may have moved),
+    # else by its run and file name.
+    named, stored = str(done.get("checkpoint")), done.get("checkpoint_sha256")
+    target = named if checkpoint is None else checkpoint
+    if stored is not None and Path(target).is_file() and load_checkpoint(target).get(DIGEST) != stored:
+        raise ConfigError(f"{file} evaluated another checkpoint than {target} holds now (its checksum differs); {fix}")
+    if stored is None and checkpoint is not None and Path(named).parts[-2:] != Path(checkpoint).parts[-2:]:
         raise ConfigError(f"{file} evaluated {named}, but the study now evaluates {checkpoint}; {fix}")
-    checkpoint = named
-    stored = done.get("checkpoint_sha256")
-    if stored is not None and Path(checkpoint).is_file() and load_checkpoint(checkpoint).get(DIGEST) != stored:
-        raise ConfigError(f"{file} evaluated another {checkpoint} than the one there now (its checksum differs); {fix}")
 
 
-def _same_file(a: Any, b: Any) -> bool:
-    a, b = Path(str(a)).expanduser(), Path(str(b)).expanduser()
-    if a.is_dir() and (a / "last.ckpt").is_file():
-        a = a / "last.ckpt"
-    if b.is_dir() and (b / "last.ckpt").is_file():
-        b = b / "last.ckpt"
-    return a.resolve() == b.resolve()
+def _in_study(path: Any, root: Any) -> str:
+    """A path as the file it names: relative to the study folder `root` where it lies inside it."""
+    resolved = _file(path)
+    if root is not None and resolved.is_relative_to(Path(str(root)).resolve()):
+        return str(resolved.relative_to(Path(str(root)).resolve()))
+    return str(resolved)
+
+
+def _file(path: Any) -> Path:
+    """The file a path names, resolved (a run folder names its last.ckpt)."""
+    path = Path(str(path)).expanduser()
+    return (path / "last.ckpt" if path.is_dir() and (path / "last.ckpt").is_file() else path).resolve()
