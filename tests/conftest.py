@@ -60,14 +60,14 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def minigrid_smoke_study(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Path:
     """`duo-ai study minigrid_smoke --jobs 2` (the local launcher): its folder, read by the tests that
-    need the study's results. Made once per test run: the workers of `-n 2` share it (a study takes
-    minutes of both cores)."""
+    need it (the study's results, the Slurm launcher's run of the same study). Made once per test run:
+    the workers of `-n 2` share it (a study takes minutes of both cores)."""
     shared = tmp_path_factory.getbasetemp()
     if worker_id != "master":
         shared = shared.parent  # the run's folder, above each worker's own
     out = shared / "minigrid_smoke_study"
     with FileLock(shared / "minigrid_smoke_study.lock"), pytest.MonkeyPatch.context() as env:
-        # On the CPU on every machine, whatever GPUs the machine has.
+        # On the CPU on every machine, as the Slurm launcher's run of it with no GPU per job.
         env.setenv("CUDA_VISIBLE_DEVICES", "")
         if not (out / "table.json").is_file():
             result = cli("study", "minigrid_smoke", "--out", out, "--jobs", "2")

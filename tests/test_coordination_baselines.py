@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import math
 
 import numpy as np
@@ -237,9 +236,9 @@ def test_ood_is_repriced_at_another_cost_weight(ood_run, weight):
         assert np.mean(record["episodes"][record["candidates"].index(expected)]["expert_steps"]) == min(steps)
 
 
-def test_a_calibration_stopped_between_candidates_resumes_to_the_same_choice(agents, tmp_path):
+def test_a_calibration_stopped_between_candidates_resumes_to_the_same_choice(every_k_run, tmp_path):
     """The value a calibration is trying sits in its checkpoint's config: --resume accepts it, and the
-    resumed sweep ends as the uninterrupted one does."""
+    resumed sweep ends as the uninterrupted one (the every_k fixture's) did."""
     from duo_ai.training import Trainer
 
     class StopAfterSecondIteration:
@@ -251,16 +250,14 @@ def test_a_calibration_stopped_between_candidates_resumes_to_the_same_choice(age
             if self.seen == 2:  # the fit and one candidate done: an interrupt, as Ctrl-C would be
                 raise KeyboardInterrupt
 
-    common = [f"experiments_dir={tmp_path}", f"env.task={GAME}", f"train_novice={agents['novice']}",
-              f"train_expert={agents['expert']}", "coordination.base_penalty=0.5", "algorithm.num_episodes=2",
-              "algorithm.num_envs=2", "evaluation.num_episodes=0", "algorithm.save_freq=1",
-              "policy.candidates=[0.0,1.0]"]  # fmt: skip
-    for name, callbacks in (("whole", []), ("stopped", [StopAfterSecondIteration()])):
-        config = load_config(CONFIGS / "procgen_random.yaml", [*common, f"name={name}"])
-        with pytest.raises(KeyboardInterrupt) if callbacks else contextlib.nullcontext():
-            with Trainer(config, show_progress=False, callbacks=callbacks) as trainer:
-                trainer.run()
+    how = [f"experiments_dir={tmp_path}", "name=stopped", "algorithm.save_freq=1", "evaluation.num_episodes=0"]
+    config = load_config(every_k_run / "config.yaml", how)
+    with (
+        pytest.raises(KeyboardInterrupt),
+        Trainer(config, show_progress=False, callbacks=[StopAfterSecondIteration()]) as t,
+    ):
+        t.run()
     assert "summary.json" not in {p.name for p in (tmp_path / "stopped").iterdir()}
     assert cli("train", "--resume", tmp_path / "stopped", "--no-progress").exit_code == 0
-    whole, resumed = (load_checkpoint(tmp_path / n / "last.ckpt")["calibration"] for n in ("whole", "stopped"))
+    whole, resumed = (load_checkpoint(run / "last.ckpt")["calibration"] for run in (every_k_run, tmp_path / "stopped"))
     assert resumed["reward_mean"] == whole["reward_mean"] and resumed["chosen"] == whole["chosen"]

@@ -63,7 +63,7 @@ def test_a_realistic_study_plays_the_test_environment_only_in_its_final_evaluati
     table = json.loads((out / "table.json").read_text())
     assert (table["setting"], table["train_env"], table["selection_split"]) == ("realistic", DS1, "val_sim")
     assert table["env"] == DS2 and table["split"] == "test"
-    assert set(table["methods"]) == {"always_novice", "always_expert", "random", "logit", "ood", "every_k", "ppo"}
+    assert set(table["methods"]) == {"always_novice", "always_expert", "random", "ood", "ppo"}
     ppo = load_checkpoint(out / "ppo_w1" / "best_val_sim.ckpt")["config"]
     assert ppo["env"]["task"] == DS1 and ppo["env"]["splits"]["test"]["task"] == DS2
     assert ppo["train_novice"].endswith("sim_novice/last.ckpt") and ppo["train_expert"].endswith("/novice/last.ckpt")

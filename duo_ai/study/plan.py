@@ -118,7 +118,11 @@ class Plan:
             "evals": (e.episodes, e.seed, "test"),
             **({"evals_auc": (s.auc_episodes, e.seed, "test")} if s.auc_episodes != e.episodes else {}),
             f"evals_{self.selection}": (e.episodes, e.seed, self.selection),
-            f"evals_confirm_seed{e.confirm_seed}": (e.confirm_episodes, e.confirm_seed, "test"),
+            **(
+                {f"evals_confirm_seed{e.confirm_seed}": (e.confirm_episodes, e.confirm_seed, "test")}
+                if e.confirm_episodes
+                else {}
+            ),
         }
         return expected.get(folder)
 
